@@ -1,0 +1,244 @@
+//! Message types shared by the CLI, the controller and the agents.
+//!
+//! Nothing here performs I/O, so every side can depend on it without pulling in the others.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Header carrying the bearer token on every control API request.
+pub const AUTH_HEADER: &str = "authorization";
+
+/// The role an instance is told to play.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Primary,
+    Replica,
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Role::Primary => "primary",
+            Role::Replica => "replica",
+        })
+    }
+}
+
+/// A network address of a server or agent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Address {
+    pub host: String,
+    pub port: u16,
+}
+
+impl fmt::Display for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.host, self.port)
+    }
+}
+
+/// A peer an empty instance may copy its data from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Donor {
+    pub ordinal: u32,
+    /// The donor agent's HTTP address; it serves the clone stream.
+    pub agent: Address,
+}
+
+/// What the controller wants one instance to be. The agent converges its server to this.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceSpec {
+    pub cluster: String,
+    pub ordinal: u32,
+    pub server_id: u32,
+    pub server: Address,
+    pub agent: Address,
+    pub role: Role,
+    /// Where a replica replicates from.
+    pub primary: Option<Address>,
+    /// Initialise an empty data dir from scratch (only the first primary of a new cluster).
+    pub bootstrap: bool,
+    /// Peers to clone from when the data dir is empty, most preferred first.
+    pub donors: Vec<Donor>,
+    pub term: u64,
+}
+
+/// Where an agent is in an instance's life.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "phase")]
+pub enum Phase {
+    /// Creating a fresh data dir (bootstrap of a new cluster).
+    Initializing,
+    /// Receiving a physical copy from a donor.
+    Cloning { donor: u32, bytes: u64 },
+    /// Applying the redo log of a received copy.
+    Preparing { donor: u32 },
+    /// Starting mariadbd and configuring its role.
+    Starting,
+    /// mariadbd is up and configured.
+    Running,
+    /// Waiting for something outside the agent (for example a donor); the reason says what.
+    Waiting { reason: String },
+    /// Stopping on request.
+    Stopping,
+}
+
+impl fmt::Display for Phase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Phase::Initializing => f.write_str("initializing"),
+            Phase::Cloning { donor, bytes } => {
+                write!(f, "cloning from {donor} ({:.1} MiB)", *bytes as f64 / 1048576.0)
+            }
+            Phase::Preparing { donor } => write!(f, "preparing clone from {donor}"),
+            Phase::Starting => f.write_str("starting"),
+            Phase::Running => f.write_str("running"),
+            Phase::Waiting { reason } => write!(f, "waiting: {reason}"),
+            Phase::Stopping => f.write_str("stopping"),
+        }
+    }
+}
+
+/// Replication threads as a replica sees them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicationStatus {
+    pub io_running: bool,
+    pub sql_running: bool,
+    pub seconds_behind: Option<u64>,
+    pub last_error: Option<String>,
+}
+
+/// GTID positions of a server (MariaDB domain-server-sequence lists).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GtidPositions {
+    pub current: String,
+    pub binlog: String,
+    pub slave: String,
+}
+
+/// The agent's report of its instance, served at `/status`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AgentStatus {
+    pub ordinal: u32,
+    pub role: Role,
+    pub term: u64,
+    #[serde(flatten)]
+    pub phase: Phase,
+    /// Liveness: the server answers a ping.
+    pub live: bool,
+    /// Readiness: a query over TCP succeeds and, on a replica, replication is healthy.
+    pub ready: bool,
+    /// Why the instance is not ready, when it is not.
+    pub reason: Option<String>,
+    /// mariadbd's pid.
+    pub pid: Option<u32>,
+    pub agent_pid: u32,
+    pub gtid: Option<GtidPositions>,
+    pub replication: Option<ReplicationStatus>,
+    pub read_only: Option<bool>,
+    /// How often the agent restarted a crashed mariadbd.
+    pub restarts: u32,
+}
+
+/// One instance as the controller reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceStatus {
+    pub ordinal: u32,
+    pub name: String,
+    pub role: Role,
+    pub ready: bool,
+    pub host: String,
+    pub port: u16,
+    pub server_id: u32,
+    pub pid: Option<u32>,
+    pub agent_pid: Option<u32>,
+    /// What the instance is doing, in words (for example "cloning from 1 (12.0 MiB)").
+    pub state: String,
+    pub reason: Option<String>,
+    pub gtid: Option<GtidPositions>,
+    pub replication: Option<ReplicationStatus>,
+}
+
+/// The two client endpoints, like the tutorial's Services.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Endpoints {
+    /// Always reaches the current primary.
+    pub rw: String,
+    /// Spreads new connections across every Ready instance.
+    pub ro: String,
+}
+
+/// The account handed to users.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Credentials {
+    pub user: String,
+    pub password_file: String,
+}
+
+/// The whole cluster as `myset status -o json` prints it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterStatus {
+    pub name: String,
+    /// Whether the controller is running.
+    pub running: bool,
+    pub primary: u32,
+    pub term: u64,
+    pub replicas: u32,
+    pub endpoints: Endpoints,
+    pub credentials: Credentials,
+    pub instances: Vec<InstanceStatus>,
+}
+
+impl ClusterStatus {
+    /// Every desired instance exists, is Ready, and nothing else is left over.
+    pub fn converged(&self) -> bool {
+        self.running
+            && self.instances.len() == self.replicas as usize
+            && self.instances.iter().all(|i| i.ready)
+    }
+}
+
+/// Body of the controller's scale request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScaleRequest {
+    pub replicas: u32,
+    pub delete_data: bool,
+}
+
+/// Something the controller did, and why.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    /// Seconds since the Unix epoch, with milliseconds.
+    pub at: f64,
+    pub kind: String,
+    pub message: String,
+}
+
+/// Error body of every control API.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiError {
+    pub error: String,
+}
+
+/// Generated credentials of a cluster, stored in a 0600 file.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Secrets {
+    /// Account the agents and controller administer servers with.
+    pub admin_user: String,
+    pub admin_password: String,
+    /// Replication-only account.
+    pub repl_user: String,
+    pub repl_password: String,
+    /// Account handed to users; it cannot override `read_only`.
+    pub user: String,
+    pub user_password: String,
+    /// Bearer token of every control API (controller and agents).
+    pub api_token: String,
+}
+
+impl fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secrets { .. }")
+    }
+}

@@ -1,0 +1,14 @@
+//! The controller's decisions, as plain functions over plain data.
+//!
+//! Nothing here starts a process, opens a socket or reads a clock, so every rule can be unit-
+//! and property-tested. The controller gathers observations, calls these, and acts.
+
+pub mod donors;
+pub mod membership;
+pub mod readiness;
+pub mod start;
+
+pub use donors::donor_order;
+pub use membership::{scale_down_victims, scale_up_additions};
+pub use readiness::{Readiness, Transition};
+pub use start::{start_plan, StartPlan};
