@@ -62,6 +62,8 @@ pub struct InstanceSpec {
     /// Peers to clone from when the data dir is empty, most preferred first.
     pub donors: Vec<Donor>,
     pub term: u64,
+    /// A replica lagging more than this many seconds is not Ready.
+    pub max_lag_seconds: u64,
 }
 
 /// Where an agent is in an instance's life.
@@ -103,6 +105,8 @@ impl fmt::Display for Phase {
 /// Replication threads as a replica sees them.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReplicationStatus {
+    /// The primary it replicates from, as "host:port".
+    pub source: String,
     pub io_running: bool,
     pub sql_running: bool,
     pub seconds_behind: Option<u64>,

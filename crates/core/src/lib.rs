@@ -4,11 +4,13 @@
 //! and property-tested. The controller gathers observations, calls these, and acts.
 
 pub mod donors;
+pub mod health;
 pub mod membership;
 pub mod readiness;
 pub mod start;
 
 pub use donors::donor_order;
+pub use health::readiness;
 pub use membership::{scale_down_victims, scale_up_additions};
 pub use readiness::{Readiness, Transition};
 pub use start::{start_plan, StartPlan};

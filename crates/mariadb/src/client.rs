@@ -66,6 +66,23 @@ impl AdminClient {
         bounded(self.timeout, self.conn.query(statement)).await
     }
 
+    /// Runs `statement` (one or more, `;`-separated) and returns the rows of every result set
+    /// as text, NULL as None, the way the `mariadb` client prints them.
+    pub async fn text_rows(&mut self, statement: &str) -> Result<Vec<Vec<Option<String>>>, ClientError> {
+        let timeout = self.timeout;
+        let conn = &mut self.conn;
+        bounded(timeout, async move {
+            let mut result = conn.query_iter(statement).await?;
+            let mut out = Vec::new();
+            while !result.is_empty() {
+                let rows: Vec<Row> = result.collect().await?;
+                out.extend(rows.into_iter().map(row_text));
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     pub async fn ping(&mut self) -> Result<(), ClientError> {
         bounded(self.timeout, self.conn.ping()).await
     }
@@ -102,7 +119,13 @@ impl AdminClient {
             .into_iter()
             .flatten()
             .find(|e| !e.is_empty());
+        let source = format!(
+            "{}:{}",
+            text("Master_Host").unwrap_or_default(),
+            text("Master_Port").unwrap_or_default()
+        );
         Ok(Some(ReplicationStatus {
+            source,
             io_running: io == "Yes",
             sql_running: sql_thread == "Yes",
             seconds_behind: text("Seconds_Behind_Master").and_then(|s| s.parse().ok()),
@@ -112,5 +135,22 @@ impl AdminClient {
 
     pub async fn disconnect(self) {
         let _ = tokio::time::timeout(self.timeout, self.conn.disconnect()).await;
+    }
+}
+
+fn row_text(row: Row) -> Vec<Option<String>> {
+    row.unwrap().into_iter().map(value_text).collect()
+}
+
+fn value_text(v: mysql_async::Value) -> Option<String> {
+    use mysql_async::Value;
+    match v {
+        Value::NULL => None,
+        Value::Bytes(b) => Some(String::from_utf8_lossy(&b).into_owned()),
+        Value::Int(i) => Some(i.to_string()),
+        Value::UInt(u) => Some(u.to_string()),
+        Value::Float(f) => Some(f.to_string()),
+        Value::Double(d) => Some(d.to_string()),
+        other => Some(other.as_sql(true).trim_matches('\'').to_string()),
     }
 }

@@ -1,0 +1,138 @@
+//! Physical clones: serving a `mariadb-backup --stream` to a peer, and receiving one.
+
+use crate::state::Shared;
+use crate::supervisor::append_log;
+use anyhow::{bail, Context};
+use bytes::Bytes;
+use futures::StreamExt;
+use myset_api::{Donor, Phase};
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::io::AsyncWriteExt;
+use tokio::process::Command;
+
+/// The donor side: a stream of `mariadb-backup --backup --stream=xbstream` output. If the backup
+/// fails, the stream ends with an error so the receiver never mistakes it for a whole copy.
+pub fn serve(
+    shared: &Shared,
+) -> anyhow::Result<impl futures::Stream<Item = std::io::Result<Bytes>> + Send + 'static> {
+    let layout = &shared.layout;
+    let work = tempfile_dir(&layout.run_dir())?;
+    let log = append_log(&layout.backup_log())?;
+    let mut child = Command::new(&shared.binaries.backup)
+        .arg(format!("--defaults-file={}", layout.server_config().display()))
+        .arg("--backup")
+        .arg("--stream=xbstream")
+        .arg(format!("--target-dir={}", work.display()))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .context("cannot start mariadb-backup")?;
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(16);
+    tokio::spawn(async move {
+        let mut chunks = tokio_util::io::ReaderStream::with_capacity(stdout, 256 * 1024);
+        while let Some(chunk) = chunks.next().await {
+            if tx.send(chunk).await.is_err() {
+                // The receiver went away: stop the backup.
+                let _ = child.kill().await;
+                let _ = std::fs::remove_dir_all(&work);
+                return;
+            }
+        }
+        let status = child.wait().await;
+        let _ = std::fs::remove_dir_all(&work);
+        if !matches!(status, Ok(s) if s.success()) {
+            let _ = tx
+                .send(Err(std::io::Error::other(format!(
+                    "mariadb-backup failed: {status:?}"
+                ))))
+                .await;
+        }
+    });
+    Ok(futures::stream::unfold(rx, |mut rx| async {
+        rx.recv().await.map(|item| (item, rx))
+    }))
+}
+
+fn tempfile_dir(parent: &std::path::Path) -> std::io::Result<std::path::PathBuf> {
+    let dir = parent.join(format!("backup-{:016x}", rand::random::<u64>()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+/// The receiver side: stream a donor's backup into `data.clone`, prepare it, record the GTID to
+/// replicate from, and only then rename it into place as the data dir.
+pub async fn receive(shared: &Shared, donor: &Donor) -> anyhow::Result<()> {
+    let layout = &shared.layout;
+    let target = layout.data_clone();
+    if target.exists() {
+        std::fs::remove_dir_all(&target)?;
+    }
+    std::fs::create_dir_all(&target)?;
+    shared.set_phase(Phase::Cloning {
+        donor: donor.ordinal,
+        bytes: 0,
+    });
+    tracing::info!(donor = donor.ordinal, "cloning");
+
+    let client = myset_http::Client::streaming(
+        format!("http://{}", donor.agent),
+        &shared.secrets.api_token,
+        Duration::from_secs(5),
+    );
+    let response = client.stream("/clone").await?;
+    let log = append_log(&layout.backup_log())?;
+    let mut extract = Command::new(&shared.binaries.mbstream)
+        .arg("-x")
+        .arg("-C")
+        .arg(&target)
+        .stdin(Stdio::piped())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .kill_on_drop(true)
+        .spawn()
+        .context("cannot start mbstream")?;
+    let mut stdin = extract.stdin.take().expect("stdin is piped");
+    let mut body = response.bytes_stream();
+    let mut received = 0u64;
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.context("the clone stream broke off")?;
+        stdin.write_all(&chunk).await.context("mbstream stopped reading")?;
+        received += chunk.len() as u64;
+        shared.set_phase(Phase::Cloning {
+            donor: donor.ordinal,
+            bytes: received,
+        });
+    }
+    drop(stdin);
+    let status = extract.wait().await?;
+    if !status.success() {
+        bail!("mbstream failed ({status})");
+    }
+
+    shared.set_phase(Phase::Preparing {
+        donor: donor.ordinal,
+    });
+    let log = append_log(&layout.backup_log())?;
+    let status = Command::new(&shared.binaries.backup)
+        .arg("--prepare")
+        .arg(format!("--target-dir={}", target.display()))
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .status()
+        .await
+        .context("cannot run mariadb-backup --prepare")?;
+    if !status.success() {
+        bail!("mariadb-backup --prepare failed ({status}); see {}", layout.backup_log().display());
+    }
+    let info = std::fs::read_to_string(target.join("xtrabackup_binlog_info")).unwrap_or_default();
+    let gtid = myset_mariadb::sql::clone_gtid(&info);
+    myset_os::write_atomic(&target.join("myset-clone-gtid"), gtid.as_bytes(), 0o600)?;
+    std::fs::rename(&target, layout.data())?;
+    tracing::info!(donor = donor.ordinal, bytes = received, %gtid, "clone complete");
+    Ok(())
+}

@@ -1,0 +1,129 @@
+//! Making sure the instance has a data dir: keep existing data, bootstrap, or clone.
+//!
+//! A data dir only ever appears by renaming a complete one into place, so a crash or a failed
+//! attempt can never leave something that later passes for valid data.
+
+use crate::state::Shared;
+use crate::supervisor::{append_log, spawn_server};
+use crate::clone;
+use anyhow::{bail, Context};
+use myset_api::Phase;
+use myset_mariadb::client::Target;
+use myset_mariadb::{sql, AdminClient};
+use std::time::{Duration, Instant};
+use tokio::process::Command;
+
+/// Pause between rounds of clone attempts when every donor failed.
+const RETRY_PAUSE: Duration = Duration::from_secs(2);
+
+pub async fn ensure(shared: &Shared) -> anyhow::Result<()> {
+    let layout = &shared.layout;
+    for leftover in [layout.data_init(), layout.data_clone()] {
+        if leftover.exists() {
+            tracing::warn!(path = %leftover.display(), "removing an unfinished earlier attempt");
+            std::fs::remove_dir_all(&leftover)?;
+        }
+    }
+    loop {
+        if layout.data().exists() {
+            return Ok(());
+        }
+        let spec = shared.spec();
+        if spec.bootstrap {
+            shared.set_phase(Phase::Initializing);
+            if let Err(e) = bootstrap(shared).await {
+                let _ = std::fs::remove_dir_all(layout.data_init());
+                return Err(e.context("bootstrapping a new data dir failed"));
+            }
+            continue;
+        }
+        if spec.donors.is_empty() {
+            shared.set_phase(Phase::Waiting {
+                reason: "no donor to clone from".into(),
+            });
+            shared.wait_for_spec_change(RETRY_PAUSE).await;
+            continue;
+        }
+        for donor in &spec.donors {
+            match clone::receive(shared, donor).await {
+                Ok(()) => break,
+                Err(e) => {
+                    tracing::warn!(donor = donor.ordinal, "clone failed: {e:#}");
+                    let _ = std::fs::remove_dir_all(layout.data_clone());
+                    shared.set_phase(Phase::Waiting {
+                        reason: format!("clone from {} failed: {e:#}", donor.ordinal),
+                    });
+                }
+            }
+        }
+        if !layout.data().exists() {
+            shared.wait_for_spec_change(RETRY_PAUSE).await;
+        }
+    }
+}
+
+/// Creates the first primary's data dir: system tables, myset's accounts and nothing else.
+async fn bootstrap(shared: &Shared) -> anyhow::Result<()> {
+    let layout = &shared.layout;
+    let init = layout.data_init();
+    let log = append_log(&layout.log_dir().join("install-db.log"))?;
+    let mut install = Command::new(&shared.binaries.install_db);
+    install
+        .arg("--no-defaults")
+        .arg(format!("--datadir={}", init.display()))
+        .arg("--auth-root-authentication-method=normal")
+        .arg("--skip-test-db");
+    if nix::unistd::geteuid().is_root() {
+        install.arg("--user=root");
+    }
+    let status = install
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .status()
+        .await
+        .context("cannot run mariadb-install-db")?;
+    if !status.success() {
+        bail!(
+            "mariadb-install-db failed ({status}); see {}",
+            layout.log_dir().join("install-db.log").display()
+        );
+    }
+
+    // Listen on the socket only, so nobody can log in before the accounts are secured.
+    let mut server = spawn_server(shared, &init, &["--skip-networking"])?;
+    let result = secure_accounts(shared, &mut server).await;
+    let _ = server.start_kill();
+    let _ = server.wait().await;
+    result?;
+    std::fs::rename(&init, layout.data())?;
+    tracing::info!("bootstrapped a new data dir");
+    Ok(())
+}
+
+async fn secure_accounts(shared: &Shared, server: &mut tokio::process::Child) -> anyhow::Result<()> {
+    let socket = shared.layout.socket();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut c = loop {
+        if let Some(status) = server.try_wait()? {
+            bail!("mariadbd exited with {status} during bootstrap");
+        }
+        match AdminClient::connect(Target::Socket(&socket), "root", "", Duration::from_secs(5)).await {
+            Ok(c) => break c,
+            Err(e) if Instant::now() > deadline => bail!("bootstrap server never answered: {e}"),
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    };
+    for statement in sql::bootstrap(&shared.secrets) {
+        c.exec(&statement).await?;
+    }
+    for account in c.text_rows(&sql::foreign_accounts(&shared.secrets)).await? {
+        if let [Some(user), Some(host)] = account.as_slice() {
+            c.exec(&sql::drop_account(user, host)).await?;
+        }
+    }
+    c.exec(sql::FLUSH_PRIVILEGES).await?;
+    // A clean shutdown, so the renamed data dir needs no crash recovery.
+    let _ = c.exec("SHUTDOWN").await;
+    let _ = tokio::time::timeout(Duration::from_secs(60), server.wait()).await;
+    Ok(())
+}

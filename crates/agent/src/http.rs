@@ -1,0 +1,103 @@
+//! The agent's HTTP API. Every route requires the cluster's API token.
+
+use crate::probe;
+use crate::state::Shared;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use myset_api::{AgentStatus, InstanceSpec, Phase};
+use myset_http::{error_response, require_token, Token};
+use std::sync::Arc;
+
+pub async fn serve(shared: Arc<Shared>, listener: tokio::net::TcpListener) {
+    let token = Token(shared.secrets.api_token.as_str().into());
+    let app = Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/status", get(status))
+        .route("/spec", put(set_spec))
+        .route("/clone", get(clone))
+        .route("/shutdown", post(shutdown))
+        .layer(axum::middleware::from_fn_with_state(token, require_token))
+        .with_state(shared);
+    if let Err(e) = axum::serve(listener, app).await {
+        tracing::error!("agent API stopped: {e}");
+    }
+}
+
+async fn healthz(State(shared): State<Arc<Shared>>) -> Response {
+    let p = probe::evaluate(&shared).await;
+    verdict(p.live, p.reason)
+}
+
+async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
+    let p = probe::evaluate(&shared).await;
+    verdict(p.ready, p.reason)
+}
+
+fn verdict(ok: bool, reason: Option<String>) -> Response {
+    if ok {
+        (StatusCode::OK, "ok\n").into_response()
+    } else {
+        error_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            reason.unwrap_or_else(|| "not ok".into()),
+        )
+    }
+}
+
+async fn status(State(shared): State<Arc<Shared>>) -> Json<AgentStatus> {
+    let p = probe::evaluate(&shared).await;
+    let spec = shared.spec();
+    let server = shared.server();
+    Json(AgentStatus {
+        ordinal: spec.ordinal,
+        role: spec.role,
+        term: spec.term,
+        phase: server.phase,
+        live: p.live,
+        ready: p.ready,
+        reason: p.reason,
+        pid: server.pid,
+        agent_pid: std::process::id(),
+        gtid: p.gtid,
+        replication: p.replication,
+        read_only: p.read_only,
+        restarts: server.restarts,
+    })
+}
+
+async fn set_spec(State(shared): State<Arc<Shared>>, Json(spec): Json<InstanceSpec>) -> Response {
+    let current = shared.spec();
+    if spec.ordinal != current.ordinal || spec.cluster != current.cluster {
+        return error_response(
+            StatusCode::CONFLICT,
+            format!(
+                "this agent runs {}-{}, not {}-{}",
+                current.cluster, current.ordinal, spec.cluster, spec.ordinal
+            ),
+        );
+    }
+    match shared.set_spec(spec) {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => error_response(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot store spec: {e}")),
+    }
+}
+
+async fn clone(State(shared): State<Arc<Shared>>) -> Response {
+    if shared.server().phase != Phase::Running {
+        return error_response(StatusCode::SERVICE_UNAVAILABLE, "this instance is not running");
+    }
+    match crate::clone::serve(&shared) {
+        Ok(stream) => Body::from_stream(stream).into_response(),
+        Err(e) => error_response(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")),
+    }
+}
+
+async fn shutdown(State(shared): State<Arc<Shared>>) -> StatusCode {
+    shared.stop.cancel();
+    StatusCode::ACCEPTED
+}

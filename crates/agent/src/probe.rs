@@ -1,0 +1,59 @@
+//! Liveness and readiness, each bounded by the probe timeout so a hung server fails the probe
+//! instead of blocking it.
+
+use crate::role::admin;
+use crate::state::Shared;
+use myset_api::{GtidPositions, Phase, ReplicationStatus};
+use std::time::Duration;
+
+/// A probe never takes longer than this.
+pub const PROBE_TIMEOUT: Duration = Duration::from_millis(900);
+
+#[derive(Debug, Clone, Default)]
+pub struct Probe {
+    pub live: bool,
+    pub ready: bool,
+    pub reason: Option<String>,
+    pub gtid: Option<GtidPositions>,
+    pub replication: Option<ReplicationStatus>,
+    pub read_only: Option<bool>,
+}
+
+pub async fn evaluate(shared: &Shared) -> Probe {
+    let phase = shared.server().phase;
+    if phase != Phase::Running {
+        return Probe {
+            reason: Some(format!("mariadbd is not running ({phase})")),
+            ..Probe::default()
+        };
+    }
+    match tokio::time::timeout(PROBE_TIMEOUT, query(shared)).await {
+        Ok(Ok(p)) => p,
+        Ok(Err(e)) => Probe {
+            reason: Some(format!("server does not answer: {e:#}")),
+            ..Probe::default()
+        },
+        Err(_) => Probe {
+            reason: Some(format!("server did not answer within {PROBE_TIMEOUT:?}")),
+            ..Probe::default()
+        },
+    }
+}
+
+async fn query(shared: &Shared) -> anyhow::Result<Probe> {
+    let spec = shared.spec();
+    let mut c = admin(shared).await?;
+    c.ping().await?;
+    let (gtid, read_only) = c.positions().await?;
+    let replication = c.replication().await?;
+    c.disconnect().await;
+    let verdict = myset_core::readiness(spec.role, replication.as_ref(), spec.max_lag_seconds);
+    Ok(Probe {
+        live: true,
+        ready: verdict.is_ok(),
+        reason: verdict.err(),
+        gtid: Some(gtid),
+        replication,
+        read_only: Some(read_only),
+    })
+}

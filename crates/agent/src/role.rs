@@ -1,0 +1,73 @@
+//! Converging a running server's replication and read-only state to the spec.
+
+use crate::state::Shared;
+use myset_api::Role;
+use myset_mariadb::client::Target;
+use myset_mariadb::{sql, AdminClient};
+use std::time::Duration;
+
+const ADMIN_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub async fn admin(shared: &Shared) -> anyhow::Result<AdminClient> {
+    let spec = shared.spec();
+    let s = &shared.secrets;
+    let target = Target::Tcp {
+        host: &spec.server.host,
+        port: spec.server.port,
+    };
+    Ok(AdminClient::connect(target, &s.admin_user, &s.admin_password, ADMIN_TIMEOUT).await?)
+}
+
+/// Idempotent: does nothing when the server already matches the spec.
+pub async fn converge(shared: &Shared) -> anyhow::Result<()> {
+    let spec = shared.spec();
+    let mut c = admin(shared).await?;
+    // Nothing this session does may reach the binlog: on a replica it would be an errant GTID.
+    c.exec(sql::NO_BINLOG).await?;
+    let (_, read_only) = c.positions().await?;
+    let replication = c.replication().await?;
+    match spec.role {
+        Role::Primary => {
+            if replication.is_some() {
+                c.exec(sql::STOP_REPLICA).await?;
+                c.exec(sql::RESET_REPLICA).await?;
+            }
+            if read_only {
+                c.exec(sql::SET_READ_WRITE).await?;
+                tracing::info!("writes enabled: this instance is the primary");
+            }
+        }
+        Role::Replica => {
+            if !read_only {
+                c.exec(sql::SET_READ_ONLY).await?;
+            }
+            let Some(primary) = &spec.primary else {
+                c.disconnect().await;
+                return Ok(());
+            };
+            let marker = shared.layout.clone_marker();
+            if let Ok(gtid) = std::fs::read_to_string(&marker) {
+                // First start after a clone: replicate from the clone's position.
+                c.exec(sql::STOP_REPLICA).await?;
+                c.exec(&sql::set_replica_position(gtid.trim())).await?;
+                c.exec(&sql::change_primary(primary, &shared.secrets)).await?;
+                c.exec(sql::START_REPLICA).await?;
+                std::fs::remove_file(&marker)?;
+                tracing::info!(gtid = gtid.trim(), %primary, "replicating from the clone's position");
+            } else if replication.as_ref().map(|r| r.source.as_str())
+                != Some(primary.to_string().as_str())
+            {
+                c.exec(sql::STOP_REPLICA).await?;
+                c.exec(&sql::change_primary(primary, &shared.secrets)).await?;
+                c.exec(sql::START_REPLICA).await?;
+                tracing::info!(%primary, "replicating from the primary");
+            } else if let Some(r) = replication {
+                if !r.io_running && !r.sql_running && r.last_error.is_none() {
+                    c.exec(sql::START_REPLICA).await?;
+                }
+            }
+        }
+    }
+    c.disconnect().await;
+    Ok(())
+}

@@ -1,0 +1,190 @@
+//! Starting, watching and restarting mariadbd.
+
+use crate::layout::InstanceLayout;
+use crate::state::Shared;
+use crate::{datadir, role};
+use anyhow::Context;
+use myset_api::Phase;
+use myset_mariadb::client::Target;
+use myset_mariadb::{AdminClient, ServerConfig};
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::process::{Child, Command};
+
+/// How long a starting server (crash recovery included) may take to answer.
+const START_DEADLINE: Duration = Duration::from_secs(300);
+/// How long a stopping server may take before it is killed.
+const STOP_GRACE: Duration = Duration::from_secs(60);
+/// Pause before restarting a crashed server, so a server that dies at once is not hot-looped.
+const RESTART_BACKOFF: Duration = Duration::from_millis(500);
+/// How often the supervisor re-converges replication to the spec.
+const CONVERGE_PERIOD: Duration = Duration::from_secs(1);
+
+pub async fn run(shared: Arc<Shared>) -> anyhow::Result<()> {
+    tokio::select! {
+        r = datadir::ensure(&shared) => r?,
+        _ = shared.stop.cancelled() => return Ok(()),
+    }
+    loop {
+        shared.set_phase(Phase::Starting);
+        let mut child = spawn_server(&shared, &shared.layout.data(), &[])?;
+        shared.set_pid(child.id());
+        let started = tokio::select! {
+            r = wait_until_answering(&shared, &mut child) => r,
+            _ = shared.stop.cancelled() => {
+                stop_child(&shared, &mut child).await;
+                return Ok(());
+            }
+        };
+        if let Err(e) = started {
+            tracing::error!("mariadbd did not start: {e:#}");
+            let _ = child.start_kill();
+            let _ = child.wait().await;
+        } else {
+            match watch(&shared, &mut child).await {
+                Watch::Stopped => return Ok(()),
+                Watch::Exited(status) => {
+                    tracing::warn!(%status, "mariadbd exited; restarting it");
+                }
+            }
+        }
+        shared.set_pid(None);
+        let restarts = shared.count_restart();
+        tracing::info!(restarts, "restarting mariadbd");
+        tokio::select! {
+            _ = tokio::time::sleep(RESTART_BACKOFF) => {}
+            _ = shared.stop.cancelled() => return Ok(()),
+        }
+    }
+}
+
+enum Watch {
+    Stopped,
+    Exited(std::process::ExitStatus),
+}
+
+/// Keeps the running server converged to the spec until it exits or the agent stops.
+async fn watch(shared: &Shared, child: &mut Child) -> Watch {
+    let mut converged = false;
+    loop {
+        if !converged || shared.server().phase != Phase::Running {
+            match role::converge(shared).await {
+                Ok(()) => {
+                    shared.set_phase(Phase::Running);
+                    converged = true;
+                }
+                Err(e) => tracing::warn!("cannot configure the server's role yet: {e:#}"),
+            }
+        } else if let Err(e) = role::converge(shared).await {
+            tracing::warn!("re-converging the role failed: {e:#}");
+        }
+        tokio::select! {
+            status = child.wait() => {
+                return Watch::Exited(status.unwrap_or_else(|_| std::os::unix::process::ExitStatusExt::from_raw(-1)));
+            }
+            _ = shared.stop.cancelled() => {
+                stop_child(shared, child).await;
+                return Watch::Stopped;
+            }
+            _ = shared.wait_for_spec_change(CONVERGE_PERIOD) => {}
+        }
+    }
+}
+
+async fn stop_child(shared: &Shared, child: &mut Child) {
+    shared.set_phase(Phase::Stopping);
+    if let Some(pid) = child.id() {
+        myset_os::terminate(pid, STOP_GRACE).await;
+    }
+    let _ = child.wait().await;
+    shared.set_pid(None);
+}
+
+/// The option file for a server on `datadir`.
+pub fn server_config(shared: &Shared, datadir: &Path) -> ServerConfig {
+    let spec = shared.spec();
+    let layout = &shared.layout;
+    ServerConfig {
+        server_id: spec.server_id,
+        role: spec.role,
+        bind_address: spec.server.host.clone(),
+        port: spec.server.port,
+        datadir: datadir.to_path_buf(),
+        socket: layout.socket(),
+        pid_file: layout.server_pid_file(),
+        error_log: layout.server_log(),
+        run_as_root: nix::unistd::geteuid().is_root(),
+        admin_user: shared.secrets.admin_user.clone(),
+        admin_password: shared.secrets.admin_password.clone(),
+    }
+}
+
+/// Renders the option file and starts mariadbd on `datadir` with `extra_args`.
+pub fn spawn_server(shared: &Shared, datadir: &Path, extra_args: &[&str]) -> anyhow::Result<Child> {
+    let layout = &shared.layout;
+    let config = server_config(shared, datadir).render();
+    myset_os::write_atomic(&layout.server_config(), config.as_bytes(), 0o600)?;
+    let log = append_log(&layout.server_log())?;
+    let child = Command::new(&shared.binaries.mariadbd)
+        .arg(format!("--defaults-file={}", layout.server_config().display()))
+        .args(extra_args)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .with_context(|| format!("cannot start {}", shared.binaries.mariadbd.display()))?;
+    tracing::info!(pid = child.id(), "started mariadbd");
+    Ok(child)
+}
+
+pub fn append_log(path: &Path) -> std::io::Result<std::fs::File> {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+}
+
+/// Waits until the server accepts admin logins over TCP, or fails if it exits first.
+async fn wait_until_answering(shared: &Shared, child: &mut Child) -> anyhow::Result<()> {
+    let spec = shared.spec();
+    let deadline = Instant::now() + START_DEADLINE;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            anyhow::bail!(
+                "mariadbd exited with {status} while starting; see {}",
+                shared.layout.server_log().display()
+            );
+        }
+        let target = Target::Tcp {
+            host: &spec.server.host,
+            port: spec.server.port,
+        };
+        let s = &shared.secrets;
+        if let Ok(c) =
+            AdminClient::connect(target, &s.admin_user, &s.admin_password, Duration::from_secs(2))
+                .await
+        {
+            c.disconnect().await;
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            anyhow::bail!("mariadbd did not answer within {START_DEADLINE:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A previous agent may have died and left its mariadbd running on our data dir: stop it
+/// gracefully before starting our own.
+pub async fn stop_leftover_server(layout: &InstanceLayout) {
+    let Some(pid) = myset_os::read_pid(&layout.server_pid_file()) else {
+        return;
+    };
+    let config = layout.server_config();
+    if myset_os::pid_matches(pid, &config.to_string_lossy()) {
+        tracing::warn!(pid, "stopping a mariadbd left behind by an earlier agent");
+        myset_os::terminate(pid, STOP_GRACE).await;
+    }
+}
