@@ -246,3 +246,45 @@ impl fmt::Debug for Secrets {
         f.write_str("Secrets { .. }")
     }
 }
+
+/// Version tag of the cluster state file; anything else is refused as foreign.
+pub const STATE_FORMAT: &str = "myset-cluster/v1";
+
+/// Where one instance listens.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Placement {
+    pub server: Address,
+    pub agent: Address,
+}
+
+/// The controller's durable record of a cluster: intent plus what must survive restarts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClusterState {
+    pub format: String,
+    pub name: String,
+    /// Desired number of instances.
+    pub replicas: u32,
+    /// Ordinals that currently belong to the cluster.
+    pub members: std::collections::BTreeSet<u32>,
+    pub primary: u32,
+    pub term: u64,
+    /// Whether the first primary has been bootstrapped; after that, empty members clone.
+    pub initialized: bool,
+    /// Address the rw/ro endpoints and every instance bind to.
+    pub bind_host: String,
+    pub rw_port: u16,
+    pub ro_port: u16,
+    pub max_lag_seconds: u64,
+    /// Where each ordinal listens; kept when an ordinal leaves, so its identity is stable.
+    pub placements: std::collections::BTreeMap<u32, Placement>,
+}
+
+impl ClusterState {
+    pub fn instance_name(&self, ordinal: u32) -> String {
+        format!("{}-{}", self.name, ordinal)
+    }
+
+    pub fn server_id(ordinal: u32) -> u32 {
+        100 + ordinal
+    }
+}

@@ -1,1 +1,11 @@
+//! The controller: a reconcile loop over intent (desired members, primary, term) and observed
+//! state (agent statuses). Decisions come from `myset-core`; instances come and go through a
+//! [`Runtime`], so the same loop can drive local processes or, later, Kubernetes.
 
+mod api;
+mod controller;
+mod proxy;
+mod runtime;
+
+pub use controller::{Controller, Timing};
+pub use runtime::Runtime;

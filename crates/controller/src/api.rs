@@ -1,0 +1,55 @@
+//! The controller's HTTP API, used by the CLI. Every route requires the cluster's API token.
+
+use crate::controller::Controller;
+use crate::runtime::Runtime;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use myset_api::{ClusterStatus, ScaleRequest};
+use myset_http::{error_response, require_token, Token};
+use std::sync::Arc;
+
+pub async fn serve<R: Runtime>(controller: Arc<Controller<R>>, listener: tokio::net::TcpListener) {
+    let token = Token(controller_token(&controller));
+    let app = Router::new()
+        .route("/status", get(status::<R>))
+        .route("/scale", put(scale::<R>))
+        .route("/shutdown", post(shutdown::<R>))
+        .layer(axum::middleware::from_fn_with_state(token, require_token))
+        .with_state(controller.clone());
+    let stop = controller.stop.clone();
+    if let Err(e) = axum::serve(listener, app)
+        .with_graceful_shutdown(async move { stop.cancelled().await })
+        .await
+    {
+        tracing::error!("controller API stopped: {e}");
+    }
+}
+
+fn controller_token<R: Runtime>(c: &Controller<R>) -> Arc<str> {
+    c.api_token().into()
+}
+
+async fn status<R: Runtime>(State(c): State<Arc<Controller<R>>>) -> Json<ClusterStatus> {
+    Json(c.status())
+}
+
+async fn scale<R: Runtime>(
+    State(c): State<Arc<Controller<R>>>,
+    Json(req): Json<ScaleRequest>,
+) -> Response {
+    if req.replicas == 0 {
+        return error_response(StatusCode::BAD_REQUEST, "replicas must be at least 1");
+    }
+    match c.request_scale(req.replicas, req.delete_data) {
+        Ok(()) => StatusCode::ACCEPTED.into_response(),
+        Err(e) => error_response(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")),
+    }
+}
+
+async fn shutdown<R: Runtime>(State(c): State<Arc<Controller<R>>>) -> StatusCode {
+    c.request_stop();
+    StatusCode::ACCEPTED
+}
