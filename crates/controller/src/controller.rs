@@ -69,11 +69,12 @@ impl<R: Runtime> Controller<R> {
         })
     }
 
-    /// Binds the endpoints and the API, then reconciles until asked to stop; on stop, stops
-    /// every instance (data kept) before returning.
-    pub async fn run(
+    /// Binds the endpoints and serves the API, calls `on_listening` once clients can connect,
+    /// then reconciles until asked to stop; on stop, stops every instance (data kept).
+    pub async fn run_with(
         self: Arc<Self>,
         api_listener: tokio::net::TcpListener,
+        on_listening: impl FnOnce() -> std::io::Result<()>,
     ) -> anyhow::Result<()> {
         let (host, rw_port, ro_port) = {
             let s = self.state();
@@ -92,6 +93,7 @@ impl<R: Runtime> Controller<R> {
         tokio::spawn(crate::proxy::serve("rw", rw_listener, self.rw.subscribe(), self.stop.clone()));
         tokio::spawn(crate::proxy::serve("ro", ro_listener, self.ro.subscribe(), self.stop.clone()));
         tokio::spawn(crate::api::serve(self.clone(), api_listener));
+        on_listening()?;
         self.event("controller-started", "controller started".to_string());
 
         let mut ticker = tokio::time::interval(self.timing.probe_period);

@@ -1,0 +1,119 @@
+//! The command line.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+/// Most instances a cluster may have; far beyond what one machine should run.
+pub const MAX_REPLICAS: u32 = 64;
+
+#[derive(Parser, Debug)]
+#[command(name = "myset", version, about = "A replicated MariaDB cluster with stable ordinal identities")]
+pub struct Cli {
+    /// Where clusters live [default: $XDG_STATE_HOME/myset or ~/.local/state/myset]
+    #[arg(long, global = true, env = "MYSET_STATE_DIR")]
+    pub state_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct NameArg {
+    /// Cluster name
+    #[arg(long, default_value = "demo")]
+    pub name: String,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Start a cluster (or restart a stopped one from its data) and wait until every instance is Ready
+    Up {
+        #[command(flatten)]
+        name: NameArg,
+        /// Number of instances [default: 3 for a new cluster, unchanged for an existing one]
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=MAX_REPLICAS as i64))]
+        replicas: Option<u32>,
+        /// Port of the rw endpoint (the primary) [default: 13306 for a new cluster]
+        #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+        rw_port: Option<u16>,
+        /// Port of the ro endpoint (every Ready instance) [default: 13307 for a new cluster]
+        #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+        ro_port: Option<u16>,
+        /// Give up waiting for readiness after this many seconds
+        #[arg(long, default_value_t = 600)]
+        timeout: u64,
+    },
+    /// Show the cluster's instances, roles, readiness and endpoints
+    Status {
+        #[command(flatten)]
+        name: NameArg,
+        /// Output format
+        #[arg(short = 'o', long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
+    /// Run SQL through rw, ro or one instance; rows are printed tab-separated without a header
+    Sql {
+        #[command(flatten)]
+        name: NameArg,
+        /// rw, ro, or an instance ordinal
+        target: String,
+        /// The statement(s) to run
+        #[arg(short = 'e', long = "execute")]
+        execute: String,
+    },
+    /// Change the number of instances and wait until the cluster converges
+    Scale {
+        #[command(flatten)]
+        name: NameArg,
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=MAX_REPLICAS as i64))]
+        replicas: u32,
+        /// Delete the data dirs of removed instances instead of keeping them for a later scale-up
+        #[arg(long)]
+        delete_data: bool,
+        /// Give up waiting after this many seconds
+        #[arg(long, default_value_t = 600)]
+        timeout: u64,
+    },
+    /// SIGKILL one instance's agent and server, as if its Pod died
+    Kill {
+        #[command(flatten)]
+        name: NameArg,
+        ordinal: u32,
+    },
+    /// List what the controller did and why
+    Events {
+        #[command(flatten)]
+        name: NameArg,
+    },
+    /// Stop every process of the cluster; all data is kept
+    Down {
+        #[command(flatten)]
+        name: NameArg,
+    },
+    /// Stop every process of the cluster and delete all its data
+    Destroy {
+        #[command(flatten)]
+        name: NameArg,
+    },
+    /// Run one instance's agent (started by the controller)
+    #[command(hide = true)]
+    Agent {
+        #[arg(long)]
+        instance_dir: PathBuf,
+        #[arg(long)]
+        secrets: PathBuf,
+    },
+    /// Run a cluster's controller (started by `up`)
+    #[command(hide = true)]
+    Controller {
+        #[command(flatten)]
+        name: NameArg,
+        #[arg(long)]
+        cluster_dir: PathBuf,
+    },
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    Table,
+    Json,
+}

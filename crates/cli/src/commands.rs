@@ -1,0 +1,296 @@
+//! One function per subcommand.
+
+use crate::args::{Cli, Command, NameArg, Output};
+use crate::{display, wait};
+use anyhow::{bail, Context};
+use myset_api::{ClusterState, ClusterStatus, ScaleRequest, STATE_FORMAT};
+use myset_local::{ClusterDir, ControllerInfo};
+use myset_mariadb::client::Target;
+use myset_mariadb::AdminClient;
+use std::path::PathBuf;
+use std::time::Duration;
+
+const DEFAULT_REPLICAS: u32 = 3;
+const DEFAULT_RW_PORT: u16 = 13306;
+const DEFAULT_RO_PORT: u16 = 13307;
+const BIND_HOST: &str = "127.0.0.1";
+const SQL_TIMEOUT: Duration = Duration::from_secs(300);
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let state_dir = state_dir(cli.state_dir)?;
+    match cli.command {
+        Command::Up {
+            name,
+            replicas,
+            rw_port,
+            ro_port,
+            timeout,
+        } => up(&state_dir, &name, replicas, rw_port, ro_port, timeout).await,
+        Command::Status { name, output } => status(&cluster(&state_dir, &name)?, output).await,
+        Command::Sql {
+            name,
+            target,
+            execute,
+        } => sql(&cluster(&state_dir, &name)?, &target, &execute).await,
+        Command::Scale {
+            name,
+            replicas,
+            delete_data,
+            timeout,
+        } => scale(&cluster(&state_dir, &name)?, replicas, delete_data, timeout).await,
+        Command::Kill { name, ordinal } => kill(&cluster(&state_dir, &name)?, ordinal),
+        Command::Events { name } => {
+            let dir = cluster(&state_dir, &name)?;
+            dir.load_state()?;
+            display::events(&dir.events());
+            Ok(())
+        }
+        Command::Down { name } => {
+            let dir = cluster(&state_dir, &name)?;
+            dir.load_state()?;
+            down(&dir).await?;
+            println!("cluster {} stopped; its data is kept in {}", dir.name(), dir.root().display());
+            Ok(())
+        }
+        Command::Destroy { name } => destroy(&cluster(&state_dir, &name)?).await,
+        Command::Agent {
+            instance_dir,
+            secrets,
+        } => {
+            myset_agent::run(myset_agent::AgentOptions {
+                instance_dir,
+                secrets_file: secrets,
+            })
+            .await
+        }
+        Command::Controller { name, cluster_dir } => {
+            let dir = ClusterDir::new(&state_dir, &name.name);
+            if dir.root() != cluster_dir {
+                bail!("--cluster-dir {} does not match --state-dir and --name", cluster_dir.display());
+            }
+            myset_local::run_controller(dir, std::env::current_exe()?).await
+        }
+    }
+}
+
+fn state_dir(flag: Option<PathBuf>) -> anyhow::Result<PathBuf> {
+    if let Some(dir) = flag {
+        if dir.as_os_str().is_empty() {
+            bail!("--state-dir is empty: pass a directory path");
+        }
+        return Ok(std::path::absolute(dir)?);
+    }
+    if let Some(xdg) = std::env::var_os("XDG_STATE_HOME").filter(|v| !v.is_empty()) {
+        return Ok(PathBuf::from(xdg).join("myset"));
+    }
+    let home = std::env::var_os("HOME")
+        .filter(|v| !v.is_empty())
+        .context("cannot pick a state dir: HOME is not set; pass --state-dir or set MYSET_STATE_DIR")?;
+    Ok(PathBuf::from(home).join(".local/state/myset"))
+}
+
+fn cluster(state_dir: &std::path::Path, name: &NameArg) -> anyhow::Result<ClusterDir> {
+    myset_local::validate_name(&name.name).map_err(anyhow::Error::msg)?;
+    Ok(ClusterDir::new(state_dir, &name.name))
+}
+
+fn ensure_port_free(port: u16, flag: &str) -> anyhow::Result<()> {
+    if !myset_os::port_free(BIND_HOST, port) {
+        bail!("port {port} ({flag}) is already in use on {BIND_HOST}: choose another with {flag}");
+    }
+    Ok(())
+}
+
+async fn up(
+    state_dir: &std::path::Path,
+    name: &NameArg,
+    replicas: Option<u32>,
+    rw_port: Option<u16>,
+    ro_port: Option<u16>,
+    timeout: u64,
+) -> anyhow::Result<()> {
+    let dir = cluster(state_dir, name)?;
+    myset_mariadb::Binaries::find()?;
+    let state = if dir.exists() {
+        let mut state = dir.load_state()?;
+        if let Some(info) = ControllerInfo::find(&dir) {
+            bail!(
+                "cluster {} is already running (controller pid {}): see `myset status --name {}`",
+                dir.name(),
+                info.pid,
+                dir.name()
+            );
+        }
+        state.replicas = replicas.unwrap_or(state.replicas);
+        state.rw_port = rw_port.unwrap_or(state.rw_port);
+        state.ro_port = ro_port.unwrap_or(state.ro_port);
+        check_ports(&state)?;
+        dir.save_state(&state)?;
+        state
+    } else {
+        let state = ClusterState {
+            format: STATE_FORMAT.into(),
+            name: dir.name().to_string(),
+            replicas: replicas.unwrap_or(DEFAULT_REPLICAS),
+            members: Default::default(),
+            primary: 0,
+            term: 1,
+            initialized: false,
+            bind_host: BIND_HOST.into(),
+            rw_port: rw_port.unwrap_or(DEFAULT_RW_PORT),
+            ro_port: ro_port.unwrap_or(DEFAULT_RO_PORT),
+            max_lag_seconds: 10,
+            placements: Default::default(),
+        };
+        check_ports(&state)?;
+        dir.create(&state)?;
+        state
+    };
+    let exe = std::env::current_exe()?;
+    let pid = myset_local::spawn_controller(&dir, &exe, state_dir)?;
+    let api = wait::controller_started(&dir, pid).await?;
+    let status = wait::converged(&dir, &api, Duration::from_secs(timeout), |s| {
+        s.instances.len() == state.replicas as usize
+    })
+    .await?;
+    display::connection_help(&status, &dir);
+    Ok(())
+}
+
+fn check_ports(state: &ClusterState) -> anyhow::Result<()> {
+    if state.rw_port == state.ro_port {
+        bail!("--rw-port and --ro-port are both {}: give them different ports", state.rw_port);
+    }
+    ensure_port_free(state.rw_port, "--rw-port")?;
+    ensure_port_free(state.ro_port, "--ro-port")
+}
+
+/// The controller's API client, or an error telling the user to start the cluster.
+fn controller(dir: &ClusterDir) -> anyhow::Result<myset_http::Client> {
+    dir.load_state()?;
+    let Some(info) = ControllerInfo::find(dir) else {
+        bail!("cluster {} is not running: start it with `myset up --name {}`", dir.name(), dir.name());
+    };
+    Ok(wait::api_client(dir, &info)?)
+}
+
+async fn status(dir: &ClusterDir, output: Output) -> anyhow::Result<()> {
+    let state = dir.load_state()?;
+    let status = match ControllerInfo::find(dir) {
+        Some(info) => wait::api_client(dir, &info)?.get::<ClusterStatus>("/status").await?,
+        None => display::offline_status(dir, &state)?,
+    };
+    match output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&status)?),
+        Output::Table => display::status_table(&status),
+    }
+    Ok(())
+}
+
+async fn sql(dir: &ClusterDir, target: &str, statement: &str) -> anyhow::Result<()> {
+    let state = dir.load_state()?;
+    let secrets = dir.load_secrets()?;
+    let port = match target {
+        "rw" => state.rw_port,
+        "ro" => state.ro_port,
+        ordinal => {
+            let o: u32 = ordinal.parse().map_err(|_| {
+                anyhow::anyhow!("unknown target {ordinal:?}: use rw, ro or an instance ordinal")
+            })?;
+            if !state.members.contains(&o) {
+                let members: Vec<String> = state.members.iter().map(u32::to_string).collect();
+                bail!(
+                    "instance {o} is not a member of cluster {} (members: {}): pick one of those",
+                    dir.name(),
+                    members.join(", ")
+                );
+            }
+            state.placements[&o].server.port
+        }
+    };
+    let mut client = AdminClient::connect(
+        Target::Tcp {
+            host: &state.bind_host,
+            port,
+        },
+        &secrets.user,
+        &secrets.user_password,
+        SQL_TIMEOUT,
+    )
+    .await
+    .with_context(|| format!("cannot connect to {target} ({}:{port}); is the cluster up?", state.bind_host))?;
+    let rows = client
+        .text_rows(statement)
+        .await
+        .map_err(|e| anyhow::anyhow!("SQL failed: {e}"))?;
+    client.disconnect().await;
+    display::rows(&rows);
+    Ok(())
+}
+
+async fn scale(dir: &ClusterDir, replicas: u32, delete_data: bool, timeout: u64) -> anyhow::Result<()> {
+    let api = controller(dir)?;
+    api.put("/scale", &ScaleRequest { replicas, delete_data }).await?;
+    let status = wait::converged(dir, &api, Duration::from_secs(timeout), |s| {
+        s.replicas == replicas && s.instances.len() == replicas as usize
+    })
+    .await?;
+    display::status_table(&status);
+    Ok(())
+}
+
+fn kill(dir: &ClusterDir, ordinal: u32) -> anyhow::Result<()> {
+    let state = dir.load_state()?;
+    if !state.members.contains(&ordinal) {
+        bail!("instance {ordinal} is not a member of cluster {}: see `myset status`", dir.name());
+    }
+    let marker = dir.instance_dir(ordinal).to_string_lossy().into_owned();
+    let mut killed = Vec::new();
+    for (what, file) in [("agent", dir.agent_pid_file(ordinal)), ("mariadbd", dir.server_pid_file(ordinal))] {
+        if let Some(pid) = myset_os::read_pid(&file).filter(|&p| myset_os::pid_matches(p, &marker)) {
+            myset_os::signal(pid, nix::sys::signal::Signal::SIGKILL);
+            killed.push(format!("{what} {pid}"));
+        }
+    }
+    if killed.is_empty() {
+        bail!("instance {} is not running: nothing to kill", state.instance_name(ordinal));
+    }
+    println!("killed {} of {}", killed.join(" and "), state.instance_name(ordinal));
+    Ok(())
+}
+
+/// Stops the controller (which stops every instance), then anything it left behind.
+async fn down(dir: &ClusterDir) -> anyhow::Result<()> {
+    if let Some(info) = ControllerInfo::find(dir) {
+        let api = wait::api_client(dir, &info)?;
+        if let Err(e) = api.post("/shutdown").await {
+            tracing::warn!("shutdown request failed ({e}); stopping the controller by signal");
+            myset_os::terminate(info.pid, Duration::from_secs(10)).await;
+        }
+        wait::process_gone(info.pid, Duration::from_secs(300)).await?;
+    }
+    // Agents or servers left running by a controller that died.
+    for ordinal in wait::instance_ordinals(dir) {
+        let marker = dir.instance_dir(ordinal).to_string_lossy().into_owned();
+        for file in [dir.agent_pid_file(ordinal), dir.server_pid_file(ordinal)] {
+            if let Some(pid) = myset_os::read_pid(&file).filter(|&p| myset_os::pid_matches(p, &marker)) {
+                myset_os::terminate(pid, Duration::from_secs(90)).await;
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn destroy(dir: &ClusterDir) -> anyhow::Result<()> {
+    if !dir.exists() {
+        dir.load_state()?;
+    }
+    if !dir.state_file().exists() {
+        bail!("{} is not a myset cluster (no cluster.json): refusing to delete it", dir.root().display());
+    }
+    down(dir).await?;
+    std::fs::remove_dir_all(dir.root())
+        .with_context(|| format!("cannot delete {}", dir.root().display()))?;
+    println!("cluster {} destroyed; its data is deleted", dir.name());
+    Ok(())
+}

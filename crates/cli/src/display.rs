@@ -1,0 +1,177 @@
+//! What the CLI prints.
+
+use myset_api::{ClusterState, ClusterStatus, Credentials, Endpoints, Event, InstanceStatus, Role};
+use myset_local::ClusterDir;
+
+pub fn connection_help(status: &ClusterStatus, dir: &ClusterDir) {
+    let primary = format!("{}-{}", status.name, status.primary);
+    println!(
+        "cluster {} is up: {} instances Ready, primary {primary}",
+        status.name,
+        status.instances.len()
+    );
+    println!("  rw (the primary):        {}", status.endpoints.rw);
+    println!("  ro (every Ready member): {}", status.endpoints.ro);
+    println!(
+        "  user {}, password in {}",
+        status.credentials.user, status.credentials.password_file
+    );
+    let (rw_host, rw_port) = split(&status.endpoints.rw);
+    let (ro_host, ro_port) = split(&status.endpoints.ro);
+    let cnf = dir.client_config();
+    println!("connect with the mariadb client:");
+    println!("  mariadb --defaults-extra-file={} -h {rw_host} -P {rw_port}", cnf.display());
+    println!("  mariadb --defaults-extra-file={} -h {ro_host} -P {ro_port}", cnf.display());
+}
+
+fn split(address: &str) -> (&str, &str) {
+    address.rsplit_once(':').unwrap_or((address, ""))
+}
+
+pub fn status_table(s: &ClusterStatus) {
+    let running = if s.running { "running" } else { "stopped" };
+    println!(
+        "cluster {}  {running}  primary {}-{}  term {}  replicas {}",
+        s.name, s.name, s.primary, s.term, s.replicas
+    );
+    println!("rw {}  ro {}", s.endpoints.rw, s.endpoints.ro);
+    println!("user {}  password file {}", s.credentials.user, s.credentials.password_file);
+    println!(
+        "{:<16} {:<8} {:<6} {:<22} {:<9} {:<8} {:<9} STATE",
+        "NAME", "ROLE", "READY", "ADDRESS", "SERVER_ID", "PID", "AGENT_PID"
+    );
+    let opt = |v: Option<u32>| v.map(|p| p.to_string()).unwrap_or_else(|| "-".into());
+    for i in &s.instances {
+        let mut state = i.state.clone();
+        if let Some(reason) = i.reason.as_ref().filter(|_| !i.ready) {
+            state.push_str(&format!(" ({reason})"));
+        }
+        println!(
+            "{:<16} {:<8} {:<6} {:<22} {:<9} {:<8} {:<9} {state}",
+            i.name,
+            i.role.to_string(),
+            if i.ready { "yes" } else { "no" },
+            format!("{}:{}", i.host, i.port),
+            i.server_id,
+            opt(i.pid),
+            opt(i.agent_pid),
+        );
+    }
+}
+
+/// Status from the records alone, when no controller runs.
+pub fn offline_status(dir: &ClusterDir, state: &ClusterState) -> anyhow::Result<ClusterStatus> {
+    let secrets = dir.load_secrets()?;
+    let alive = |file: std::path::PathBuf, o: u32| {
+        myset_os::read_pid(&file).filter(|&p| {
+            myset_os::pid_matches(p, &dir.instance_dir(o).to_string_lossy())
+        })
+    };
+    let instances = state
+        .members
+        .iter()
+        .map(|&o| {
+            let placement = state.placements.get(&o);
+            InstanceStatus {
+                ordinal: o,
+                name: state.instance_name(o),
+                role: if o == state.primary { Role::Primary } else { Role::Replica },
+                ready: false,
+                host: placement.map(|p| p.server.host.clone()).unwrap_or_default(),
+                port: placement.map(|p| p.server.port).unwrap_or_default(),
+                server_id: ClusterState::server_id(o),
+                pid: alive(dir.server_pid_file(o), o),
+                agent_pid: alive(dir.agent_pid_file(o), o),
+                state: "stopped".into(),
+                reason: None,
+                gtid: None,
+                replication: None,
+            }
+        })
+        .collect();
+    Ok(ClusterStatus {
+        name: state.name.clone(),
+        running: false,
+        primary: state.primary,
+        term: state.term,
+        replicas: state.replicas,
+        endpoints: Endpoints {
+            rw: format!("{}:{}", state.bind_host, state.rw_port),
+            ro: format!("{}:{}", state.bind_host, state.ro_port),
+        },
+        credentials: Credentials {
+            user: secrets.user,
+            password_file: dir.password_file().display().to_string(),
+        },
+        instances,
+    })
+}
+
+/// Rows as `mariadb -N -B` prints them: tab-separated, NULL spelled out, specials escaped.
+pub fn rows(rows: &[Vec<Option<String>>]) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    for row in rows {
+        let line: Vec<String> = row
+            .iter()
+            .map(|v| match v {
+                None => "NULL".to_string(),
+                Some(s) => escape(s),
+            })
+            .collect();
+        let _ = writeln!(out, "{}", line.join("\t"));
+    }
+}
+
+fn escape(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('\t', "\\t")
+        .replace('\n', "\\n")
+        .replace('\0', "\\0")
+}
+
+pub fn events(events: &[Event]) {
+    for e in events {
+        println!("{}  {:<16} {}", utc(e.at), e.kind, e.message);
+    }
+}
+
+/// Formats Unix seconds as an ISO 8601 UTC timestamp with milliseconds.
+fn utc(at: f64) -> String {
+    let millis = (at * 1000.0).round() as i64;
+    let (secs, ms) = (millis.div_euclid(1000), millis.rem_euclid(1000));
+    let (days, sod) = (secs.div_euclid(86400), secs.rem_euclid(86400));
+    // Howard Hinnant's civil-from-days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{ms:03}Z",
+        sod / 3600,
+        sod % 3600 / 60,
+        sod % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utc_formats_known_instants() {
+        assert_eq!(utc(0.0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(utc(1_795_190_400.5), "2026-11-21T00:00:00.500Z");
+        assert_eq!(utc(951_782_400.0), "2000-02-29T00:00:00.000Z");
+    }
+
+    #[test]
+    fn escaping_matches_the_batch_client() {
+        assert_eq!(escape("a\tb\nc\\d"), "a\\tb\\nc\\\\d");
+    }
+}

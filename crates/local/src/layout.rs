@@ -1,0 +1,71 @@
+//! Where a cluster's files live under the state dir.
+
+use std::path::{Path, PathBuf};
+
+/// One cluster's directory: `<state dir>/<name>`.
+#[derive(Debug, Clone)]
+pub struct ClusterDir {
+    root: PathBuf,
+    name: String,
+}
+
+impl ClusterDir {
+    pub fn new(state_dir: &Path, name: &str) -> Self {
+        ClusterDir {
+            root: state_dir.join(name),
+            name: name.to_string(),
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+    /// The cluster record (intent, term, placements).
+    pub fn state_file(&self) -> PathBuf {
+        self.root.join("cluster.json")
+    }
+    /// Every generated credential and the API token (mode 0600).
+    pub fn secrets_file(&self) -> PathBuf {
+        self.root.join("secrets.json")
+    }
+    /// The user account's password alone (mode 0600).
+    pub fn password_file(&self) -> PathBuf {
+        self.root.join("password")
+    }
+    /// A `mariadb` client option file with the user account (mode 0600).
+    pub fn client_config(&self) -> PathBuf {
+        self.root.join("client.cnf")
+    }
+    pub fn events_file(&self) -> PathBuf {
+        self.root.join("events.jsonl")
+    }
+    pub fn controller_info(&self) -> PathBuf {
+        self.root.join("controller.json")
+    }
+    pub fn controller_lock(&self) -> PathBuf {
+        self.root.join("controller.lock")
+    }
+    pub fn controller_log(&self) -> PathBuf {
+        self.root.join("controller.log")
+    }
+    pub fn instance_dir(&self, ordinal: u32) -> PathBuf {
+        self.root
+            .join("instances")
+            .join(format!("{}-{ordinal}", self.name))
+    }
+    pub fn agent_pid_file(&self, ordinal: u32) -> PathBuf {
+        self.instance_dir(ordinal).join("agent.pid")
+    }
+    pub fn agent_log(&self, ordinal: u32) -> PathBuf {
+        self.instance_dir(ordinal).join("agent.log")
+    }
+    pub fn server_pid_file(&self, ordinal: u32) -> PathBuf {
+        self.instance_dir(ordinal).join("run").join("mariadbd.pid")
+    }
+    pub fn data_dir(&self, ordinal: u32) -> PathBuf {
+        self.instance_dir(ordinal).join("data")
+    }
+}
