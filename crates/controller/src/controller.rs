@@ -37,6 +37,8 @@ struct Observed {
     note: Option<String>,
     /// The last spec the agent accepted.
     sent: Option<InstanceSpec>,
+    /// Whether this controller has started the instance's agent before.
+    started: bool,
 }
 
 pub struct Controller<R: Runtime> {
@@ -47,6 +49,8 @@ pub struct Controller<R: Runtime> {
     observed: Mutex<BTreeMap<u32, Observed>>,
     /// Set by a scale-down request that asked to delete the removed members' data.
     delete_data_on_removal: Mutex<bool>,
+    /// Members being removed: out of the read pool, not restarted.
+    leaving: Mutex<Vec<u32>>,
     rw: watch::Sender<Vec<Address>>,
     ro: watch::Sender<Vec<Address>>,
     pub(crate) stop: CancellationToken,
@@ -62,6 +66,7 @@ impl<R: Runtime> Controller<R> {
             state: Mutex::new(state),
             observed: Mutex::new(BTreeMap::new()),
             delete_data_on_removal: Mutex::new(false),
+            leaving: Mutex::new(Vec::new()),
             rw: watch::Sender::new(Vec::new()),
             ro: watch::Sender::new(Vec::new()),
             stop: CancellationToken::new(),
@@ -193,13 +198,17 @@ impl<R: Runtime> Controller<R> {
             return Ok(());
         }
         let delete = *self.delete_data_on_removal.lock().expect("lock");
-        // Leave the read pool first, then stop.
-        self.update_state(|s| s.members.retain(|m| !victims.contains(m)))?;
+        // Leave the read pool first, then stop, then leave the membership: until then `status`
+        // still lists the instance, so `scale` returns only once it is really gone.
+        *self.leaving.lock().expect("lock") = victims.clone();
         self.publish_endpoints();
-        for ordinal in victims {
+        for &ordinal in &victims {
             let name = state.instance_name(ordinal);
             self.runtime.stop(ordinal).await;
             self.observed.lock().expect("lock").remove(&ordinal);
+            self.update_state(|s| {
+                s.members.remove(&ordinal);
+            })?;
             if delete {
                 self.runtime.delete_data(ordinal)?;
                 self.event("member-removed", format!("{name} removed and its data deleted"));
@@ -207,6 +216,7 @@ impl<R: Runtime> Controller<R> {
                 self.event("member-removed", format!("{name} removed; its data dir is kept"));
             }
         }
+        self.leaving.lock().expect("lock").clear();
         Ok(())
     }
 
@@ -259,9 +269,11 @@ impl<R: Runtime> Controller<R> {
 
     fn ready_ordinals(&self) -> Vec<u32> {
         let members = self.state().members;
+        let leaving = self.leaving.lock().expect("lock").clone();
         let observed = self.observed.lock().expect("lock");
         members
             .into_iter()
+            .filter(|o| !leaving.contains(o))
             .filter(|o| observed.get(o).is_some_and(|ob| ob.readiness.is_ready()))
             .collect()
     }
@@ -303,7 +315,12 @@ impl<R: Runtime> Controller<R> {
             };
             let spec = self.spec_for(&state, ordinal, bootstrap, &donors);
             let name = state.instance_name(ordinal);
-            let was_seen = self.observed.lock().expect("lock").contains_key(&ordinal);
+            let was_started = self
+                .observed
+                .lock()
+                .expect("lock")
+                .get(&ordinal)
+                .is_some_and(|ob| ob.started);
             match self.runtime.start(&spec).await {
                 Ok(()) => {
                     let how = if bootstrap {
@@ -313,11 +330,12 @@ impl<R: Runtime> Controller<R> {
                     } else {
                         format!("cloning from {donors:?} in that order")
                     };
-                    let kind = if was_seen { "agent-restarted" } else { "agent-started" };
+                    let kind = if was_started { "agent-restarted" } else { "agent-started" };
                     self.event(kind, format!("started {name} ({how})"));
                     let mut observed = self.observed.lock().expect("lock");
                     let entry = observed.entry(ordinal).or_default();
                     entry.sent = Some(spec);
+                    entry.started = true;
                     entry.readiness = Readiness::default();
                 }
                 Err(e) => self.note(ordinal, format!("cannot start the agent: {e:#}")),
