@@ -20,7 +20,10 @@ pub fn serve(
     let work = tempfile_dir(&layout.run_dir())?;
     let log = append_log(&layout.backup_log())?;
     let mut child = Command::new(&shared.binaries.backup)
-        .arg(format!("--defaults-file={}", layout.server_config().display()))
+        .arg(format!(
+            "--defaults-file={}",
+            layout.server_config().display()
+        ))
         .arg("--backup")
         .arg("--stream=xbstream")
         .arg(format!("--target-dir={}", work.display()))
@@ -100,7 +103,10 @@ pub async fn receive(shared: &Shared, donor: &Donor) -> anyhow::Result<()> {
     let mut received = 0u64;
     while let Some(chunk) = body.next().await {
         let chunk = chunk.context("the clone stream broke off")?;
-        stdin.write_all(&chunk).await.context("mbstream stopped reading")?;
+        stdin
+            .write_all(&chunk)
+            .await
+            .context("mbstream stopped reading")?;
         received += chunk.len() as u64;
         shared.set_phase(Phase::Cloning {
             donor: donor.ordinal,
@@ -127,7 +133,10 @@ pub async fn receive(shared: &Shared, donor: &Donor) -> anyhow::Result<()> {
         .await
         .context("cannot run mariadb-backup --prepare")?;
     if !status.success() {
-        bail!("mariadb-backup --prepare failed ({status}); see {}", layout.backup_log().display());
+        bail!(
+            "mariadb-backup --prepare failed ({status}); see {}",
+            layout.backup_log().display()
+        );
     }
     let info = std::fs::read_to_string(target.join("xtrabackup_binlog_info")).unwrap_or_default();
     let gtid = myset_mariadb::sql::clone_gtid(&info);

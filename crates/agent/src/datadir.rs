@@ -3,9 +3,9 @@
 //! A data dir only ever appears by renaming a complete one into place, so a crash or a failed
 //! attempt can never leave something that later passes for valid data.
 
+use crate::clone;
 use crate::state::Shared;
 use crate::supervisor::{append_log, spawn_server};
-use crate::clone;
 use anyhow::{bail, Context};
 use myset_api::Phase;
 use myset_mariadb::client::Target;
@@ -100,14 +100,19 @@ async fn bootstrap(shared: &Shared) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn secure_accounts(shared: &Shared, server: &mut tokio::process::Child) -> anyhow::Result<()> {
+async fn secure_accounts(
+    shared: &Shared,
+    server: &mut tokio::process::Child,
+) -> anyhow::Result<()> {
     let socket = shared.layout.socket();
     let deadline = Instant::now() + Duration::from_secs(120);
     let mut c = loop {
         if let Some(status) = server.try_wait()? {
             bail!("mariadbd exited with {status} during bootstrap");
         }
-        match AdminClient::connect(Target::Socket(&socket), "root", "", Duration::from_secs(5)).await {
+        match AdminClient::connect(Target::Socket(&socket), "root", "", Duration::from_secs(5))
+            .await
+        {
             Ok(c) => break c,
             Err(e) if Instant::now() > deadline => bail!("bootstrap server never answered: {e}"),
             Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,

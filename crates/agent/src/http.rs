@@ -83,13 +83,19 @@ async fn set_spec(State(shared): State<Arc<Shared>>, Json(spec): Json<InstanceSp
     }
     match shared.set_spec(spec) {
         Ok(()) => StatusCode::NO_CONTENT.into_response(),
-        Err(e) => error_response(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot store spec: {e}")),
+        Err(e) => error_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("cannot store spec: {e}"),
+        ),
     }
 }
 
 async fn clone(State(shared): State<Arc<Shared>>) -> Response {
     if shared.server().phase != Phase::Running {
-        return error_response(StatusCode::SERVICE_UNAVAILABLE, "this instance is not running");
+        return error_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "this instance is not running",
+        );
     }
     match crate::clone::serve(&shared) {
         Ok(stream) => Body::from_stream(stream).into_response(),

@@ -50,7 +50,8 @@ pub async fn converge(shared: &Shared) -> anyhow::Result<()> {
                 // First start after a clone: replicate from the clone's position.
                 c.exec(sql::STOP_REPLICA).await?;
                 c.exec(&sql::set_replica_position(gtid.trim())).await?;
-                c.exec(&sql::change_primary(primary, &shared.secrets)).await?;
+                c.exec(&sql::change_primary(primary, &shared.secrets))
+                    .await?;
                 c.exec(sql::START_REPLICA).await?;
                 std::fs::remove_file(&marker)?;
                 tracing::info!(gtid = gtid.trim(), %primary, "replicating from the clone's position");
@@ -58,7 +59,8 @@ pub async fn converge(shared: &Shared) -> anyhow::Result<()> {
                 != Some(primary.to_string().as_str())
             {
                 c.exec(sql::STOP_REPLICA).await?;
-                c.exec(&sql::change_primary(primary, &shared.secrets)).await?;
+                c.exec(&sql::change_primary(primary, &shared.secrets))
+                    .await?;
                 c.exec(sql::START_REPLICA).await?;
                 tracing::info!(%primary, "replicating from the primary");
             } else if let Some(r) = replication {

@@ -128,7 +128,10 @@ pub fn spawn_server(shared: &Shared, datadir: &Path, extra_args: &[&str]) -> any
     myset_os::write_atomic(&layout.server_config(), config.as_bytes(), 0o600)?;
     let log = append_log(&layout.server_log())?;
     let child = Command::new(&shared.binaries.mariadbd)
-        .arg(format!("--defaults-file={}", layout.server_config().display()))
+        .arg(format!(
+            "--defaults-file={}",
+            layout.server_config().display()
+        ))
         .args(extra_args)
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
@@ -162,9 +165,13 @@ async fn wait_until_answering(shared: &Shared, child: &mut Child) -> anyhow::Res
             port: spec.server.port,
         };
         let s = &shared.secrets;
-        if let Ok(c) =
-            AdminClient::connect(target, &s.admin_user, &s.admin_password, Duration::from_secs(2))
-                .await
+        if let Ok(c) = AdminClient::connect(
+            target,
+            &s.admin_user,
+            &s.admin_password,
+            Duration::from_secs(2),
+        )
+        .await
         {
             c.disconnect().await;
             return Ok(());

@@ -91,7 +91,11 @@ impl fmt::Display for Phase {
         match self {
             Phase::Initializing => f.write_str("initializing"),
             Phase::Cloning { donor, bytes } => {
-                write!(f, "cloning from {donor} ({:.1} MiB)", *bytes as f64 / 1048576.0)
+                write!(
+                    f,
+                    "cloning from {donor} ({:.1} MiB)",
+                    *bytes as f64 / 1048576.0
+                )
             }
             Phase::Preparing { donor } => write!(f, "preparing clone from {donor}"),
             Phase::Starting => f.write_str("starting"),

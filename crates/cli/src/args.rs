@@ -7,7 +7,11 @@ use std::path::PathBuf;
 pub const MAX_REPLICAS: u32 = 64;
 
 #[derive(Parser, Debug)]
-#[command(name = "myset", version, about = "A replicated MariaDB cluster with stable ordinal identities")]
+#[command(
+    name = "myset",
+    version,
+    about = "A replicated MariaDB cluster with stable ordinal identities"
+)]
 pub struct Cli {
     /// Where clusters live [default: $XDG_STATE_HOME/myset or ~/.local/state/myset]
     #[arg(long, global = true, env = "MYSET_STATE_DIR")]

@@ -49,7 +49,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let dir = cluster(&state_dir, &name)?;
             dir.load_state()?;
             down(&dir).await?;
-            println!("cluster {} stopped; its data is kept in {}", dir.name(), dir.root().display());
+            println!(
+                "cluster {} stopped; its data is kept in {}",
+                dir.name(),
+                dir.root().display()
+            );
             Ok(())
         }
         Command::Destroy { name } => destroy(&cluster(&state_dir, &name)?).await,
@@ -66,7 +70,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Controller { name, cluster_dir } => {
             let dir = ClusterDir::new(&state_dir, &name.name);
             if dir.root() != cluster_dir {
-                bail!("--cluster-dir {} does not match --state-dir and --name", cluster_dir.display());
+                bail!(
+                    "--cluster-dir {} does not match --state-dir and --name",
+                    cluster_dir.display()
+                );
             }
             myset_local::run_controller(dir, std::env::current_exe()?).await
         }
@@ -83,9 +90,9 @@ fn state_dir(flag: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     if let Some(xdg) = std::env::var_os("XDG_STATE_HOME").filter(|v| !v.is_empty()) {
         return Ok(PathBuf::from(xdg).join("myset"));
     }
-    let home = std::env::var_os("HOME")
-        .filter(|v| !v.is_empty())
-        .context("cannot pick a state dir: HOME is not set; pass --state-dir or set MYSET_STATE_DIR")?;
+    let home = std::env::var_os("HOME").filter(|v| !v.is_empty()).context(
+        "cannot pick a state dir: HOME is not set; pass --state-dir or set MYSET_STATE_DIR",
+    )?;
     Ok(PathBuf::from(home).join(".local/state/myset"))
 }
 
@@ -159,7 +166,10 @@ async fn up(
 
 fn check_ports(state: &ClusterState) -> anyhow::Result<()> {
     if state.rw_port == state.ro_port {
-        bail!("--rw-port and --ro-port are both {}: give them different ports", state.rw_port);
+        bail!(
+            "--rw-port and --ro-port are both {}: give them different ports",
+            state.rw_port
+        );
     }
     ensure_port_free(state.rw_port, "--rw-port")?;
     ensure_port_free(state.ro_port, "--ro-port")
@@ -169,15 +179,23 @@ fn check_ports(state: &ClusterState) -> anyhow::Result<()> {
 fn controller(dir: &ClusterDir) -> anyhow::Result<myset_http::Client> {
     dir.load_state()?;
     let Some(info) = ControllerInfo::find(dir) else {
-        bail!("cluster {} is not running: start it with `myset up --name {}`", dir.name(), dir.name());
+        bail!(
+            "cluster {} is not running: start it with `myset up --name {}`",
+            dir.name(),
+            dir.name()
+        );
     };
-    Ok(wait::api_client(dir, &info)?)
+    wait::api_client(dir, &info)
 }
 
 async fn status(dir: &ClusterDir, output: Output) -> anyhow::Result<()> {
     let state = dir.load_state()?;
     let status = match ControllerInfo::find(dir) {
-        Some(info) => wait::api_client(dir, &info)?.get::<ClusterStatus>("/status").await?,
+        Some(info) => {
+            wait::api_client(dir, &info)?
+                .get::<ClusterStatus>("/status")
+                .await?
+        }
         None => display::offline_status(dir, &state)?,
     };
     match output {
@@ -218,7 +236,12 @@ async fn sql(dir: &ClusterDir, target: &str, statement: &str) -> anyhow::Result<
         SQL_TIMEOUT,
     )
     .await
-    .with_context(|| format!("cannot connect to {target} ({}:{port}); is the cluster up?", state.bind_host))?;
+    .with_context(|| {
+        format!(
+            "cannot connect to {target} ({}:{port}); is the cluster up?",
+            state.bind_host
+        )
+    })?;
     let rows = client
         .text_rows(statement)
         .await
@@ -228,9 +251,21 @@ async fn sql(dir: &ClusterDir, target: &str, statement: &str) -> anyhow::Result<
     Ok(())
 }
 
-async fn scale(dir: &ClusterDir, replicas: u32, delete_data: bool, timeout: u64) -> anyhow::Result<()> {
+async fn scale(
+    dir: &ClusterDir,
+    replicas: u32,
+    delete_data: bool,
+    timeout: u64,
+) -> anyhow::Result<()> {
     let api = controller(dir)?;
-    api.put("/scale", &ScaleRequest { replicas, delete_data }).await?;
+    api.put(
+        "/scale",
+        &ScaleRequest {
+            replicas,
+            delete_data,
+        },
+    )
+    .await?;
     let status = wait::converged(dir, &api, Duration::from_secs(timeout), |s| {
         s.replicas == replicas && s.instances.len() == replicas as usize
     })
@@ -242,20 +277,34 @@ async fn scale(dir: &ClusterDir, replicas: u32, delete_data: bool, timeout: u64)
 fn kill(dir: &ClusterDir, ordinal: u32) -> anyhow::Result<()> {
     let state = dir.load_state()?;
     if !state.members.contains(&ordinal) {
-        bail!("instance {ordinal} is not a member of cluster {}: see `myset status`", dir.name());
+        bail!(
+            "instance {ordinal} is not a member of cluster {}: see `myset status`",
+            dir.name()
+        );
     }
     let marker = dir.instance_dir(ordinal).to_string_lossy().into_owned();
     let mut killed = Vec::new();
-    for (what, file) in [("agent", dir.agent_pid_file(ordinal)), ("mariadbd", dir.server_pid_file(ordinal))] {
-        if let Some(pid) = myset_os::read_pid(&file).filter(|&p| myset_os::pid_matches(p, &marker)) {
+    for (what, file) in [
+        ("agent", dir.agent_pid_file(ordinal)),
+        ("mariadbd", dir.server_pid_file(ordinal)),
+    ] {
+        if let Some(pid) = myset_os::read_pid(&file).filter(|&p| myset_os::pid_matches(p, &marker))
+        {
             myset_os::signal(pid, nix::sys::signal::Signal::SIGKILL);
             killed.push(format!("{what} {pid}"));
         }
     }
     if killed.is_empty() {
-        bail!("instance {} is not running: nothing to kill", state.instance_name(ordinal));
+        bail!(
+            "instance {} is not running: nothing to kill",
+            state.instance_name(ordinal)
+        );
     }
-    println!("killed {} of {}", killed.join(" and "), state.instance_name(ordinal));
+    println!(
+        "killed {} of {}",
+        killed.join(" and "),
+        state.instance_name(ordinal)
+    );
     Ok(())
 }
 
@@ -273,7 +322,9 @@ async fn down(dir: &ClusterDir) -> anyhow::Result<()> {
     for ordinal in wait::instance_ordinals(dir) {
         let marker = dir.instance_dir(ordinal).to_string_lossy().into_owned();
         for file in [dir.agent_pid_file(ordinal), dir.server_pid_file(ordinal)] {
-            if let Some(pid) = myset_os::read_pid(&file).filter(|&p| myset_os::pid_matches(p, &marker)) {
+            if let Some(pid) =
+                myset_os::read_pid(&file).filter(|&p| myset_os::pid_matches(p, &marker))
+            {
                 myset_os::terminate(pid, Duration::from_secs(90)).await;
             }
         }
@@ -286,7 +337,10 @@ async fn destroy(dir: &ClusterDir) -> anyhow::Result<()> {
         dir.load_state()?;
     }
     if !dir.state_file().exists() {
-        bail!("{} is not a myset cluster (no cluster.json): refusing to delete it", dir.root().display());
+        bail!(
+            "{} is not a myset cluster (no cluster.json): refusing to delete it",
+            dir.root().display()
+        );
     }
     down(dir).await?;
     std::fs::remove_dir_all(dir.root())

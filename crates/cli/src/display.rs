@@ -20,8 +20,14 @@ pub fn connection_help(status: &ClusterStatus, dir: &ClusterDir) {
     let (ro_host, ro_port) = split(&status.endpoints.ro);
     let cnf = dir.client_config();
     println!("connect with the mariadb client:");
-    println!("  mariadb --defaults-extra-file={} -h {rw_host} -P {rw_port}", cnf.display());
-    println!("  mariadb --defaults-extra-file={} -h {ro_host} -P {ro_port}", cnf.display());
+    println!(
+        "  mariadb --defaults-extra-file={} -h {rw_host} -P {rw_port}",
+        cnf.display()
+    );
+    println!(
+        "  mariadb --defaults-extra-file={} -h {ro_host} -P {ro_port}",
+        cnf.display()
+    );
 }
 
 fn split(address: &str) -> (&str, &str) {
@@ -35,7 +41,10 @@ pub fn status_table(s: &ClusterStatus) {
         s.name, s.name, s.primary, s.term, s.replicas
     );
     println!("rw {}  ro {}", s.endpoints.rw, s.endpoints.ro);
-    println!("user {}  password file {}", s.credentials.user, s.credentials.password_file);
+    println!(
+        "user {}  password file {}",
+        s.credentials.user, s.credentials.password_file
+    );
     println!(
         "{:<16} {:<8} {:<6} {:<22} {:<9} {:<8} {:<9} STATE",
         "NAME", "ROLE", "READY", "ADDRESS", "SERVER_ID", "PID", "AGENT_PID"
@@ -63,9 +72,8 @@ pub fn status_table(s: &ClusterStatus) {
 pub fn offline_status(dir: &ClusterDir, state: &ClusterState) -> anyhow::Result<ClusterStatus> {
     let secrets = dir.load_secrets()?;
     let alive = |file: std::path::PathBuf, o: u32| {
-        myset_os::read_pid(&file).filter(|&p| {
-            myset_os::pid_matches(p, &dir.instance_dir(o).to_string_lossy())
-        })
+        myset_os::read_pid(&file)
+            .filter(|&p| myset_os::pid_matches(p, &dir.instance_dir(o).to_string_lossy()))
     };
     let instances = state
         .members
@@ -75,7 +83,11 @@ pub fn offline_status(dir: &ClusterDir, state: &ClusterState) -> anyhow::Result<
             InstanceStatus {
                 ordinal: o,
                 name: state.instance_name(o),
-                role: if o == state.primary { Role::Primary } else { Role::Replica },
+                role: if o == state.primary {
+                    Role::Primary
+                } else {
+                    Role::Replica
+                },
                 ready: false,
                 host: placement.map(|p| p.server.host.clone()).unwrap_or_default(),
                 port: placement.map(|p| p.server.port).unwrap_or_default(),

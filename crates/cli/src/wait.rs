@@ -43,7 +43,10 @@ pub async fn controller_started(dir: &ClusterDir, pid: u32) -> anyhow::Result<my
             );
         }
         if Instant::now() > deadline {
-            bail!("the controller did not start within 30s; see {}", dir.controller_log().display());
+            bail!(
+                "the controller did not start within 30s; see {}",
+                dir.controller_log().display()
+            );
         }
         tokio::time::sleep(POLL).await;
     }
@@ -57,7 +60,9 @@ pub async fn converged(
     done: impl Fn(&ClusterStatus) -> bool,
 ) -> anyhow::Result<ClusterStatus> {
     let bar = ProgressBar::new_spinner();
-    bar.set_style(ProgressStyle::with_template("{spinner} {elapsed:>3} {wide_msg}").expect("valid template"));
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {elapsed:>3} {wide_msg}").expect("valid template"),
+    );
     bar.enable_steady_tick(Duration::from_millis(120));
     let deadline = Instant::now() + timeout;
     let mut last: Option<ClusterStatus> = None;

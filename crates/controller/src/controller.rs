@@ -95,8 +95,18 @@ impl<R: Runtime> Controller<R> {
         };
         let rw_listener = bind(rw_port, "--rw-port").await?;
         let ro_listener = bind(ro_port, "--ro-port").await?;
-        tokio::spawn(crate::proxy::serve("rw", rw_listener, self.rw.subscribe(), self.stop.clone()));
-        tokio::spawn(crate::proxy::serve("ro", ro_listener, self.ro.subscribe(), self.stop.clone()));
+        tokio::spawn(crate::proxy::serve(
+            "rw",
+            rw_listener,
+            self.rw.subscribe(),
+            self.stop.clone(),
+        ));
+        tokio::spawn(crate::proxy::serve(
+            "ro",
+            ro_listener,
+            self.ro.subscribe(),
+            self.stop.clone(),
+        ));
         tokio::spawn(crate::api::serve(self.clone(), api_listener));
         on_listening()?;
         self.event("controller-started", "controller started".to_string());
@@ -191,7 +201,10 @@ impl<R: Runtime> Controller<R> {
                 s.members.insert(ordinal);
                 s.placements.insert(ordinal, placement);
             })?;
-            self.event("member-added", format!("{} joins", state.instance_name(ordinal)));
+            self.event(
+                "member-added",
+                format!("{} joins", state.instance_name(ordinal)),
+            );
         }
         let victims = myset_core::scale_down_victims(&state.members, state.replicas, state.primary);
         if victims.is_empty() {
@@ -211,9 +224,15 @@ impl<R: Runtime> Controller<R> {
             })?;
             if delete {
                 self.runtime.delete_data(ordinal)?;
-                self.event("member-removed", format!("{name} removed and its data deleted"));
+                self.event(
+                    "member-removed",
+                    format!("{name} removed and its data deleted"),
+                );
             } else {
-                self.event("member-removed", format!("{name} removed; its data dir is kept"));
+                self.event(
+                    "member-removed",
+                    format!("{name} removed; its data dir is kept"),
+                );
             }
         }
         self.leaving.lock().expect("lock").clear();
@@ -230,7 +249,11 @@ impl<R: Runtime> Controller<R> {
                 let result = match (running, placement) {
                     (false, _) => Err("agent is not running".to_string()),
                     (true, None) => Err("no placement".to_string()),
-                    (true, Some(p)) => self.agent(&p.agent).get::<AgentStatus>("/status").await.map_err(|e| e.to_string()),
+                    (true, Some(p)) => self
+                        .agent(&p.agent)
+                        .get::<AgentStatus>("/status")
+                        .await
+                        .map_err(|e| e.to_string()),
                 };
                 (o, result)
             }
@@ -251,9 +274,10 @@ impl<R: Runtime> Controller<R> {
                 }
             }
             match entry.readiness.observe(ready) {
-                Some(Transition::BecameReady) => {
-                    self.event("ready", format!("{} is Ready", state.instance_name(ordinal)))
-                }
+                Some(Transition::BecameReady) => self.event(
+                    "ready",
+                    format!("{} is Ready", state.instance_name(ordinal)),
+                ),
                 Some(Transition::BecameUnready) => self.event(
                     "unready",
                     format!(
@@ -330,7 +354,11 @@ impl<R: Runtime> Controller<R> {
                     } else {
                         format!("cloning from {donors:?} in that order")
                     };
-                    let kind = if was_started { "agent-restarted" } else { "agent-started" };
+                    let kind = if was_started {
+                        "agent-restarted"
+                    } else {
+                        "agent-started"
+                    };
                     self.event(kind, format!("started {name} ({how})"));
                     let mut observed = self.observed.lock().expect("lock");
                     let entry = observed.entry(ordinal).or_default();
@@ -345,12 +373,27 @@ impl<R: Runtime> Controller<R> {
     }
 
     fn note(&self, ordinal: u32, note: String) {
-        self.observed.lock().expect("lock").entry(ordinal).or_default().note = Some(note);
+        self.observed
+            .lock()
+            .expect("lock")
+            .entry(ordinal)
+            .or_default()
+            .note = Some(note);
     }
 
-    fn spec_for(&self, state: &ClusterState, ordinal: u32, bootstrap: bool, donors: &[u32]) -> InstanceSpec {
+    fn spec_for(
+        &self,
+        state: &ClusterState,
+        ordinal: u32,
+        bootstrap: bool,
+        donors: &[u32],
+    ) -> InstanceSpec {
         let placement = &state.placements[&ordinal];
-        let role = if ordinal == state.primary { Role::Primary } else { Role::Replica };
+        let role = if ordinal == state.primary {
+            Role::Primary
+        } else {
+            Role::Replica
+        };
         InstanceSpec {
             cluster: state.name.clone(),
             ordinal,
@@ -360,7 +403,10 @@ impl<R: Runtime> Controller<R> {
             role,
             primary: match role {
                 Role::Primary => None,
-                Role::Replica => state.placements.get(&state.primary).map(|p| p.server.clone()),
+                Role::Replica => state
+                    .placements
+                    .get(&state.primary)
+                    .map(|p| p.server.clone()),
             },
             bootstrap,
             donors: donors
@@ -444,7 +490,11 @@ impl<R: Runtime> Controller<R> {
                 InstanceStatus {
                     ordinal: o,
                     name: state.instance_name(o),
-                    role: if o == state.primary { Role::Primary } else { Role::Replica },
+                    role: if o == state.primary {
+                        Role::Primary
+                    } else {
+                        Role::Replica
+                    },
                     ready: ob.is_some_and(|ob| ob.readiness.is_ready()),
                     host: placement.map(|p| p.server.host.clone()).unwrap_or_default(),
                     port: placement.map(|p| p.server.port).unwrap_or_default(),

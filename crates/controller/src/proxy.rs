@@ -37,7 +37,10 @@ pub async fn serve(
         tokio::spawn(async move {
             let _ = client.set_nodelay(true);
             let Some(mut server) = connect_first(&candidates, start).await else {
-                tracing::debug!(endpoint = name, "no backend reachable; closing the connection");
+                tracing::debug!(
+                    endpoint = name,
+                    "no backend reachable; closing the connection"
+                );
                 return;
             };
             let mut client = client;
@@ -53,8 +56,11 @@ pub async fn serve(
 async fn connect_first(backends: &[Address], start: usize) -> Option<TcpStream> {
     for i in 0..backends.len() {
         let b = &backends[(start + i) % backends.len()];
-        if let Ok(Ok(s)) =
-            tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect((b.host.as_str(), b.port))).await
+        if let Ok(Ok(s)) = tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            TcpStream::connect((b.host.as_str(), b.port)),
+        )
+        .await
         {
             let _ = s.set_nodelay(true);
             return Some(s);

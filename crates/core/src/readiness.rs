@@ -97,7 +97,10 @@ mod tests {
 
     #[test]
     fn thresholds_need_consecutive_results() {
-        let mut r = Readiness::new(Thresholds { success: 2, failure: 3 });
+        let mut r = Readiness::new(Thresholds {
+            success: 2,
+            failure: 3,
+        });
         assert_eq!(r.observe(true), None);
         assert_eq!(r.observe(false), None);
         assert_eq!(r.observe(true), None);

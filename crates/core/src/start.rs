@@ -31,7 +31,9 @@ pub fn start_plan(
         return if ordinal == primary {
             StartPlan::Bootstrap
         } else {
-            StartPlan::Wait(format!("the cluster is not bootstrapped yet (primary {primary})"))
+            StartPlan::Wait(format!(
+                "the cluster is not bootstrapped yet (primary {primary})"
+            ))
         };
     }
     let donors = crate::donor_order(ordinal, ready);
@@ -56,14 +58,26 @@ mod tests {
     #[test]
     fn only_the_first_primary_bootstraps() {
         assert_eq!(start_plan(0, false, false, 0, &[]), StartPlan::Bootstrap);
-        assert!(matches!(start_plan(1, false, false, 0, &[]), StartPlan::Wait(_)));
+        assert!(matches!(
+            start_plan(1, false, false, 0, &[]),
+            StartPlan::Wait(_)
+        ));
     }
 
     #[test]
     fn an_empty_member_of_an_initialized_cluster_clones() {
-        assert_eq!(start_plan(3, false, true, 0, &[0, 1, 2]), StartPlan::Clone(vec![2, 1, 0]));
-        assert_eq!(start_plan(0, false, true, 0, &[1, 2]), StartPlan::Clone(vec![1, 2]));
-        assert!(matches!(start_plan(3, false, true, 0, &[]), StartPlan::Wait(_)));
+        assert_eq!(
+            start_plan(3, false, true, 0, &[0, 1, 2]),
+            StartPlan::Clone(vec![2, 1, 0])
+        );
+        assert_eq!(
+            start_plan(0, false, true, 0, &[1, 2]),
+            StartPlan::Clone(vec![1, 2])
+        );
+        assert!(matches!(
+            start_plan(3, false, true, 0, &[]),
+            StartPlan::Wait(_)
+        ));
     }
 
     proptest! {

@@ -66,12 +66,22 @@ pub struct Client {
 impl Client {
     /// A client whose every request must finish within `timeout`.
     pub fn new(base: impl Into<String>, token: &str, timeout: Duration) -> Self {
-        Self::build(base, token, reqwest::Client::builder().timeout(timeout).connect_timeout(timeout))
+        Self::build(
+            base,
+            token,
+            reqwest::Client::builder()
+                .timeout(timeout)
+                .connect_timeout(timeout),
+        )
     }
 
     /// A client for long streams: only connecting is bounded, by `connect_timeout`.
     pub fn streaming(base: impl Into<String>, token: &str, connect_timeout: Duration) -> Self {
-        Self::build(base, token, reqwest::Client::builder().connect_timeout(connect_timeout))
+        Self::build(
+            base,
+            token,
+            reqwest::Client::builder().connect_timeout(connect_timeout),
+        )
     }
 
     fn build(base: impl Into<String>, token: &str, builder: reqwest::ClientBuilder) -> Self {
@@ -92,7 +102,11 @@ impl Client {
             .bearer_auth(&*self.token)
     }
 
-    async fn send(&self, req: reqwest::RequestBuilder, path: &str) -> Result<reqwest::Response, CallError> {
+    async fn send(
+        &self,
+        req: reqwest::RequestBuilder,
+        path: &str,
+    ) -> Result<reqwest::Response, CallError> {
         let url = format!("{}{}", self.base, path);
         let resp = req.send().await.map_err(|source| CallError::Unreachable {
             url: url.clone(),
@@ -114,7 +128,9 @@ impl Client {
     }
 
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, CallError> {
-        let resp = self.send(self.request(reqwest::Method::GET, path), path).await?;
+        let resp = self
+            .send(self.request(reqwest::Method::GET, path), path)
+            .await?;
         let url = format!("{}{}", self.base, path);
         resp.json()
             .await
@@ -135,7 +151,8 @@ impl Client {
 
     /// A GET whose body the caller streams.
     pub async fn stream(&self, path: &str) -> Result<reqwest::Response, CallError> {
-        self.send(self.request(reqwest::Method::GET, path), path).await
+        self.send(self.request(reqwest::Method::GET, path), path)
+            .await
     }
 }
 

@@ -91,7 +91,10 @@ impl Runtime for LocalRuntime {
             &self.dir.agent_log(spec.ordinal),
         )
         .with_context(|| format!("cannot start {}", self.exe.display()))?;
-        std::fs::write(self.dir.agent_pid_file(spec.ordinal), child.id().to_string())?;
+        std::fs::write(
+            self.dir.agent_pid_file(spec.ordinal),
+            child.id().to_string(),
+        )?;
         self.children
             .lock()
             .expect("children lock")
@@ -120,7 +123,11 @@ impl Runtime for LocalRuntime {
         if let Some(pid) = self.agent_pid(ordinal) {
             myset_os::terminate(pid, STOP_GRACE).await;
         }
-        let child = self.children.lock().expect("children lock").remove(&ordinal);
+        let child = self
+            .children
+            .lock()
+            .expect("children lock")
+            .remove(&ordinal);
         if let Some(mut child) = child {
             let _ = child.wait();
         }
@@ -175,7 +182,11 @@ impl ControllerInfo {
 }
 
 /// Starts the controller of `dir` as a background process running `exe controller`.
-pub fn spawn_controller(dir: &ClusterDir, exe: &std::path::Path, state_dir: &std::path::Path) -> anyhow::Result<u32> {
+pub fn spawn_controller(
+    dir: &ClusterDir,
+    exe: &std::path::Path,
+    state_dir: &std::path::Path,
+) -> anyhow::Result<u32> {
     let child = spawn_detached(
         Command::new(exe)
             .arg("--state-dir")

@@ -61,11 +61,10 @@ impl ClusterDir {
             return Err(StoreError::Foreign(self.root().to_path_buf()));
         }
         let text = std::fs::read_to_string(&path).map_err(io(path.clone()))?;
-        let state: ClusterState =
-            serde_json::from_str(&text).map_err(|e| StoreError::Corrupt {
-                path: path.clone(),
-                detail: e.to_string(),
-            })?;
+        let state: ClusterState = serde_json::from_str(&text).map_err(|e| StoreError::Corrupt {
+            path: path.clone(),
+            detail: e.to_string(),
+        })?;
         if state.format != STATE_FORMAT || state.name != self.name() {
             return Err(StoreError::Corrupt {
                 path,
@@ -111,7 +110,10 @@ impl ClusterDir {
             self.secrets_file(),
             &serde_json::to_vec_pretty(&secrets).expect("secrets serialize"),
         )?;
-        write(self.password_file(), format!("{}\n", secrets.user_password).as_bytes())?;
+        write(
+            self.password_file(),
+            format!("{}\n", secrets.user_password).as_bytes(),
+        )?;
         write(
             self.client_config(),
             format!(
@@ -187,7 +189,16 @@ mod tests {
     fn names_are_dns_labels() {
         assert!(validate_name("demo").is_ok());
         assert!(validate_name("a-1").is_ok());
-        for bad in ["", "../x", "a b", "Demo", "-a", "a-", "a/b", &"x".repeat(41)] {
+        for bad in [
+            "",
+            "../x",
+            "a b",
+            "Demo",
+            "-a",
+            "a-",
+            "a/b",
+            &"x".repeat(41),
+        ] {
             assert!(validate_name(bad).is_err(), "{bad:?} accepted");
         }
     }
@@ -214,7 +225,11 @@ mod tests {
         assert!(matches!(dir.load_state(), Err(StoreError::Foreign(_))));
         std::fs::write(dir.state_file(), "{not json").unwrap();
         assert!(matches!(dir.load_state(), Err(StoreError::Corrupt { .. })));
-        std::fs::write(dir.state_file(), serde_json::to_string(&state("other")).unwrap()).unwrap();
+        std::fs::write(
+            dir.state_file(),
+            serde_json::to_string(&state("other")).unwrap(),
+        )
+        .unwrap();
         assert!(matches!(dir.load_state(), Err(StoreError::Corrupt { .. })));
     }
 }

@@ -68,7 +68,10 @@ impl AdminClient {
 
     /// Runs `statement` (one or more, `;`-separated) and returns the rows of every result set
     /// as text, NULL as None, the way the `mariadb` client prints them.
-    pub async fn text_rows(&mut self, statement: &str) -> Result<Vec<Vec<Option<String>>>, ClientError> {
+    pub async fn text_rows(
+        &mut self,
+        statement: &str,
+    ) -> Result<Vec<Vec<Option<String>>>, ClientError> {
         let timeout = self.timeout;
         let conn = &mut self.conn;
         bounded(timeout, async move {

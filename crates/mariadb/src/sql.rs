@@ -143,7 +143,10 @@ mod tests {
     #[test]
     fn clone_gtid_reads_the_third_field() {
         assert_eq!(clone_gtid("mysql-bin.000002\t1234\t0-100-7\n"), "0-100-7");
-        assert_eq!(clone_gtid("mysql-bin.000002\t1234\t0-100-7,1-101-3"), "0-100-7,1-101-3");
+        assert_eq!(
+            clone_gtid("mysql-bin.000002\t1234\t0-100-7,1-101-3"),
+            "0-100-7,1-101-3"
+        );
         assert_eq!(clone_gtid("mysql-bin.000001\t329\n"), "");
         assert_eq!(clone_gtid(""), "");
     }
