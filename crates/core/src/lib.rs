@@ -4,12 +4,15 @@
 //! and property-tested. The controller gathers observations, calls these, and acts.
 
 pub mod donors;
+pub mod failover;
+pub mod gtid;
 pub mod health;
 pub mod membership;
 pub mod readiness;
 pub mod start;
 
 pub use donors::donor_order;
+pub use gtid::GtidPos;
 pub use health::readiness;
 pub use membership::{scale_down_victims, scale_up_additions};
 pub use readiness::{Readiness, Transition};
