@@ -8,7 +8,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
-use myset_api::{AgentStatus, InstanceSpec, Phase};
+use myset_api::{AgentStatus, InstanceSpec, Order, Phase};
 use myset_http::{error_response, require_token, Token};
 use std::sync::Arc;
 
@@ -21,10 +21,44 @@ pub async fn serve(shared: Arc<Shared>, listener: tokio::net::TcpListener) {
         .route("/spec", put(set_spec))
         .route("/clone", get(clone))
         .route("/shutdown", post(shutdown))
+        .route("/order", post(order))
+        .layer(axum::middleware::from_fn_with_state(
+            shared.clone(),
+            note_controller,
+        ))
         .layer(axum::middleware::from_fn_with_state(token, require_token))
         .with_state(shared);
     if let Err(e) = axum::serve(listener, app).await {
         tracing::error!("agent API stopped: {e}");
+    }
+}
+
+/// Calls carrying the controller's term header prove the controller can reach this agent.
+async fn note_controller(
+    State(shared): State<Arc<Shared>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let term = req
+        .headers()
+        .get(crate::state::CONTROLLER_TERM_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if let Some(term) = term {
+        shared.controller_contact(term);
+    }
+    next.run(req).await
+}
+
+async fn order(State(shared): State<Arc<Shared>>, Json(order): Json<Order>) -> Response {
+    use crate::orders::OrderError;
+    match crate::orders::obey(&shared, order).await {
+        Ok(result) => Json(result).into_response(),
+        Err(e @ OrderError::StaleTerm { .. }) => {
+            error_response(StatusCode::CONFLICT, e.to_string())
+        }
+        Err(e @ OrderError::WrongRole(..)) => error_response(StatusCode::CONFLICT, e.to_string()),
+        Err(e) => error_response(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
 }
 
@@ -67,6 +101,9 @@ async fn status(State(shared): State<Arc<Shared>>) -> Json<AgentStatus> {
         replication: p.replication,
         read_only: p.read_only,
         restarts: server.restarts,
+        primary_silent_ms: p.primary_silent_ms,
+        semisync: p.semisync,
+        fenced: shared.fencing().self_fenced,
     })
 }
 

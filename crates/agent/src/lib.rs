@@ -8,6 +8,7 @@ mod clone;
 mod datadir;
 mod http;
 mod layout;
+mod orders;
 mod probe;
 mod role;
 mod state;
@@ -46,10 +47,12 @@ pub async fn run(options: AgentOptions) -> anyhow::Result<()> {
     .with_context(|| format!("agent cannot listen on {}", shared.spec().agent))?;
     let server = tokio::spawn(http::serve(shared.clone(), listener));
     let signals = tokio::spawn(state::stop_on_signal(shared.clone()));
+    let fence_watch = tokio::spawn(orders::self_fence_watch(shared.clone()));
 
     let result = supervisor::run(shared.clone()).await;
     server.abort();
     signals.abort();
+    fence_watch.abort();
     result
 }
 

@@ -17,6 +17,8 @@ pub struct Probe {
     pub gtid: Option<GtidPositions>,
     pub replication: Option<ReplicationStatus>,
     pub read_only: Option<bool>,
+    pub primary_silent_ms: Option<u64>,
+    pub semisync: Option<bool>,
 }
 
 pub async fn evaluate(shared: &Shared) -> Probe {
@@ -46,7 +48,15 @@ async fn query(shared: &Shared) -> anyhow::Result<Probe> {
     c.ping().await?;
     let (gtid, read_only) = c.positions().await?;
     let replication = c.replication().await?;
+    let semisync = c
+        .scalar(myset_mariadb::sql::SEMISYNC_STATE)
+        .await?
+        .as_deref()
+        == Some("1");
     c.disconnect().await;
+    let primary_silent_ms = replication
+        .as_ref()
+        .map(|r| shared.primary_silence(r.heartbeats, &r.received));
     let verdict = myset_core::readiness(spec.role, replication.as_ref(), spec.max_lag_seconds);
     Ok(Probe {
         live: true,
@@ -55,5 +65,7 @@ async fn query(shared: &Shared) -> anyhow::Result<Probe> {
         gtid: Some(gtid),
         replication,
         read_only: Some(read_only),
+        primary_silent_ms,
+        semisync: Some(semisync),
     })
 }

@@ -26,22 +26,46 @@ pub async fn converge(shared: &Shared) -> anyhow::Result<()> {
     c.exec(sql::NO_BINLOG).await?;
     let (_, read_only) = c.positions().await?;
     let replication = c.replication().await?;
+    let fencing = shared.fencing();
+    let semisync = c.scalar(sql::SEMISYNC_STATE).await?.as_deref() == Some("1");
     match spec.role {
         Role::Primary => {
             if replication.is_some() {
                 c.exec(sql::STOP_REPLICA).await?;
                 c.exec(sql::RESET_REPLICA).await?;
             }
-            if read_only {
+            if semisync != spec.semisync {
+                c.exec(&sql::set_semisync(spec.semisync)).await?;
+            }
+            if fencing.self_fenced.is_some() {
+                if !read_only {
+                    c.exec(sql::SET_READ_ONLY).await?;
+                }
+            } else if read_only {
                 c.exec(sql::SET_READ_WRITE).await?;
-                tracing::info!("writes enabled: this instance is the primary");
+                tracing::info!(
+                    term = spec.term,
+                    "writes enabled: this instance is the primary"
+                );
             }
         }
         Role::Replica => {
             if !read_only {
                 c.exec(sql::SET_READ_ONLY).await?;
             }
+            if semisync {
+                c.exec(&sql::set_semisync(false)).await?;
+            }
+            if fencing.fence_term > spec.term {
+                // Fenced for a change of primary: receive nothing until the new spec arrives.
+                c.disconnect().await;
+                return Ok(());
+            }
             let Some(primary) = &spec.primary else {
+                // Held: a former primary waits for the controller to check its data.
+                if replication.is_some() {
+                    c.exec(sql::STOP_REPLICA).await?;
+                }
                 c.disconnect().await;
                 return Ok(());
             };
@@ -64,7 +88,9 @@ pub async fn converge(shared: &Shared) -> anyhow::Result<()> {
                 c.exec(sql::START_REPLICA).await?;
                 tracing::info!(%primary, "replicating from the primary");
             } else if let Some(r) = replication {
-                if !r.io_running && !r.sql_running && r.last_error.is_none() {
+                // START SLAVE starts whichever thread is stopped: after a restart (both) or
+                // after a fence was lifted (IO only).
+                if (!r.io_running || !r.sql_running) && r.last_error.is_none() {
                     c.exec(sql::START_REPLICA).await?;
                 }
             }

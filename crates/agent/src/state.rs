@@ -4,6 +4,7 @@ use crate::layout::InstanceLayout;
 use myset_api::{InstanceSpec, Phase, Secrets};
 use myset_mariadb::Binaries;
 use std::sync::Mutex;
+use std::time::Instant;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -24,6 +25,30 @@ pub struct Shared {
     pub layout: InstanceLayout,
     pub binaries: Binaries,
     pub stop: CancellationToken,
+    pub fencing: Mutex<Fencing>,
+    /// When a replica last saw its primary's heartbeats or events advance.
+    primary_heard: Mutex<Option<(u64, String, Instant)>>,
+}
+
+/// Why the server refuses writes beyond what its role implies.
+#[derive(Debug, Clone)]
+pub struct Fencing {
+    /// A replica stops receiving until it gets a spec of at least this term.
+    pub fence_term: u64,
+    /// Set when this primary fenced itself; the reason says why.
+    pub self_fenced: Option<String>,
+    pub last_controller_contact: Instant,
+}
+
+/// The controller's calls carry its term in this header, which tells the agent it is in contact.
+pub const CONTROLLER_TERM_HEADER: &str = "x-myset-controller-term";
+
+#[derive(Debug, thiserror::Error)]
+pub enum SpecError {
+    #[error("spec of term {offered} refused: this agent is at term {current}")]
+    StaleTerm { current: u64, offered: u64 },
+    #[error("cannot store spec: {0}")]
+    Io(#[from] std::io::Error),
 }
 
 impl Shared {
@@ -45,6 +70,43 @@ impl Shared {
             layout,
             binaries,
             stop: CancellationToken::new(),
+            fencing: Mutex::new(Fencing {
+                fence_term: 0,
+                self_fenced: None,
+                last_controller_contact: Instant::now(),
+            }),
+            primary_heard: Mutex::new(None),
+        }
+    }
+
+    pub fn fencing(&self) -> Fencing {
+        self.fencing.lock().expect("fencing lock").clone()
+    }
+
+    /// Records a call from the controller at `term`. Contact from the controller at this
+    /// primary's own term lifts a self-fence: the controller still trusts it.
+    pub fn controller_contact(&self, term: u64) {
+        let spec = self.spec();
+        let mut f = self.fencing.lock().expect("fencing lock");
+        f.last_controller_contact = Instant::now();
+        if term == spec.term && spec.role == myset_api::Role::Primary && f.self_fenced.is_some() {
+            tracing::info!("the controller is back at term {term}: lifting the self-fence");
+            f.self_fenced = None;
+        }
+    }
+
+    /// Milliseconds since the primary's stream last advanced, given the latest replica status.
+    pub fn primary_silence(&self, heartbeats: u64, received: &str) -> u64 {
+        let mut heard = self.primary_heard.lock().expect("heard lock");
+        let now = Instant::now();
+        match heard.as_mut() {
+            Some((h, r, at)) if *h == heartbeats && r == received => {
+                now.duration_since(*at).as_millis() as u64
+            }
+            _ => {
+                *heard = Some((heartbeats, received.to_string(), now));
+                0
+            }
         }
     }
 
@@ -52,11 +114,23 @@ impl Shared {
         self.spec.lock().expect("spec lock").clone()
     }
 
-    /// Stores a new spec from the controller, durably, and wakes the supervisor.
-    pub fn set_spec(&self, spec: InstanceSpec) -> std::io::Result<()> {
+    /// Stores a new spec from the controller, durably, and wakes the supervisor. A spec from
+    /// an older term is refused: a controller that has moved on is never overruled.
+    pub fn set_spec(&self, spec: InstanceSpec) -> Result<(), SpecError> {
+        let mut current = self.spec.lock().expect("spec lock");
+        if !myset_core::failover::accept_term(current.term, spec.term) {
+            return Err(SpecError::StaleTerm {
+                current: current.term,
+                offered: spec.term,
+            });
+        }
         let bytes = serde_json::to_vec_pretty(&spec).expect("spec serializes");
         myset_os::write_atomic(&self.layout.spec_file(), &bytes, 0o600)?;
-        *self.spec.lock().expect("spec lock") = spec;
+        if spec.term > current.term || spec.role != current.role {
+            self.fencing.lock().expect("fencing lock").self_fenced = None;
+        }
+        *current = spec;
+        drop(current);
         self.spec_changed.notify_waiters();
         Ok(())
     }

@@ -64,6 +64,82 @@ pub struct InstanceSpec {
     pub term: u64,
     /// A replica lagging more than this many seconds is not Ready.
     pub max_lag_seconds: u64,
+    /// On the primary: wait for a replica's acknowledgement before a commit returns.
+    #[serde(default)]
+    pub semisync: bool,
+    /// The other members' agents; a primary that can reach none of them, nor hear from the
+    /// controller, fences itself.
+    #[serde(default)]
+    pub peers: Vec<Address>,
+    /// A primary isolated this long makes its server refuse writes. 0 disables self-fencing.
+    #[serde(default)]
+    pub isolation_fence_ms: u64,
+}
+
+/// Durability of acknowledged writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// A commit returns only once a replica has the transaction (semi-synchronous replication,
+    /// wait point AFTER_SYNC): a failover loses no acknowledged write.
+    #[default]
+    Semisync,
+    /// Commits return before any replica has them: a failover may lose the last writes.
+    Async,
+}
+
+impl fmt::Display for Durability {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Durability::Semisync => "semisync",
+            Durability::Async => "async",
+        })
+    }
+}
+
+/// An order from the controller to an agent during a change of primary.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Order {
+    /// The term the order belongs to; an agent refuses orders from an older term.
+    pub term: u64,
+    pub action: OrderAction,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "action")]
+pub enum OrderAction {
+    /// Replica: stop receiving from the primary (so it can no longer collect acks) until a
+    /// spec of this term arrives.
+    Fence,
+    /// Replica: apply everything received (and, if given, wait until this position is
+    /// received and applied), then become the primary.
+    Promote { wait_for: Option<String> },
+    /// Primary: stop taking writes and cut client connections; become a held replica.
+    Demote,
+}
+
+/// An agent's GTID positions after obeying an order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderResult {
+    /// Received from the primary (relay log included); empty on a primary.
+    pub received: String,
+    /// gtid_current_pos.
+    pub executed: String,
+    /// gtid_binlog_pos.
+    pub binlog: String,
+}
+
+/// A change of primary, as recorded in the cluster state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PrimaryChange {
+    /// Milliseconds since the Unix epoch.
+    pub at_ms: u64,
+    pub term: u64,
+    pub from: u32,
+    pub to: u32,
+    /// "failover" or "switchover".
+    pub kind: String,
+    pub reason: String,
 }
 
 /// Where an agent is in an instance's life.
@@ -111,6 +187,12 @@ impl fmt::Display for Phase {
 pub struct ReplicationStatus {
     /// The primary it replicates from, as "host:port".
     pub source: String,
+    /// GTID position received from the primary (Gtid_IO_Pos).
+    #[serde(default)]
+    pub received: String,
+    /// Heartbeats received from the primary so far.
+    #[serde(default)]
+    pub heartbeats: u64,
     pub io_running: bool,
     pub sql_running: bool,
     pub seconds_behind: Option<u64>,
@@ -147,6 +229,15 @@ pub struct AgentStatus {
     pub read_only: Option<bool>,
     /// How often the agent restarted a crashed mariadbd.
     pub restarts: u32,
+    /// On a replica: milliseconds since it last received an event or heartbeat from the primary.
+    #[serde(default)]
+    pub primary_silent_ms: Option<u64>,
+    /// On the primary: whether commits wait for a replica's acknowledgement.
+    #[serde(default)]
+    pub semisync: Option<bool>,
+    /// The server refuses writes because the agent fenced it.
+    #[serde(default)]
+    pub fenced: Option<String>,
 }
 
 /// One instance as the controller reports it.
@@ -192,6 +283,9 @@ pub struct ClusterStatus {
     pub running: bool,
     pub primary: u32,
     pub term: u64,
+    pub durability: Durability,
+    /// The last change of primary and why it happened.
+    pub last_primary_change: Option<PrimaryChange>,
     pub replicas: u32,
     pub endpoints: Endpoints,
     pub credentials: Credentials,
@@ -205,6 +299,13 @@ impl ClusterStatus {
             && self.instances.len() == self.replicas as usize
             && self.instances.iter().all(|i| i.ready)
     }
+}
+
+/// Body of the controller's switchover request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SwitchoverRequest {
+    /// The ordinal to promote; the controller picks the most advanced replica when None.
+    pub to: Option<u32>,
 }
 
 /// Body of the controller's scale request.
@@ -279,11 +380,52 @@ pub struct ClusterState {
     pub rw_port: u16,
     pub ro_port: u16,
     pub max_lag_seconds: u64,
+    #[serde(default)]
+    pub durability: Durability,
+    /// How long the primary must look dead before an automatic failover.
+    #[serde(default = "default_failover_delay_ms")]
+    pub failover_delay_ms: u64,
+    /// Server ids that have ever been primary; a GTID from any other server is errant.
+    #[serde(default)]
+    pub primary_server_ids: std::collections::BTreeSet<u32>,
+    /// Former primaries held out of replication until their data is checked, with the new
+    /// primary's GTID position at promotion.
+    #[serde(default)]
+    pub rejoin_pending: std::collections::BTreeMap<u32, String>,
+    #[serde(default)]
+    pub last_primary_change: Option<PrimaryChange>,
     /// Where each ordinal listens; kept when an ordinal leaves, so its identity is stable.
     pub placements: std::collections::BTreeMap<u32, Placement>,
 }
 
+fn default_failover_delay_ms() -> u64 {
+    3000
+}
+
 impl ClusterState {
+    /// A cluster not yet bootstrapped: ordinal 0 will be its first primary, at term 1.
+    pub fn new(name: &str, replicas: u32, bind_host: &str, rw_port: u16, ro_port: u16) -> Self {
+        ClusterState {
+            format: STATE_FORMAT.into(),
+            name: name.into(),
+            replicas,
+            members: Default::default(),
+            primary: 0,
+            term: 1,
+            initialized: false,
+            bind_host: bind_host.into(),
+            rw_port,
+            ro_port,
+            max_lag_seconds: 10,
+            durability: Durability::default(),
+            failover_delay_ms: default_failover_delay_ms(),
+            primary_server_ids: Default::default(),
+            rejoin_pending: Default::default(),
+            last_primary_change: None,
+            placements: Default::default(),
+        }
+    }
+
     pub fn instance_name(&self, ordinal: u32) -> String {
         format!("{}-{}", self.name, ordinal)
     }

@@ -42,6 +42,8 @@ pub enum Command {
         /// Port of the ro endpoint (every Ready instance) [default: 13307 for a new cluster]
         #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
         ro_port: Option<u16>,
+        #[command(flatten)]
+        ha: HaArgs,
         /// Give up waiting for readiness after this many seconds
         #[arg(long, default_value_t = 600)]
         timeout: u64,
@@ -76,6 +78,14 @@ pub enum Command {
         /// Give up waiting after this many seconds
         #[arg(long, default_value_t = 600)]
         timeout: u64,
+    },
+    /// Move the primary to another instance (planned; no acknowledged write is lost)
+    Switchover {
+        #[command(flatten)]
+        name: NameArg,
+        /// The ordinal to promote [default: the most advanced Ready replica]
+        #[arg(long)]
+        to: Option<u32>,
     },
     /// SIGKILL one instance's agent and server, as if its Pod died
     Kill {
@@ -120,4 +130,48 @@ pub enum Command {
 pub enum Output {
     Table,
     Json,
+}
+
+/// High-availability settings of `up`.
+#[derive(Args, Debug, Clone)]
+pub struct HaArgs {
+    /// semisync: a commit returns once a replica has it (no acknowledged write is lost on
+    /// failover); async: faster commits, a failover may lose the last ones [default: semisync]
+    #[arg(long, value_enum)]
+    pub durability: Option<Durability>,
+    /// Seconds the primary must look dead before an automatic failover (0.5 to 600) [default: 3]
+    #[arg(long, value_parser = parse_delay)]
+    pub failover_delay: Option<f64>,
+}
+
+impl HaArgs {
+    pub fn failover_delay_ms(&self) -> Option<u64> {
+        self.failover_delay.map(|s| (s * 1000.0).round() as u64)
+    }
+}
+
+fn parse_delay(text: &str) -> Result<f64, String> {
+    let seconds: f64 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number of seconds"))?;
+    if (0.5..=600.0).contains(&seconds) {
+        Ok(seconds)
+    } else {
+        Err(format!("{seconds} is outside 0.5 to 600 seconds"))
+    }
+}
+
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    Semisync,
+    Async,
+}
+
+impl From<Durability> for myset_api::Durability {
+    fn from(d: Durability) -> Self {
+        match d {
+            Durability::Semisync => myset_api::Durability::Semisync,
+            Durability::Async => myset_api::Durability::Async,
+        }
+    }
 }

@@ -1,9 +1,9 @@
 //! One function per subcommand.
 
-use crate::args::{Cli, Command, NameArg, Output};
+use crate::args::{Cli, Command, HaArgs, NameArg, Output};
 use crate::{display, wait};
 use anyhow::{bail, Context};
-use myset_api::{ClusterState, ClusterStatus, ScaleRequest, STATE_FORMAT};
+use myset_api::{ClusterState, ClusterStatus, ScaleRequest, SwitchoverRequest};
 use myset_local::{ClusterDir, ControllerInfo};
 use myset_mariadb::client::Target;
 use myset_mariadb::AdminClient;
@@ -24,8 +24,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             replicas,
             rw_port,
             ro_port,
+            ha,
             timeout,
-        } => up(&state_dir, &name, replicas, rw_port, ro_port, timeout).await,
+        } => up(&state_dir, &name, replicas, rw_port, ro_port, &ha, timeout).await,
+        Command::Switchover { name, to } => switchover(&cluster(&state_dir, &name)?, to).await,
         Command::Status { name, output } => status(&cluster(&state_dir, &name)?, output).await,
         Command::Sql {
             name,
@@ -114,6 +116,7 @@ async fn up(
     replicas: Option<u32>,
     rw_port: Option<u16>,
     ro_port: Option<u16>,
+    ha: &HaArgs,
     timeout: u64,
 ) -> anyhow::Result<()> {
     let dir = cluster(state_dir, name)?;
@@ -129,26 +132,25 @@ async fn up(
             );
         }
         state.replicas = replicas.unwrap_or(state.replicas);
+        state.durability = ha.durability.map(Into::into).unwrap_or(state.durability);
+        state.failover_delay_ms = ha.failover_delay_ms().unwrap_or(state.failover_delay_ms);
         state.rw_port = rw_port.unwrap_or(state.rw_port);
         state.ro_port = ro_port.unwrap_or(state.ro_port);
         check_ports(&state)?;
         dir.save_state(&state)?;
         state
     } else {
-        let state = ClusterState {
-            format: STATE_FORMAT.into(),
-            name: dir.name().to_string(),
-            replicas: replicas.unwrap_or(DEFAULT_REPLICAS),
-            members: Default::default(),
-            primary: 0,
-            term: 1,
-            initialized: false,
-            bind_host: BIND_HOST.into(),
-            rw_port: rw_port.unwrap_or(DEFAULT_RW_PORT),
-            ro_port: ro_port.unwrap_or(DEFAULT_RO_PORT),
-            max_lag_seconds: 10,
-            placements: Default::default(),
-        };
+        let mut state = ClusterState::new(
+            dir.name(),
+            replicas.unwrap_or(DEFAULT_REPLICAS),
+            BIND_HOST,
+            rw_port.unwrap_or(DEFAULT_RW_PORT),
+            ro_port.unwrap_or(DEFAULT_RO_PORT),
+        );
+        state.durability = ha.durability.map(Into::into).unwrap_or_default();
+        if let Some(delay) = ha.failover_delay_ms() {
+            state.failover_delay_ms = delay;
+        }
         check_ports(&state)?;
         dir.create(&state)?;
         state
@@ -271,6 +273,20 @@ async fn scale(
     })
     .await?;
     display::status_table(&status);
+    Ok(())
+}
+
+async fn switchover(dir: &ClusterDir, to: Option<u32>) -> anyhow::Result<()> {
+    let api = controller(dir)?;
+    let before: ClusterStatus = api.get("/status").await?;
+    let status: ClusterStatus = api
+        .call("/switchover", &SwitchoverRequest { to })
+        .await
+        .map_err(|e| anyhow::anyhow!("switchover refused: {e}"))?;
+    println!(
+        "primary moved from {}-{} to {}-{} (term {})",
+        status.name, before.primary, status.name, status.primary, status.term
+    );
     Ok(())
 }
 

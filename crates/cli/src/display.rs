@@ -40,7 +40,23 @@ pub fn status_table(s: &ClusterStatus) {
         "cluster {}  {running}  primary {}-{}  term {}  replicas {}",
         s.name, s.name, s.primary, s.term, s.replicas
     );
-    println!("rw {}  ro {}", s.endpoints.rw, s.endpoints.ro);
+    println!(
+        "rw {}  ro {}  durability {}",
+        s.endpoints.rw, s.endpoints.ro, s.durability
+    );
+    if let Some(c) = &s.last_primary_change {
+        println!(
+            "last primary change: {} at {}, term {}, {}-{} -> {}-{}: {}",
+            c.kind,
+            utc(c.at_ms as f64 / 1000.0),
+            c.term,
+            s.name,
+            c.from,
+            s.name,
+            c.to,
+            c.reason
+        );
+    }
     println!(
         "user {}  password file {}",
         s.credentials.user, s.credentials.password_file
@@ -106,6 +122,8 @@ pub fn offline_status(dir: &ClusterDir, state: &ClusterState) -> anyhow::Result<
         running: false,
         primary: state.primary,
         term: state.term,
+        durability: state.durability,
+        last_primary_change: state.last_primary_change.clone(),
         replicas: state.replicas,
         endpoints: Endpoints {
             rw: format!("{}:{}", state.bind_host, state.rw_port),

@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
-use myset_api::{ClusterStatus, ScaleRequest};
+use myset_api::{ClusterStatus, ScaleRequest, SwitchoverRequest};
 use myset_http::{error_response, require_token, Token};
 use std::sync::Arc;
 
@@ -17,6 +17,7 @@ pub async fn serve<R: Runtime>(controller: Arc<Controller<R>>, listener: tokio::
         .route("/status", get(status::<R>))
         .route("/scale", put(scale::<R>))
         .route("/shutdown", post(shutdown::<R>))
+        .route("/switchover", post(switchover::<R>))
         .layer(axum::middleware::from_fn_with_state(token, require_token))
         .with_state(controller.clone());
     let stop = controller.stop.clone();
@@ -52,4 +53,14 @@ async fn scale<R: Runtime>(
 async fn shutdown<R: Runtime>(State(c): State<Arc<Controller<R>>>) -> StatusCode {
     c.request_stop();
     StatusCode::ACCEPTED
+}
+
+async fn switchover<R: Runtime>(
+    State(c): State<Arc<Controller<R>>>,
+    Json(req): Json<SwitchoverRequest>,
+) -> Response {
+    match c.switchover(req.to).await {
+        Ok(_) => Json(c.status()).into_response(),
+        Err(e) => error_response(StatusCode::CONFLICT, format!("{e:#}")),
+    }
 }

@@ -30,9 +30,11 @@ impl Default for Timing {
 
 /// What the controller last saw of one ordinal.
 #[derive(Default)]
-struct Observed {
-    readiness: Readiness,
-    status: Option<AgentStatus>,
+pub(crate) struct Observed {
+    pub(crate) readiness: Readiness,
+    pub(crate) status: Option<AgentStatus>,
+    /// When the instance was last seen live (agent answering, server answering).
+    pub(crate) last_live: Option<std::time::Instant>,
     /// Why the instance is not running or not ready, in words.
     note: Option<String>,
     /// The last spec the agent accepted.
@@ -42,19 +44,24 @@ struct Observed {
 }
 
 pub struct Controller<R: Runtime> {
-    runtime: R,
-    secrets: Secrets,
-    timing: Timing,
-    state: Mutex<ClusterState>,
-    observed: Mutex<BTreeMap<u32, Observed>>,
+    pub(crate) runtime: R,
+    pub(crate) secrets: Secrets,
+    pub(crate) timing: Timing,
+    pub(crate) state: Mutex<ClusterState>,
+    pub(crate) observed: Mutex<BTreeMap<u32, Observed>>,
     /// Set by a scale-down request that asked to delete the removed members' data.
     delete_data_on_removal: Mutex<bool>,
     /// Members being removed: out of the read pool, not restarted.
     leaving: Mutex<Vec<u32>>,
-    rw: watch::Sender<Vec<Address>>,
-    ro: watch::Sender<Vec<Address>>,
+    pub(crate) rw: watch::Sender<Vec<Address>>,
+    pub(crate) ro: watch::Sender<Vec<Address>>,
     pub(crate) stop: CancellationToken,
-    wake: Notify,
+    pub(crate) wake: Notify,
+    /// Serialises reconciling with switchovers.
+    pub(crate) changing: tokio::sync::Mutex<()>,
+    /// The last reason a failover was held back, so it is reported once.
+    pub(crate) hold_reason: Mutex<Option<String>>,
+    pub(crate) started: std::time::Instant,
 }
 
 impl<R: Runtime> Controller<R> {
@@ -71,6 +78,9 @@ impl<R: Runtime> Controller<R> {
             ro: watch::Sender::new(Vec::new()),
             stop: CancellationToken::new(),
             wake: Notify::new(),
+            changing: tokio::sync::Mutex::new(()),
+            hold_reason: Mutex::new(None),
+            started: std::time::Instant::now(),
         })
     }
 
@@ -99,12 +109,14 @@ impl<R: Runtime> Controller<R> {
             "rw",
             rw_listener,
             self.rw.subscribe(),
+            true,
             self.stop.clone(),
         ));
         tokio::spawn(crate::proxy::serve(
             "ro",
             ro_listener,
             self.ro.subscribe(),
+            false,
             self.stop.clone(),
         ));
         tokio::spawn(crate::api::serve(self.clone(), api_listener));
@@ -131,7 +143,10 @@ impl<R: Runtime> Controller<R> {
         self.state.lock().expect("state lock").clone()
     }
 
-    fn update_state(&self, change: impl FnOnce(&mut ClusterState)) -> anyhow::Result<()> {
+    pub(crate) fn update_state(
+        &self,
+        change: impl FnOnce(&mut ClusterState),
+    ) -> anyhow::Result<()> {
         let mut guard = self.state.lock().expect("state lock");
         let mut next = guard.clone();
         change(&mut next);
@@ -176,6 +191,7 @@ impl<R: Runtime> Controller<R> {
     }
 
     async fn reconcile(&self) -> anyhow::Result<()> {
+        let _change = self.changing.lock().await;
         self.converge_membership().await?;
         self.observe().await;
         self.publish_endpoints();
@@ -183,6 +199,8 @@ impl<R: Runtime> Controller<R> {
         if !state.initialized && self.runtime.has_data(state.primary) {
             self.update_state(|s| s.initialized = true)?;
         }
+        self.check_rejoins().await;
+        self.watch_primary().await;
         self.start_missing().await?;
         self.push_specs().await;
         Ok(())
@@ -265,6 +283,9 @@ impl<R: Runtime> Controller<R> {
             let ready = matches!(&result, Ok(s) if s.ready);
             match result {
                 Ok(status) => {
+                    if status.live {
+                        entry.last_live = Some(std::time::Instant::now());
+                    }
                     entry.note = status.reason.clone();
                     entry.status = Some(status);
                 }
@@ -291,7 +312,7 @@ impl<R: Runtime> Controller<R> {
         }
     }
 
-    fn ready_ordinals(&self) -> Vec<u32> {
+    pub(crate) fn ready_ordinals(&self) -> Vec<u32> {
         let members = self.state().members;
         let leaving = self.leaving.lock().expect("lock").clone();
         let observed = self.observed.lock().expect("lock");
@@ -303,7 +324,7 @@ impl<R: Runtime> Controller<R> {
     }
 
     /// rw goes to the primary; ro to every Ready member.
-    fn publish_endpoints(&self) {
+    pub(crate) fn publish_endpoints(&self) {
         let state = self.state();
         let server = |o: u32| state.placements.get(&o).map(|p| p.server.clone());
         let rw: Vec<Address> = server(state.primary).into_iter().collect();
@@ -403,6 +424,8 @@ impl<R: Runtime> Controller<R> {
             role,
             primary: match role {
                 Role::Primary => None,
+                // A former primary stays held until its data is checked.
+                Role::Replica if state.rejoin_pending.contains_key(&ordinal) => None,
                 Role::Replica => state
                     .placements
                     .get(&state.primary)
@@ -420,11 +443,21 @@ impl<R: Runtime> Controller<R> {
                 .collect(),
             term: state.term,
             max_lag_seconds: state.max_lag_seconds,
+            semisync: role == Role::Primary
+                && state.durability == myset_api::Durability::Semisync
+                && state.members.len() > 1,
+            peers: state
+                .members
+                .iter()
+                .filter(|&&o| o != ordinal)
+                .filter_map(|o| state.placements.get(o).map(|p| p.agent.clone()))
+                .collect(),
+            isolation_fence_ms: state.failover_delay_ms,
         }
     }
 
     /// Sends a running agent its spec when role, primary or term changed.
-    async fn push_specs(&self) {
+    pub(crate) async fn push_specs(&self) {
         let state = self.state();
         let pending: Vec<InstanceSpec> = {
             let observed = self.observed.lock().expect("lock");
@@ -456,12 +489,23 @@ impl<R: Runtime> Controller<R> {
         }
     }
 
-    fn agent(&self, address: &Address) -> myset_http::Client {
+    /// A client for an agent; its calls carry the controller's term, which tells the agent it
+    /// is still in contact with the controller.
+    pub(crate) fn agent(&self, address: &Address) -> myset_http::Client {
+        self.agent_with_timeout(address, self.timing.probe_timeout)
+    }
+
+    pub(crate) fn agent_with_timeout(
+        &self,
+        address: &Address,
+        timeout: Duration,
+    ) -> myset_http::Client {
         myset_http::Client::new(
             format!("http://{address}"),
             &self.secrets.api_token,
-            self.timing.probe_timeout,
+            timeout,
         )
+        .with_header("x-myset-controller-term", self.state().term.to_string())
     }
 
     async fn shutdown(&self) {
@@ -513,6 +557,8 @@ impl<R: Runtime> Controller<R> {
             running: true,
             primary: state.primary,
             term: state.term,
+            durability: state.durability,
+            last_primary_change: state.last_primary_change.clone(),
             replicas: state.replicas,
             endpoints: Endpoints {
                 rw: format!("{}:{}", state.bind_host, state.rw_port),

@@ -4,6 +4,7 @@
 
 mod api;
 mod controller;
+mod ha;
 mod proxy;
 mod runtime;
 

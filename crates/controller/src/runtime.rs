@@ -13,6 +13,12 @@ pub trait Runtime: Send + Sync + 'static {
     fn agent_pid(&self, ordinal: u32) -> Option<u32>;
     /// Stops the ordinal's agent and server gracefully; its data stays.
     fn stop(&self, ordinal: u32) -> impl Future<Output = ()> + Send;
+    /// Kills the ordinal's agent and server at once, if they can be reached (fencing a primary
+    /// that is being replaced). Returns whether anything was killed.
+    fn kill(&self, ordinal: u32) -> impl Future<Output = bool> + Send;
+    /// Moves the ordinal's data dir aside for inspection, so the instance re-clones.
+    /// Returns where it went.
+    fn set_aside_data(&self, ordinal: u32, label: &str) -> anyhow::Result<String>;
     /// Whether the ordinal's volume holds a data dir.
     fn has_data(&self, ordinal: u32) -> bool;
     /// Removes the ordinal's volume.

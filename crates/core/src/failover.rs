@@ -12,6 +12,10 @@ pub struct Policy {
     pub min_interval_ms: u64,
 }
 
+/// A replica that received from the primary more recently than this still hears it (the
+/// primary sends a heartbeat every second when idle).
+pub const HEARD_RECENTLY_MS: u64 = 2000;
+
 /// The primary as the controller sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PrimaryView {
@@ -60,10 +64,10 @@ pub fn judge(
     if reachable.is_empty() {
         return Verdict::Hold("no reachable replica to promote".into());
     }
-    if let Some(r) = reachable
-        .iter()
-        .find(|r| r.primary_silent_ms.is_some_and(|ms| ms < policy.delay_ms))
-    {
+    if let Some(r) = reachable.iter().find(|r| {
+        r.primary_silent_ms
+            .is_some_and(|ms| ms < HEARD_RECENTLY_MS.min(policy.delay_ms))
+    }) {
         return Verdict::Hold(format!(
             "replica {} still receives from the primary; only the controller's view is cut off",
             r.ordinal
@@ -101,7 +105,10 @@ pub fn is_errant(executed: &GtidPos, primary_server_ids: &BTreeSet<u32>) -> bool
 
 /// The replica to promote: skip errant ones, then the most received, then the most applied,
 /// then the lowest ordinal (deterministic).
-pub fn choose_candidate(candidates: &[Candidate], primary_server_ids: &BTreeSet<u32>) -> Option<u32> {
+pub fn choose_candidate(
+    candidates: &[Candidate],
+    primary_server_ids: &BTreeSet<u32>,
+) -> Option<u32> {
     candidates
         .iter()
         .filter(|c| !is_errant(&c.executed, primary_server_ids))
@@ -194,13 +201,23 @@ mod tests {
 
     #[test]
     fn dead_primary_fails_over_after_the_delay() {
-        let v = judge(down(2500), &[replica(1, Some(2600)), replica(2, None)], POLICY, None);
+        let v = judge(
+            down(2500),
+            &[replica(1, Some(2600)), replica(2, None)],
+            POLICY,
+            None,
+        );
         assert!(matches!(v, Verdict::Failover(_)));
     }
 
     #[test]
     fn a_replica_still_hearing_the_primary_blocks_failover() {
-        let v = judge(down(9000), &[replica(1, Some(100)), replica(2, Some(9000))], POLICY, None);
+        let v = judge(
+            down(9000),
+            &[replica(1, Some(100)), replica(2, Some(9000))],
+            POLICY,
+            None,
+        );
         assert!(matches!(v, Verdict::Hold(r) if r.contains("replica 1")));
     }
 
@@ -216,7 +233,10 @@ mod tests {
     fn no_reachable_replica_no_failover() {
         let mut r = replica(1, None);
         r.reachable = false;
-        assert!(matches!(judge(down(5000), &[r], POLICY, None), Verdict::Hold(_)));
+        assert!(matches!(
+            judge(down(5000), &[r], POLICY, None),
+            Verdict::Hold(_)
+        ));
     }
 
     #[test]
@@ -238,7 +258,10 @@ mod tests {
         assert_eq!(choose_candidate(&cands, &primaries), Some(1));
         let cands = [c(2, "0-100-12", "0-100-12"), c(1, "0-100-12", "0-100-12")];
         assert_eq!(choose_candidate(&cands, &primaries), Some(1));
-        assert_eq!(choose_candidate(&[c(3, "0-103-1", "0-103-1")], &primaries), None);
+        assert_eq!(
+            choose_candidate(&[c(3, "0-103-1", "0-103-1")], &primaries),
+            None
+        );
     }
 
     #[test]
@@ -251,9 +274,15 @@ mod tests {
 
     #[test]
     fn rejoin_needs_containment_in_the_promotion_position() {
-        assert_eq!(rejoin(&pos("0-100-10"), &pos("0-100-10")), Rejoin::AsReplica);
+        assert_eq!(
+            rejoin(&pos("0-100-10"), &pos("0-100-10")),
+            Rejoin::AsReplica
+        );
         assert_eq!(rejoin(&pos("0-100-9"), &pos("0-100-10")), Rejoin::AsReplica);
-        assert!(matches!(rejoin(&pos("0-100-11"), &pos("0-100-10")), Rejoin::Reclone(_)));
+        assert!(matches!(
+            rejoin(&pos("0-100-11"), &pos("0-100-10")),
+            Rejoin::Reclone(_)
+        ));
     }
 
     #[test]
@@ -275,7 +304,7 @@ mod tests {
             if let Verdict::Failover(_) = v {
                 prop_assert!(unhealthy >= POLICY.delay_ms);
                 prop_assert!(!replicas.is_empty());
-                prop_assert!(replicas.iter().all(|r| r.primary_silent_ms.is_none_or(|ms| ms >= POLICY.delay_ms)));
+                prop_assert!(replicas.iter().all(|r| r.primary_silent_ms.is_none_or(|ms| ms >= HEARD_RECENTLY_MS)));
                 prop_assert!(since.is_none_or(|ms| ms >= POLICY.min_interval_ms));
             }
         }

@@ -32,7 +32,8 @@ impl GtidPos {
         for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             let bad = || ParseError(text.to_string());
             let mut it = part.split('-');
-            let (Some(d), Some(s), Some(q), None) = (it.next(), it.next(), it.next(), it.next()) else {
+            let (Some(d), Some(s), Some(q), None) = (it.next(), it.next(), it.next(), it.next())
+            else {
                 return Err(bad());
             };
             let g = Gtid {

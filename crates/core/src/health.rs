@@ -41,6 +41,8 @@ mod tests {
     fn healthy(lag: u64) -> ReplicationStatus {
         ReplicationStatus {
             source: "127.0.0.1:1".into(),
+            received: String::new(),
+            heartbeats: 0,
             io_running: true,
             sql_running: true,
             seconds_behind: Some(lag),

@@ -61,6 +61,7 @@ pub struct Client {
     http: reqwest::Client,
     base: String,
     token: Arc<str>,
+    headers: Vec<(&'static str, String)>,
 }
 
 impl Client {
@@ -93,13 +94,25 @@ impl Client {
             http,
             base: base.into(),
             token: token.into(),
+            headers: Vec::new(),
         }
     }
 
+    /// Sends `name: value` with every request.
+    pub fn with_header(mut self, name: &'static str, value: String) -> Self {
+        self.headers.push((name, value));
+        self
+    }
+
     pub fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
-        self.http
+        let mut req = self
+            .http
             .request(method, format!("{}{}", self.base, path))
-            .bearer_auth(&*self.token)
+            .bearer_auth(&*self.token);
+        for (name, value) in &self.headers {
+            req = req.header(*name, value);
+        }
+        req
     }
 
     async fn send(
@@ -141,6 +154,21 @@ impl Client {
         self.send(self.request(reqwest::Method::PUT, path).json(body), path)
             .await
             .map(drop)
+    }
+
+    /// POSTs `body` and decodes the answer.
+    pub async fn call<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, CallError> {
+        let resp = self
+            .send(self.request(reqwest::Method::POST, path).json(body), path)
+            .await?;
+        let url = format!("{}{}", self.base, path);
+        resp.json()
+            .await
+            .map_err(|source| CallError::Unreachable { url, source })
     }
 
     pub async fn post(&self, path: &str) -> Result<(), CallError> {

@@ -139,6 +139,48 @@ impl Runtime for LocalRuntime {
         }
     }
 
+    async fn kill(&self, ordinal: u32) -> bool {
+        let marker = self
+            .dir
+            .instance_dir(ordinal)
+            .to_string_lossy()
+            .into_owned();
+        let mut killed = false;
+        // The server first: it is what must not take another write.
+        for file in [
+            self.dir.server_pid_file(ordinal),
+            self.dir.agent_pid_file(ordinal),
+        ] {
+            if let Some(pid) =
+                myset_os::read_pid(&file).filter(|&p| myset_os::pid_matches(p, &marker))
+            {
+                killed |= myset_os::signal(pid, nix::sys::signal::Signal::SIGKILL);
+                let deadline = std::time::Instant::now() + Duration::from_secs(5);
+                while myset_os::pid_alive(pid) && std::time::Instant::now() < deadline {
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            }
+        }
+        // Reap our child so its pid is not mistaken for a live agent.
+        if let Some(mut child) = self
+            .children
+            .lock()
+            .expect("children lock")
+            .remove(&ordinal)
+        {
+            let _ = child.try_wait();
+        }
+        killed
+    }
+
+    fn set_aside_data(&self, ordinal: u32, label: &str) -> anyhow::Result<String> {
+        let data = self.dir.data_dir(ordinal);
+        let aside = self.dir.instance_dir(ordinal).join(format!("data.{label}"));
+        std::fs::rename(&data, &aside)
+            .with_context(|| format!("cannot move {} aside", data.display()))?;
+        Ok(aside.display().to_string())
+    }
+
     fn has_data(&self, ordinal: u32) -> bool {
         self.dir.data_dir(ordinal).exists()
     }

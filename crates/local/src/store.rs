@@ -169,20 +169,7 @@ mod tests {
     use std::os::unix::fs::PermissionsExt;
 
     fn state(name: &str) -> ClusterState {
-        ClusterState {
-            format: STATE_FORMAT.into(),
-            name: name.into(),
-            replicas: 3,
-            members: Default::default(),
-            primary: 0,
-            term: 1,
-            initialized: false,
-            bind_host: "127.0.0.1".into(),
-            rw_port: 1,
-            ro_port: 2,
-            max_lag_seconds: 10,
-            placements: Default::default(),
-        }
+        ClusterState::new(name, 3, "127.0.0.1", 1, 2)
     }
 
     #[test]

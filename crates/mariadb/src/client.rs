@@ -129,11 +129,25 @@ impl AdminClient {
         );
         Ok(Some(ReplicationStatus {
             source,
+            received: text("Gtid_IO_Pos").unwrap_or_default(),
+            heartbeats: text("Slave_received_heartbeats")
+                .and_then(|h| h.parse().ok())
+                .unwrap_or_default(),
             io_running: io == "Yes",
             sql_running: sql_thread == "Yes",
             seconds_behind: text("Seconds_Behind_Master").and_then(|s| s.parse().ok()),
             last_error,
         }))
+    }
+
+    /// One scalar value of the first row, as text.
+    pub async fn scalar(&mut self, statement: &str) -> Result<Option<String>, ClientError> {
+        Ok(self
+            .text_rows(statement)
+            .await?
+            .into_iter()
+            .next()
+            .and_then(|row| row.into_iter().next().flatten()))
     }
 
     pub async fn disconnect(self) {

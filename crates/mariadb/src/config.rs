@@ -56,6 +56,14 @@ impl ServerConfig {
         line("innodb-buffer-pool-size", &"128M");
         line("character-set-server", &"utf8mb4");
         line("max-connections", &300);
+        // Semi-synchronous replication: the primary side is switched on at run time, and only on
+        // the primary; a timeout of ~49 days means it never silently falls back to async.
+        line("rpl-semi-sync-slave-enabled", &"ON");
+        line("rpl-semi-sync-master-wait-point", &"AFTER_SYNC");
+        line("rpl-semi-sync-master-timeout", &4_294_967_295u64);
+        line("rpl-semi-sync-master-wait-no-slave", &"ON");
+        // A silent primary makes replicas reconnect after 4 s (heartbeats come every second).
+        line("slave-net-timeout", &4);
         if self.role == Role::Replica {
             // A crashed replica discards its relay log and refetches from its GTID position.
             line("relay-log-recovery", &"ON");

@@ -95,11 +95,35 @@ pub const REPLICA_STATUS: &str = "SHOW SLAVE STATUS";
 pub const GTID_POSITIONS: &str =
     "SELECT @@GLOBAL.gtid_current_pos, @@GLOBAL.gtid_binlog_pos, @@GLOBAL.gtid_slave_pos, @@GLOBAL.read_only";
 
-/// Points a replica at `primary`, resuming from its own GTID position.
+pub const STOP_RECEIVING: &str = "STOP SLAVE IO_THREAD";
+pub const SEMISYNC_STATE: &str = "SELECT @@GLOBAL.rpl_semi_sync_master_enabled";
+
+/// Whether commits on this server wait for a replica's acknowledgement (primary side only).
+pub fn set_semisync(enabled: bool) -> String {
+    format!(
+        "SET GLOBAL rpl_semi_sync_master_enabled = {}",
+        if enabled { "ON" } else { "OFF" }
+    )
+}
+
+/// The ids of the sessions of `user`, to cut them when the server stops taking writes.
+pub fn sessions_of(user: &str) -> String {
+    format!(
+        "SELECT ID FROM information_schema.PROCESSLIST WHERE USER = {} AND ID <> CONNECTION_ID()",
+        literal(user)
+    )
+}
+
+pub fn kill_session(id: &str) -> String {
+    format!("KILL CONNECTION {}", id.parse::<u64>().unwrap_or(0))
+}
+
+/// Points a replica at `primary`, resuming from its own GTID position (`current_pos`, so a
+/// former primary resumes after its own last transaction).
 pub fn change_primary(primary: &Address, secrets: &Secrets) -> String {
     format!(
         "CHANGE MASTER TO MASTER_HOST = {}, MASTER_PORT = {}, MASTER_USER = {}, \
-         MASTER_PASSWORD = {}, MASTER_USE_GTID = slave_pos, MASTER_CONNECT_RETRY = 1, \
+         MASTER_PASSWORD = {}, MASTER_USE_GTID = current_pos, MASTER_CONNECT_RETRY = 1, \
          MASTER_HEARTBEAT_PERIOD = 1",
         literal(&primary.host),
         primary.port,
