@@ -13,10 +13,10 @@ pub enum StoreError {
     Foreign(PathBuf),
     #[error("{path} is corrupt ({detail}): restore it from a backup; nothing was changed")]
     Corrupt { path: PathBuf, detail: String },
-    #[error("cannot access {path}: {source}")]
+    #[error("cannot access {path}: {error}")]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
 }
 
@@ -39,7 +39,7 @@ pub fn validate_name(name: &str) -> Result<(), String> {
 }
 
 fn io(path: PathBuf) -> impl FnOnce(std::io::Error) -> StoreError {
-    move |source| StoreError::Io { path, source }
+    move |error| StoreError::Io { path, error }
 }
 
 impl ClusterDir {
@@ -60,11 +60,12 @@ impl ClusterDir {
         if !path.exists() {
             return Err(StoreError::Foreign(self.root().to_path_buf()));
         }
-        let text = std::fs::read_to_string(&path).map_err(io(path.clone()))?;
-        let state: ClusterState = serde_json::from_str(&text).map_err(|e| StoreError::Corrupt {
-            path: path.clone(),
-            detail: e.to_string(),
-        })?;
+        let bytes = std::fs::read(&path).map_err(io(path.clone()))?;
+        let state: ClusterState =
+            serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
+                path: path.clone(),
+                detail: e.to_string(),
+            })?;
         if state.format != STATE_FORMAT || state.name != self.name() {
             return Err(StoreError::Corrupt {
                 path,
@@ -87,8 +88,8 @@ impl ClusterDir {
 
     pub fn load_secrets(&self) -> Result<Secrets, StoreError> {
         let path = self.secrets_file();
-        let text = std::fs::read_to_string(&path).map_err(io(path.clone()))?;
-        serde_json::from_str(&text).map_err(|e| StoreError::Corrupt {
+        let bytes = std::fs::read(&path).map_err(io(path.clone()))?;
+        serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
             path,
             detail: e.to_string(),
         })

@@ -1,0 +1,548 @@
+//! Shared helpers of the end-to-end tests: run the real `myset` binary against a private state
+//! dir, read what it leaves on disk, and clean up after it even when a test panics.
+//!
+//! Every wait in these tests polls a condition with a deadline ([`wait_until`]); none sleeps as a
+//! stand-in for a condition.
+
+#![allow(dead_code)] // Each test binary uses a different subset.
+
+use myset_api::{ClusterStatus, Event, InstanceStatus};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use std::collections::BTreeSet;
+use std::ffi::OsString;
+use std::io::Read;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The binary under test.
+pub const MYSET: &str = env!("CARGO_BIN_EXE_myset");
+
+/// How long a command that should answer at once may take before it counts as hung.
+pub const QUICK: Duration = Duration::from_secs(30);
+/// How long `up`/`scale`/`down` may take (they wait for the cluster to converge).
+pub const SLOW: Duration = Duration::from_secs(300);
+/// How often [`wait_until`] re-checks its condition.
+const POLL: Duration = Duration::from_millis(100);
+
+/// Polls `condition` until it holds or `timeout` passes; returns whether it held.
+pub fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if condition() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(POLL);
+    }
+}
+
+/// Polls `probe` until it yields a value or `timeout` passes.
+pub fn poll_for<T>(timeout: Duration, mut probe: impl FnMut() -> Option<T>) -> Option<T> {
+    let mut found = None;
+    wait_until(timeout, || {
+        found = probe();
+        found.is_some()
+    });
+    found
+}
+
+/// Two distinct free loopback ports (both held while the second is picked).
+pub fn free_ports() -> (u16, u16) {
+    let a = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    let b = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    (
+        a.local_addr().expect("addr").port(),
+        b.local_addr().expect("addr").port(),
+    )
+}
+
+/// What one run of the binary did.
+#[derive(Debug)]
+pub struct Run {
+    pub args: Vec<String>,
+    /// The exit code; `None` when the process died by a signal or was killed for hanging.
+    pub code: Option<i32>,
+    pub timed_out: bool,
+    pub stdout: String,
+    pub stderr: String,
+    pub elapsed: Duration,
+}
+
+impl Run {
+    pub fn success(&self) -> bool {
+        self.code == Some(0)
+    }
+
+    fn describe(&self) -> String {
+        format!(
+            "myset {:?}: exit {:?}{} after {:.1?}\n--- stdout\n{}--- stderr\n{}---",
+            self.args,
+            self.code,
+            if self.timed_out {
+                " (killed: hung)"
+            } else {
+                ""
+            },
+            self.elapsed,
+            self.stdout,
+            self.stderr
+        )
+    }
+
+    /// Asserts the command succeeded without a panic; returns stdout.
+    #[track_caller]
+    pub fn ok(&self) -> &str {
+        assert!(self.success(), "expected success: {}", self.describe());
+        assert!(
+            !self.stderr.contains("panicked"),
+            "panic: {}",
+            self.describe()
+        );
+        &self.stdout
+    }
+
+    /// Asserts the command failed the way every myset error must: a non-zero exit code (not a
+    /// signal, not a hang), no panic, and exactly one line on stderr starting with "error: ".
+    /// Returns that line.
+    #[track_caller]
+    pub fn one_line_error(&self) -> String {
+        assert!(!self.timed_out, "hung: {}", self.describe());
+        assert!(
+            matches!(self.code, Some(c) if c != 0),
+            "expected a non-zero exit code: {}",
+            self.describe()
+        );
+        assert!(
+            !self.stderr.contains("panicked"),
+            "panic: {}",
+            self.describe()
+        );
+        let lines: Vec<&str> = self.stderr.lines().collect();
+        assert_eq!(
+            lines.len(),
+            1,
+            "expected exactly one line on stderr: {}",
+            self.describe()
+        );
+        assert!(
+            lines[0].starts_with("error: "),
+            "the error line must start with \"error: \": {}",
+            self.describe()
+        );
+        eprintln!("myset {:?} -> {}", self.args, lines[0]);
+        lines[0].to_string()
+    }
+
+    /// [`Run::one_line_error`] plus: the line contains every one of `needles`.
+    #[track_caller]
+    pub fn error_containing(&self, needles: &[&str]) -> String {
+        let line = self.one_line_error();
+        for needle in needles {
+            assert!(
+                line.contains(needle),
+                "the error should mention {needle:?}: {}",
+                self.describe()
+            );
+        }
+        line
+    }
+}
+
+/// Runs the binary with `args`, extra environment `env` (a `None` value removes the variable),
+/// and kills it if it runs longer than `timeout`.
+pub fn run_myset(args: &[&str], env: &[(&str, Option<OsString>)], timeout: Duration) -> Run {
+    let mut command = Command::new(MYSET);
+    command
+        .args(args)
+        .env_remove("MYSET_LOG")
+        .env_remove("MYSET_STATE_DIR")
+        .env_remove("RUST_BACKTRACE")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (key, value) in env {
+        match value {
+            Some(v) => command.env(key, v),
+            None => command.env_remove(key),
+        };
+    }
+    let started = Instant::now();
+    let mut child = command.spawn().expect("spawn myset");
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut p) = pipe {
+                let _ = p.read_to_end(&mut buf);
+            }
+            let _ = tx.send(String::from_utf8_lossy(&buf).into_owned());
+        });
+        rx
+    };
+    let out = drain(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let err = drain(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let mut status = None;
+    let finished = wait_until(timeout, || {
+        status = child.try_wait().expect("wait for myset");
+        status.is_some()
+    });
+    if !finished {
+        let _ = child.kill();
+        status = child.wait().ok();
+    }
+    // A daemon that inherited a pipe would keep it open; do not wait on it forever.
+    let collect = |rx: std::sync::mpsc::Receiver<String>| {
+        rx.recv_timeout(Duration::from_secs(10))
+            .unwrap_or_else(|_| "<output pipe still held open by another process>".into())
+    };
+    Run {
+        args: args.iter().map(|a| a.to_string()).collect(),
+        code: if finished {
+            status.and_then(|s| s.code())
+        } else {
+            None
+        },
+        timed_out: !finished,
+        stdout: collect(out),
+        stderr: collect(err),
+        elapsed: started.elapsed(),
+    }
+}
+
+/// Whether a process with this pid exists (a zombie counts as gone).
+pub fn pid_alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| !rest.trim_start().starts_with(['Z', 'X'])),
+        Err(_) => false,
+    }
+}
+
+/// The short command name of a live process.
+pub fn comm(pid: u32) -> Option<String> {
+    std::fs::read_to_string(format!("/proc/{pid}/comm"))
+        .ok()
+        .map(|s| s.trim().to_string())
+}
+
+pub fn signal(pid: u32, sig: Signal) {
+    let pid = i32::try_from(pid).expect("pid fits i32");
+    let _ = kill(Pid::from_raw(pid), sig);
+}
+
+/// Every live process whose command line mentions `needle`, with that command line.
+pub fn processes_mentioning(needle: &str) -> Vec<(u32, String)> {
+    let me = std::process::id();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&pid| pid != me && pid_alive(pid))
+        .filter_map(|pid| {
+            let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+            let cmdline = String::from_utf8_lossy(&raw).replace('\0', " ");
+            cmdline.contains(needle).then_some((pid, cmdline))
+        })
+        .collect()
+}
+
+/// Sends SIGCONT to a process when dropped, so a test that SIGSTOPs a server never leaves it
+/// stopped, even when an assertion fails in between.
+pub struct ContinueOnDrop(pub u32);
+
+impl Drop for ContinueOnDrop {
+    fn drop(&mut self) {
+        signal(self.0, Signal::SIGCONT);
+    }
+}
+
+/// A cluster in a private state dir. Creating it starts nothing; dropping it runs
+/// `myset destroy` and then kills anything still running from its state dir.
+pub struct Cluster {
+    pub name: String,
+    pub rw_port: u16,
+    pub ro_port: u16,
+    state_dir: PathBuf,
+    // Last field: dropped after `Drop::drop` has stopped every process.
+    tmp: tempfile::TempDir,
+}
+
+impl Cluster {
+    /// A cluster named `name` in a fresh state dir, with free rw/ro ports.
+    pub fn new(name: &str) -> Cluster {
+        let tmp = tempfile::Builder::new()
+            .prefix("myset-e2e-")
+            .tempdir()
+            .expect("create a temp dir");
+        let state_dir = tmp.path().join("state");
+        std::fs::create_dir(&state_dir).expect("create the state dir");
+        let (rw_port, ro_port) = free_ports();
+        Cluster {
+            name: name.to_string(),
+            rw_port,
+            ro_port,
+            state_dir,
+            tmp,
+        }
+    }
+
+    /// The temp dir holding the state dir (scratch space for a test).
+    pub fn scratch(&self) -> &Path {
+        self.tmp.path()
+    }
+    pub fn state_dir(&self) -> &Path {
+        &self.state_dir
+    }
+    pub fn root(&self) -> PathBuf {
+        self.state_dir.join(&self.name)
+    }
+    pub fn state_file(&self) -> PathBuf {
+        self.root().join("cluster.json")
+    }
+    pub fn instance_dir(&self, ordinal: u32) -> PathBuf {
+        self.root()
+            .join("instances")
+            .join(format!("{}-{ordinal}", self.name))
+    }
+    pub fn data_dir(&self, ordinal: u32) -> PathBuf {
+        self.instance_dir(ordinal).join("data")
+    }
+
+    /// Runs `myset ARGS` with this cluster's state dir (via MYSET_STATE_DIR) and nothing else.
+    pub fn run(&self, args: &[&str]) -> Run {
+        self.run_with(args, &[], QUICK)
+    }
+
+    pub fn run_with(
+        &self,
+        args: &[&str],
+        env: &[(&str, Option<OsString>)],
+        timeout: Duration,
+    ) -> Run {
+        let mut env = env.to_vec();
+        env.push((
+            "MYSET_STATE_DIR",
+            Some(self.state_dir.clone().into_os_string()),
+        ));
+        run_myset(args, &env, timeout)
+    }
+
+    /// Runs `myset ARGS --name NAME`.
+    pub fn cmd(&self, args: &[&str]) -> Run {
+        self.cmd_timeout(args, QUICK)
+    }
+
+    pub fn cmd_timeout(&self, args: &[&str], timeout: Duration) -> Run {
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend(["--name", self.name.as_str()]);
+        self.run_with(&all, &[], timeout)
+    }
+
+    /// `myset up` on this cluster's ports.
+    pub fn up(&self, replicas: Option<u32>) -> Run {
+        let (rw, ro) = (self.rw_port.to_string(), self.ro_port.to_string());
+        let replicas = replicas.map(|r| r.to_string());
+        let mut args = vec!["up", "--rw-port", &rw, "--ro-port", &ro, "--timeout", "280"];
+        if let Some(r) = &replicas {
+            args.extend(["--replicas", r.as_str()]);
+        }
+        self.cmd_timeout(&args, SLOW)
+    }
+
+    pub fn scale(&self, replicas: u32, delete_data: bool) -> Run {
+        let r = replicas.to_string();
+        let mut args = vec!["scale", "--replicas", &r, "--timeout", "280"];
+        if delete_data {
+            args.push("--delete-data");
+        }
+        self.cmd_timeout(&args, SLOW)
+    }
+
+    /// `myset status -o json`, parsed; panics when it fails.
+    #[track_caller]
+    pub fn status(&self) -> ClusterStatus {
+        let run = self.cmd(&["status", "-o", "json"]);
+        let out = run.ok();
+        serde_json::from_str(out).unwrap_or_else(|e| panic!("status JSON: {e}\n{out}"))
+    }
+
+    /// `myset status -o json` when it answers; `None` otherwise (for polling).
+    pub fn try_status(&self) -> Option<ClusterStatus> {
+        let run = self.cmd(&["status", "-o", "json"]);
+        run.success()
+            .then(|| serde_json::from_str(&run.stdout).ok())
+            .flatten()
+    }
+
+    /// One instance of a status, by ordinal.
+    #[track_caller]
+    pub fn instance(status: &ClusterStatus, ordinal: u32) -> &InstanceStatus {
+        status
+            .instances
+            .iter()
+            .find(|i| i.ordinal == ordinal)
+            .unwrap_or_else(|| panic!("no instance {ordinal} in {status:#?}"))
+    }
+
+    /// `myset sql TARGET -e SQL`.
+    pub fn sql(&self, target: &str, sql: &str) -> Run {
+        self.cmd(&["sql", target, "-e", sql])
+    }
+
+    /// Rows of a query that must succeed, each row split on tabs.
+    #[track_caller]
+    pub fn query(&self, target: &str, sql: &str) -> Vec<Vec<String>> {
+        parse_rows(self.sql(target, sql).ok())
+    }
+
+    /// Rows of a query, or `None` when it fails (for polling).
+    pub fn try_query(&self, target: &str, sql: &str) -> Option<Vec<Vec<String>>> {
+        let run = self.sql(target, sql);
+        run.success().then(|| parse_rows(&run.stdout))
+    }
+
+    /// `@@server_id` over `n` new connections through ro; stops at the first failure.
+    pub fn ro_server_ids(&self, n: usize) -> Result<Vec<u32>, String> {
+        let mut ids = Vec::with_capacity(n);
+        for _ in 0..n {
+            let run = self.sql("ro", "SELECT @@server_id");
+            if !run.success() {
+                return Err(format!("{run:?}"));
+            }
+            let id = run
+                .stdout
+                .trim()
+                .parse::<u32>()
+                .map_err(|e| format!("{e}: {run:?}"))?;
+            ids.push(id);
+        }
+        Ok(ids)
+    }
+
+    /// Every recorded event (events.jsonl), oldest first.
+    pub fn events(&self) -> Vec<Event> {
+        std::fs::read_to_string(self.root().join("events.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("event line {l:?}: {e}")))
+            .collect()
+    }
+
+    /// Messages of the events recorded after the first `skip`.
+    pub fn event_messages_since(&self, skip: usize) -> Vec<String> {
+        self.events()
+            .into_iter()
+            .skip(skip)
+            .map(|e| e.message)
+            .collect()
+    }
+
+    /// The controller's pid, from controller.json, if that file exists.
+    pub fn controller_pid(&self) -> Option<u32> {
+        let text = std::fs::read_to_string(self.root().join("controller.json")).ok()?;
+        let value: serde_json::Value = serde_json::from_str(&text).ok()?;
+        value.get("pid")?.as_u64().map(|p| p as u32)
+    }
+
+    /// Pids written in the cluster's pid files (controller, agents, servers), alive or not.
+    pub fn recorded_pids(&self) -> BTreeSet<u32> {
+        let mut pids: BTreeSet<u32> = self.controller_pid().into_iter().collect();
+        if let Ok(entries) = std::fs::read_dir(self.root().join("instances")) {
+            for dir in entries.filter_map(|e| e.ok()).map(|e| e.path()) {
+                for file in [dir.join("agent.pid"), dir.join("run").join("mariadbd.pid")] {
+                    if let Some(pid) = std::fs::read_to_string(file)
+                        .ok()
+                        .and_then(|s| s.trim().parse().ok())
+                    {
+                        pids.insert(pid);
+                    }
+                }
+            }
+        }
+        pids
+    }
+
+    /// Live processes started from this cluster's state dir (controller, agents, servers, clones).
+    pub fn processes(&self) -> Vec<(u32, String)> {
+        processes_mentioning(&self.state_dir.to_string_lossy())
+    }
+
+    /// Pids that are alive among `pids`.
+    pub fn alive(pids: impl IntoIterator<Item = u32>) -> Vec<u32> {
+        pids.into_iter().filter(|&p| pid_alive(p)).collect()
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if self.state_file().exists() {
+            let run = self.cmd_timeout(&["destroy"], Duration::from_secs(120));
+            if !run.success() {
+                eprintln!("cleanup: destroy failed: {run:?}");
+            }
+        }
+        // Last resort: the pids in the pid files, and anything else still running from this
+        // state dir. A pid counts only if its command line names the state dir, so a recycled
+        // pid of an unrelated process is never signalled.
+        let needle = self.state_dir.to_string_lossy().into_owned();
+        let running = processes_mentioning(&needle);
+        let mut leftovers: BTreeSet<u32> = self
+            .recorded_pids()
+            .into_iter()
+            .filter(|p| running.iter().any(|(q, _)| q == p))
+            .collect();
+        leftovers.extend(running.iter().map(|(p, _)| *p));
+        if !leftovers.is_empty() {
+            eprintln!("cleanup: killing leftover processes {leftovers:?}");
+            for &pid in &leftovers {
+                signal(pid, Signal::SIGCONT);
+                signal(pid, Signal::SIGKILL);
+            }
+            wait_until(Duration::from_secs(10), || {
+                leftovers.iter().all(|&p| !pid_alive(p))
+            });
+        }
+    }
+}
+
+/// Splits `myset sql` output into rows of tab-separated fields.
+pub fn parse_rows(stdout: &str) -> Vec<Vec<String>> {
+    stdout
+        .lines()
+        .map(|l| l.split('\t').map(str::to_string).collect())
+        .collect()
+}
+
+/// The single-column values of `rows`, sorted.
+pub fn column(rows: &[Vec<String>]) -> Vec<String> {
+    let mut values: Vec<String> = rows.iter().map(|r| r[0].clone()).collect();
+    values.sort();
+    values
+}
+
+/// Unix permission bits of a file.
+pub fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path)
+        .unwrap_or_else(|e| panic!("stat {}: {e}", path.display()))
+        .permissions()
+        .mode()
+        & 0o777
+}
