@@ -17,8 +17,12 @@ use tokio::process::{Child, Command};
 const START_DEADLINE: Duration = Duration::from_secs(300);
 /// How long a stopping server may take before it is killed.
 const STOP_GRACE: Duration = Duration::from_secs(60);
-/// Pause before restarting a crashed server, so a server that dies at once is not hot-looped.
-const RESTART_BACKOFF: Duration = Duration::from_millis(500);
+/// Pause before restarting a crashed server: short after a server that ran a while (a crash),
+/// doubling while it keeps dying soon after start, so a broken server is not hot-looped.
+const RESTART_BACKOFF_FIRST: Duration = Duration::from_millis(50);
+const RESTART_BACKOFF_MAX: Duration = Duration::from_secs(10);
+/// A server that ran this long before dying counts as having been healthy.
+const HEALTHY_RUN: Duration = Duration::from_secs(30);
 /// How often the supervisor re-converges replication to the spec.
 const CONVERGE_PERIOD: Duration = Duration::from_secs(1);
 
@@ -27,8 +31,10 @@ pub async fn run(shared: Arc<Shared>) -> anyhow::Result<()> {
         r = datadir::ensure(&shared) => r?,
         _ = shared.stop.cancelled() => return Ok(()),
     }
+    let mut backoff = RESTART_BACKOFF_FIRST;
     loop {
         shared.set_phase(Phase::Starting);
+        let started_at = Instant::now();
         let mut child = spawn_server(&shared, &shared.layout.data(), &[])?;
         shared.set_pid(child.id());
         let started = tokio::select! {
@@ -53,10 +59,14 @@ pub async fn run(shared: Arc<Shared>) -> anyhow::Result<()> {
         shared.set_pid(None);
         let restarts = shared.count_restart();
         tracing::info!(restarts, "restarting mariadbd");
+        if started_at.elapsed() > HEALTHY_RUN {
+            backoff = RESTART_BACKOFF_FIRST;
+        }
         tokio::select! {
-            _ = tokio::time::sleep(RESTART_BACKOFF) => {}
+            _ = tokio::time::sleep(backoff) => {}
             _ = shared.stop.cancelled() => return Ok(()),
         }
+        backoff = (backoff * 2).min(RESTART_BACKOFF_MAX);
     }
 }
 

@@ -87,6 +87,29 @@ pub enum Command {
         #[arg(long)]
         to: Option<u32>,
     },
+    /// Fault-injection harness: create a cluster, write and read through it while injecting
+    /// random faults, then check that no acknowledged write was lost and nothing split
+    Chaos {
+        /// Name of the cluster the harness creates (and destroys at the end)
+        #[arg(long, default_value = "chaos")]
+        name: String,
+        /// How many faults to inject
+        #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+        faults: u64,
+        /// Seed of the fault sequence [default: random, printed for reproduction]
+        #[arg(long)]
+        seed: Option<u64>,
+        #[arg(long, default_value_t = 13316, value_parser = clap::value_parser!(u16).range(1..))]
+        rw_port: u16,
+        #[arg(long, default_value_t = 13317, value_parser = clap::value_parser!(u16).range(1..))]
+        ro_port: u16,
+        /// Seconds a fault may take to heal before the run fails
+        #[arg(long, default_value_t = 120)]
+        heal_timeout: u64,
+        /// Also write the report as JSON to this file
+        #[arg(long)]
+        report: Option<PathBuf>,
+    },
     /// SIGKILL one instance's agent and server, as if its Pod died
     Kill {
         #[command(flatten)]

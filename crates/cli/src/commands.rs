@@ -27,6 +27,30 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             ha,
             timeout,
         } => up(&state_dir, &name, replicas, rw_port, ro_port, &ha, timeout).await,
+        Command::Chaos {
+            name,
+            faults,
+            seed,
+            rw_port,
+            ro_port,
+            heal_timeout,
+            report,
+        } => {
+            let name = NameArg { name };
+            cluster(&state_dir, &name)?;
+            check_ports_free(rw_port, ro_port)?;
+            let options = myset_chaos::ChaosOptions {
+                exe: std::env::current_exe()?,
+                state_dir: state_dir.clone(),
+                name: name.name,
+                faults: faults as usize,
+                seed: seed.unwrap_or_else(rand_seed),
+                rw_port,
+                ro_port,
+                heal_timeout: Duration::from_secs(heal_timeout),
+            };
+            crate::chaos::run(options, report).await
+        }
         Command::Switchover { name, to } => switchover(&cluster(&state_dir, &name)?, to).await,
         Command::Status { name, output } => status(&cluster(&state_dir, &name)?, output).await,
         Command::Sql {
@@ -167,14 +191,22 @@ async fn up(
 }
 
 fn check_ports(state: &ClusterState) -> anyhow::Result<()> {
-    if state.rw_port == state.ro_port {
-        bail!(
-            "--rw-port and --ro-port are both {}: give them different ports",
-            state.rw_port
-        );
+    check_ports_free(state.rw_port, state.ro_port)
+}
+
+fn check_ports_free(rw_port: u16, ro_port: u16) -> anyhow::Result<()> {
+    if rw_port == ro_port {
+        bail!("--rw-port and --ro-port are both {rw_port}: give them different ports");
     }
-    ensure_port_free(state.rw_port, "--rw-port")?;
-    ensure_port_free(state.ro_port, "--ro-port")
+    ensure_port_free(rw_port, "--rw-port")?;
+    ensure_port_free(ro_port, "--ro-port")
+}
+
+fn rand_seed() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(1)
 }
 
 /// The controller's API client, or an error telling the user to start the cluster.

@@ -1,0 +1,160 @@
+//! Driving the cluster under test through the `myset` binary, as a user would.
+
+use crate::ChaosOptions;
+use anyhow::{bail, Context};
+use myset_api::{ClusterStatus, Event};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+use tokio::process::Command;
+
+/// The user account's credentials.
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    pub user: String,
+    pub password: String,
+}
+
+pub struct Cluster {
+    exe: PathBuf,
+    state_dir: PathBuf,
+    pub name: String,
+    rw_port: u16,
+    ro_port: u16,
+}
+
+impl Cluster {
+    pub async fn create(options: &ChaosOptions) -> anyhow::Result<Self> {
+        let cluster = Cluster {
+            exe: options.exe.clone(),
+            state_dir: options.state_dir.clone(),
+            name: options.name.clone(),
+            rw_port: options.rw_port,
+            ro_port: options.ro_port,
+        };
+        if cluster.dir().join("cluster.json").exists() {
+            bail!(
+                "cluster {} already exists in {}: chaos needs a cluster of its own (use --name)",
+                cluster.name,
+                cluster.state_dir.display()
+            );
+        }
+        cluster.up(&["--replicas", "3"]).await?;
+        Ok(cluster)
+    }
+
+    pub fn dir(&self) -> PathBuf {
+        self.state_dir.join(&self.name)
+    }
+
+    async fn myset(&self, args: &[&str]) -> anyhow::Result<String> {
+        let out = Command::new(&self.exe)
+            .arg("--state-dir")
+            .arg(&self.state_dir)
+            .args(args)
+            .arg("--name")
+            .arg(&self.name)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .await
+            .with_context(|| format!("cannot run {}", self.exe.display()))?;
+        if !out.status.success() {
+            bail!(
+                "myset {} failed: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    pub async fn up(&self, extra: &[&str]) -> anyhow::Result<()> {
+        let rw = self.rw_port.to_string();
+        let ro = self.ro_port.to_string();
+        let mut args = vec!["up", "--rw-port", rw.as_str(), "--ro-port", ro.as_str()];
+        args.extend_from_slice(extra);
+        self.myset(&args).await.map(drop)
+    }
+
+    pub async fn down(&self) -> anyhow::Result<()> {
+        self.myset(&["down"]).await.map(drop)
+    }
+
+    pub async fn kill(&self, ordinal: u32) -> anyhow::Result<()> {
+        self.myset(&["kill", &ordinal.to_string()]).await.map(drop)
+    }
+
+    pub async fn destroy(&self) {
+        if let Err(e) = self.myset(&["destroy"]).await {
+            tracing::warn!("cannot destroy the chaos cluster: {e:#}");
+        }
+    }
+
+    pub async fn status(&self) -> anyhow::Result<ClusterStatus> {
+        let text = self.myset(&["status", "-o", "json"]).await?;
+        serde_json::from_str(&text).context("status JSON")
+    }
+
+    pub fn credentials(&self) -> anyhow::Result<Credentials> {
+        let text = std::fs::read_to_string(self.dir().join("secrets.json"))?;
+        let secrets: myset_api::Secrets = serde_json::from_str(&text)?;
+        Ok(Credentials {
+            user: secrets.user,
+            password: secrets.user_password,
+        })
+    }
+
+    /// The controller's pid, while one runs.
+    pub fn controller_pid(&self) -> Option<u32> {
+        let text = std::fs::read_to_string(self.dir().join("controller.json")).ok()?;
+        let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+        let pid = u32::try_from(v.get("pid")?.as_u64()?).ok()?;
+        myset_os::pid_alive(pid).then_some(pid)
+    }
+
+    pub fn events(&self) -> Vec<Event> {
+        std::fs::read_to_string(self.dir().join("events.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+
+    /// Waits until every instance is Ready and every process the status names is alive (so a
+    /// status taken before the controller noticed a fault does not count).
+    pub async fn wait_converged(&self, timeout: Duration) -> anyhow::Result<ClusterStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let last = self.status().await;
+            if let Ok(s) = &last {
+                let alive = s.instances.iter().all(|i| {
+                    [i.pid, i.agent_pid]
+                        .iter()
+                        .all(|p| p.is_some_and(myset_os::pid_alive))
+                });
+                if s.converged() && alive && self.controller_pid().is_some() {
+                    return Ok(s.clone());
+                }
+            }
+            if Instant::now() > deadline {
+                let detail = match last {
+                    Ok(s) => s
+                        .instances
+                        .iter()
+                        .map(|i| {
+                            format!(
+                                "{}: {} {}",
+                                i.name,
+                                i.state,
+                                i.reason.clone().unwrap_or_default()
+                            )
+                        })
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                    Err(e) => format!("{e:#}"),
+                };
+                bail!("not converged within {}s: {detail}", timeout.as_secs());
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}

@@ -1,0 +1,149 @@
+//! The fault-injection harness behind `myset chaos`.
+//!
+//! It drives a real cluster as a user would (through the `myset` binary and the rw/ro
+//! endpoints): a writer records every acknowledged write, readers read through ro, faults are
+//! injected one at a time, and after each the cluster must heal. A checker then proves that
+//! no acknowledged write was lost, that no two primaries took writes at once, and that every
+//! instance rejoined with the same data.
+
+mod check;
+mod cluster;
+mod faults;
+mod load;
+
+pub use faults::Fault;
+
+use anyhow::Context;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// What a chaos run is told.
+#[derive(Debug, Clone)]
+pub struct ChaosOptions {
+    /// The myset binary to drive.
+    pub exe: PathBuf,
+    pub state_dir: PathBuf,
+    pub name: String,
+    pub faults: usize,
+    pub seed: u64,
+    pub rw_port: u16,
+    pub ro_port: u16,
+    /// How long a fault may take to heal before the run fails.
+    pub heal_timeout: Duration,
+}
+
+/// One injected fault and its outcome.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct FaultReport {
+    pub index: usize,
+    pub fault: Fault,
+    /// Last acknowledged write before the fault to the first one after it, in seconds.
+    pub write_gap_s: f64,
+    pub healed_in_s: f64,
+    pub primary_before: u32,
+    pub primary_after: u32,
+    pub ok: bool,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ChaosReport {
+    pub seed: u64,
+    pub faults: Vec<FaultReport>,
+    pub acknowledged_writes: u64,
+    pub lost_writes: u64,
+    pub split_brain_windows: u64,
+    pub all_rejoined: bool,
+    pub converged: bool,
+    pub reads_ok: u64,
+    pub reads_failed: u64,
+    pub problems: Vec<String>,
+}
+
+impl ChaosReport {
+    pub fn passed(&self) -> bool {
+        self.problems.is_empty() && self.faults.iter().all(|f| f.ok)
+    }
+}
+
+/// Runs the whole harness; the cluster is destroyed at the end whatever happens.
+pub async fn run(
+    options: ChaosOptions,
+    progress: impl Fn(&FaultReport),
+) -> anyhow::Result<ChaosReport> {
+    let cluster = cluster::Cluster::create(&options)
+        .await
+        .context("cannot create the chaos cluster")?;
+    let result = drive(&options, &cluster, progress).await;
+    cluster.destroy().await;
+    result
+}
+
+async fn drive(
+    options: &ChaosOptions,
+    cluster: &cluster::Cluster,
+    progress: impl Fn(&FaultReport),
+) -> anyhow::Result<ChaosReport> {
+    use rand::{Rng, SeedableRng};
+    let credentials = cluster.credentials()?;
+    load::prepare(&credentials, options.rw_port).await?;
+    let load = load::Load::start(credentials.clone(), options.rw_port, options.ro_port);
+    load.wait_for_acks(5, Duration::from_secs(30)).await?;
+
+    let mut rng = rand::rngs::StdRng::seed_from_u64(options.seed);
+    let mut reports = Vec::new();
+    for index in 0..options.faults {
+        let fault = Fault::ALL[rng.random_range(0..Fault::ALL.len())];
+        let before = cluster.status().await?;
+        let injected_at = Instant::now();
+        let acks_before = load.acked_count();
+        let healed: anyhow::Result<u32> = async {
+            faults::inject(cluster, fault, &before, &mut rng)
+                .await
+                .context("injecting failed")?;
+            let status = cluster
+                .wait_converged(options.heal_timeout)
+                .await
+                .context("did not heal")?;
+            load.wait_for_acks(acks_before + 3, options.heal_timeout)
+                .await
+                .context("writes did not resume")?;
+            Ok(status.primary)
+        }
+        .await;
+        let (ok, detail, after_primary) = match healed {
+            Ok(primary) => (true, String::new(), primary),
+            Err(e) => (false, format!("{e:#}"), before.primary),
+        };
+        let report = FaultReport {
+            index,
+            fault,
+            write_gap_s: load.gap_between(injected_at, Instant::now()).as_secs_f64(),
+            healed_in_s: injected_at.elapsed().as_secs_f64(),
+            primary_before: before.primary,
+            primary_after: after_primary,
+            ok,
+            detail,
+        };
+        progress(&report);
+        let failed = !report.ok;
+        reports.push(report);
+        if failed {
+            break;
+        }
+    }
+    let (acked, reads_ok, reads_failed) = load.stop().await;
+    let verdict = check::verify(cluster, &credentials, &acked, options.heal_timeout).await?;
+    Ok(ChaosReport {
+        seed: options.seed,
+        faults: reports,
+        acknowledged_writes: acked.len() as u64,
+        lost_writes: verdict.lost,
+        split_brain_windows: verdict.split_brain,
+        all_rejoined: verdict.all_rejoined,
+        converged: verdict.converged,
+        reads_ok,
+        reads_failed,
+        problems: verdict.problems,
+    })
+}

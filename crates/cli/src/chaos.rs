@@ -1,0 +1,62 @@
+//! `myset chaos`: runs the harness and prints its report.
+
+use myset_chaos::{ChaosOptions, ChaosReport, FaultReport};
+use std::path::PathBuf;
+
+pub async fn run(options: ChaosOptions, report_file: Option<PathBuf>) -> anyhow::Result<()> {
+    println!(
+        "chaos: cluster {}, {} faults, seed {} (rerun with --seed {})",
+        options.name, options.faults, options.seed, options.seed
+    );
+    println!("{:>4}  {:<34} {:>8} {:>9} {:>8}  RESULT", "#", "FAULT", "GAP_S", "HEALED_S", "PRIMARY");
+    let report = myset_chaos::run(options, print_fault).await?;
+    if let Some(path) = report_file {
+        std::fs::write(&path, serde_json::to_vec_pretty(&report)?)?;
+    }
+    summary(&report);
+    if !report.passed() {
+        anyhow::bail!("chaos run failed: {}", report.problems.join("; "));
+    }
+    Ok(())
+}
+
+fn print_fault(f: &FaultReport) {
+    println!(
+        "{:>4}  {:<34} {:>8.3} {:>9.1} {:>3} -> {:<2} {}",
+        f.index + 1,
+        f.fault.to_string(),
+        f.write_gap_s,
+        f.healed_in_s,
+        f.primary_before,
+        f.primary_after,
+        if f.ok { "ok".to_string() } else { format!("FAILED: {}", f.detail) }
+    );
+}
+
+fn summary(r: &ChaosReport) {
+    let mut gaps: Vec<f64> = r.faults.iter().map(|f| f.write_gap_s).collect();
+    gaps.sort_by(f64::total_cmp);
+    let pick = |q: f64| {
+        gaps.get(((gaps.len() as f64 - 1.0) * q).round() as usize)
+            .copied()
+            .unwrap_or_default()
+    };
+    println!(
+        "acknowledged writes {}, lost {}, split-brain windows {}, every instance rejoined: {}, replicas converged: {}",
+        r.acknowledged_writes, r.lost_writes, r.split_brain_windows, r.all_rejoined, r.converged
+    );
+    println!(
+        "write gap over all faults: median {:.3}s, p95 {:.3}s, max {:.3}s; reads through ro ok {}, failed {}",
+        pick(0.5),
+        pick(0.95),
+        gaps.last().copied().unwrap_or_default(),
+        r.reads_ok,
+        r.reads_failed
+    );
+    for p in &r.problems {
+        println!("problem: {p}");
+    }
+    let failed = r.faults.iter().filter(|f| !f.ok).count() + usize::from(!r.problems.is_empty());
+    let passed = r.faults.iter().filter(|f| f.ok).count();
+    println!("chaos: {passed} passed, {failed} failed");
+}
