@@ -83,6 +83,10 @@ impl Cluster {
         self.myset(&["kill", &ordinal.to_string()]).await.map(drop)
     }
 
+    pub async fn switchover(&self) -> anyhow::Result<()> {
+        self.myset(&["switchover"]).await.map(drop)
+    }
+
     pub async fn destroy(&self) {
         if let Err(e) = self.myset(&["destroy"]).await {
             tracing::warn!("cannot destroy the chaos cluster: {e:#}");

@@ -22,6 +22,8 @@ pub enum Fault {
     KillControllerDuringFailover,
     /// `myset down` then `myset up`.
     RestartCluster,
+    /// A planned `myset switchover` (not drawn at random; for measuring the write pause).
+    Switchover,
 }
 
 impl Fault {
@@ -33,6 +35,21 @@ impl Fault {
         Fault::KillControllerDuringFailover,
         Fault::RestartCluster,
     ];
+}
+
+impl std::str::FromStr for Fault {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let all = Fault::ALL.iter().chain([Fault::Switchover].iter());
+        all.clone()
+            .find(|f| f.to_string() == s)
+            .copied()
+            .ok_or_else(|| {
+                let names: Vec<String> = all.map(|f| f.to_string()).collect();
+                format!("unknown fault {s:?}: use one of {}", names.join(", "))
+            })
+    }
 }
 
 impl std::fmt::Display for Fault {
@@ -113,6 +130,7 @@ pub async fn inject(
             cluster.down().await?;
             cluster.up(&[]).await?;
         }
+        Fault::Switchover => cluster.switchover().await?,
     }
     Ok(())
 }

@@ -26,6 +26,8 @@ pub struct ChaosOptions {
     pub name: String,
     pub faults: usize,
     pub seed: u64,
+    /// Inject only this fault, every time (for measuring one kind); random kinds otherwise.
+    pub only: Option<Fault>,
     pub rw_port: u16,
     pub ro_port: u16,
     /// How long a fault may take to heal before the run fails.
@@ -93,7 +95,9 @@ async fn drive(
     let mut rng = rand::rngs::StdRng::seed_from_u64(options.seed);
     let mut reports = Vec::new();
     for index in 0..options.faults {
-        let fault = Fault::ALL[rng.random_range(0..Fault::ALL.len())];
+        let fault = options
+            .only
+            .unwrap_or_else(|| Fault::ALL[rng.random_range(0..Fault::ALL.len())]);
         let before = cluster.status().await?;
         let injected_at = Instant::now();
         let acks_before = load.acked_count();

@@ -99,6 +99,10 @@ pub enum Command {
         /// Seed of the fault sequence [default: random, printed for reproduction]
         #[arg(long)]
         seed: Option<u64>,
+        /// Inject only this fault (kill-primary-server, kill-primary-instance, freeze-primary,
+        /// kill-replica, kill-controller-during-failover, restart-cluster, switchover)
+        #[arg(long)]
+        only: Option<myset_chaos::Fault>,
         #[arg(long, default_value_t = 13316, value_parser = clap::value_parser!(u16).range(1..))]
         rw_port: u16,
         #[arg(long, default_value_t = 13317, value_parser = clap::value_parser!(u16).range(1..))]

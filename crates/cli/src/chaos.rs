@@ -8,7 +8,10 @@ pub async fn run(options: ChaosOptions, report_file: Option<PathBuf>) -> anyhow:
         "chaos: cluster {}, {} faults, seed {} (rerun with --seed {})",
         options.name, options.faults, options.seed, options.seed
     );
-    println!("{:>4}  {:<34} {:>8} {:>9} {:>8}  RESULT", "#", "FAULT", "GAP_S", "HEALED_S", "PRIMARY");
+    println!(
+        "{:>4}  {:<34} {:>8} {:>9} {:>8}  RESULT",
+        "#", "FAULT", "GAP_S", "HEALED_S", "PRIMARY"
+    );
     let report = myset_chaos::run(options, print_fault).await?;
     if let Some(path) = report_file {
         std::fs::write(&path, serde_json::to_vec_pretty(&report)?)?;
@@ -29,7 +32,11 @@ fn print_fault(f: &FaultReport) {
         f.healed_in_s,
         f.primary_before,
         f.primary_after,
-        if f.ok { "ok".to_string() } else { format!("FAILED: {}", f.detail) }
+        if f.ok {
+            "ok".to_string()
+        } else {
+            format!("FAILED: {}", f.detail)
+        }
     );
 }
 
