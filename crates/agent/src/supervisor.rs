@@ -17,12 +17,11 @@ use tokio::process::{Child, Command};
 const START_DEADLINE: Duration = Duration::from_secs(300);
 /// How long a stopping server may take before it is killed.
 const STOP_GRACE: Duration = Duration::from_secs(60);
-/// Pause before restarting a crashed server: short after a server that ran a while (a crash),
-/// doubling while it keeps dying soon after start, so a broken server is not hot-looped.
+/// Pause before restarting a server: short after a server that had come up (a crash of a
+/// healthy server is restarted at once), doubling while it keeps failing to come up, so a
+/// broken server is not hot-looped.
 const RESTART_BACKOFF_FIRST: Duration = Duration::from_millis(50);
 const RESTART_BACKOFF_MAX: Duration = Duration::from_secs(10);
-/// A server that ran this long before dying counts as having been healthy.
-const HEALTHY_RUN: Duration = Duration::from_secs(30);
 /// How often the supervisor re-converges replication to the spec.
 const CONVERGE_PERIOD: Duration = Duration::from_secs(1);
 
@@ -34,7 +33,6 @@ pub async fn run(shared: Arc<Shared>) -> anyhow::Result<()> {
     let mut backoff = RESTART_BACKOFF_FIRST;
     loop {
         shared.set_phase(Phase::Starting);
-        let started_at = Instant::now();
         let mut child = spawn_server(&shared, &shared.layout.data(), &[])?;
         shared.set_pid(child.id());
         let started = tokio::select! {
@@ -49,6 +47,7 @@ pub async fn run(shared: Arc<Shared>) -> anyhow::Result<()> {
             let _ = child.start_kill();
             let _ = child.wait().await;
         } else {
+            backoff = RESTART_BACKOFF_FIRST;
             match watch(&shared, &mut child).await {
                 Watch::Stopped => return Ok(()),
                 Watch::Exited(status) => {
@@ -59,9 +58,6 @@ pub async fn run(shared: Arc<Shared>) -> anyhow::Result<()> {
         shared.set_pid(None);
         let restarts = shared.count_restart();
         tracing::info!(restarts, "restarting mariadbd");
-        if started_at.elapsed() > HEALTHY_RUN {
-            backoff = RESTART_BACKOFF_FIRST;
-        }
         tokio::select! {
             _ = tokio::time::sleep(backoff) => {}
             _ = shared.stop.cancelled() => return Ok(()),
