@@ -394,6 +394,10 @@ pub struct ClusterState {
     pub rejoin_pending: std::collections::BTreeMap<u32, String>,
     #[serde(default)]
     pub last_primary_change: Option<PrimaryChange>,
+    /// Local runtime only: each instance runs in its own network namespace on the test subnet
+    /// 10.231.<index>.0/24, as if on its own host.
+    #[serde(default)]
+    pub netns: Option<u8>,
     /// Where each ordinal listens; kept when an ordinal leaves, so its identity is stable.
     pub placements: std::collections::BTreeMap<u32, Placement>,
 }
@@ -422,6 +426,7 @@ impl ClusterState {
             primary_server_ids: Default::default(),
             rejoin_pending: Default::default(),
             last_primary_change: None,
+            netns: None,
             placements: Default::default(),
         }
     }

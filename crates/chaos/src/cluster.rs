@@ -38,7 +38,11 @@ impl Cluster {
                 cluster.state_dir.display()
             );
         }
-        cluster.up(&["--replicas", "3"]).await?;
+        let mut args = vec!["--replicas", "3"];
+        if options.netns {
+            args.push("--netns");
+        }
+        cluster.up(&args).await?;
         Ok(cluster)
     }
 
@@ -81,6 +85,15 @@ impl Cluster {
 
     pub async fn kill(&self, ordinal: u32) -> anyhow::Result<()> {
         self.myset(&["kill", &ordinal.to_string()]).await.map(drop)
+    }
+
+    pub async fn partition(&self, ordinal: u32, heal: bool) -> anyhow::Result<()> {
+        let o = ordinal.to_string();
+        let mut args = vec!["partition", o.as_str()];
+        if heal {
+            args.push("--heal");
+        }
+        self.myset(&args).await.map(drop)
     }
 
     pub async fn switchover(&self) -> anyhow::Result<()> {

@@ -22,6 +22,9 @@ pub enum Fault {
     KillControllerDuringFailover,
     /// `myset down` then `myset up`.
     RestartCluster,
+    /// The primary is cut off from the network (clusters in namespaces only), then reconnected
+    /// once the cluster moved on.
+    PartitionPrimary,
     /// A planned `myset switchover` (not drawn at random; for measuring the write pause).
     Switchover,
 }
@@ -41,7 +44,9 @@ impl std::str::FromStr for Fault {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let all = Fault::ALL.iter().chain([Fault::Switchover].iter());
+        let all = Fault::ALL
+            .iter()
+            .chain([Fault::PartitionPrimary, Fault::Switchover].iter());
         all.clone()
             .find(|f| f.to_string() == s)
             .copied()
@@ -131,6 +136,21 @@ pub async fn inject(
             cluster.up(&[]).await?;
         }
         Fault::Switchover => cluster.switchover().await?,
+        Fault::PartitionPrimary => {
+            cluster.partition(primary.ordinal, false).await?;
+            let deadline = Instant::now() + FREEZE_LIMIT;
+            while Instant::now() < deadline {
+                if cluster
+                    .status()
+                    .await
+                    .is_ok_and(|s| s.primary != before.primary)
+                {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            cluster.partition(primary.ordinal, true).await?;
+        }
     }
     Ok(())
 }

@@ -28,10 +28,15 @@ pub struct ChaosOptions {
     pub seed: u64,
     /// Inject only this fault, every time (for measuring one kind); random kinds otherwise.
     pub only: Option<Fault>,
+    /// Run the instances in network namespaces, which adds partitions to the faults.
+    pub netns: bool,
     pub rw_port: u16,
     pub ro_port: u16,
     /// How long a fault may take to heal before the run fails.
     pub heal_timeout: Duration,
+    /// At least this long between two injections (so the flap guard does not hold a failover
+    /// when measuring one).
+    pub interval: Duration,
 }
 
 /// One injected fault and its outcome.
@@ -94,10 +99,19 @@ async fn drive(
 
     let mut rng = rand::rngs::StdRng::seed_from_u64(options.seed);
     let mut reports = Vec::new();
+    let mut last_injection: Option<Instant> = None;
     for index in 0..options.faults {
+        if let Some(at) = last_injection {
+            tokio::time::sleep(options.interval.saturating_sub(at.elapsed())).await;
+        }
+        last_injection = Some(Instant::now());
+        let kinds: Vec<Fault> = Fault::ALL
+            .into_iter()
+            .chain(options.netns.then_some(Fault::PartitionPrimary))
+            .collect();
         let fault = options
             .only
-            .unwrap_or_else(|| Fault::ALL[rng.random_range(0..Fault::ALL.len())]);
+            .unwrap_or_else(|| kinds[rng.random_range(0..kinds.len())]);
         let before = cluster.status().await?;
         let injected_at = Instant::now();
         let acks_before = load.acked_count();

@@ -44,6 +44,10 @@ pub enum Command {
         ro_port: Option<u16>,
         #[command(flatten)]
         ha: HaArgs,
+        /// Run each instance in its own network namespace with its own address, as if on its
+        /// own host (root only; for testing partitions with `myset partition`)
+        #[arg(long)]
+        netns: bool,
         /// Give up waiting for readiness after this many seconds
         #[arg(long, default_value_t = 600)]
         timeout: u64,
@@ -110,9 +114,24 @@ pub enum Command {
         /// Seconds a fault may take to heal before the run fails
         #[arg(long, default_value_t = 120)]
         heal_timeout: u64,
+        /// Run the instances in network namespaces (root only); adds partitions to the faults
+        #[arg(long)]
+        netns: bool,
+        /// At least this many seconds between two faults
+        #[arg(long, default_value_t = 0)]
+        interval: u64,
         /// Also write the report as JSON to this file
         #[arg(long)]
         report: Option<PathBuf>,
+    },
+    /// Cut one instance off from the network, or reconnect it (clusters made with --netns)
+    Partition {
+        #[command(flatten)]
+        name: NameArg,
+        ordinal: u32,
+        /// Reconnect it instead
+        #[arg(long)]
+        heal: bool,
     },
     /// SIGKILL one instance's agent and server, as if its Pod died
     Kill {

@@ -25,8 +25,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             rw_port,
             ro_port,
             ha,
+            netns,
             timeout,
-        } => up(&state_dir, &name, replicas, rw_port, ro_port, &ha, timeout).await,
+        } => {
+            up(
+                &state_dir, &name, replicas, rw_port, ro_port, &ha, netns, timeout,
+            )
+            .await
+        }
         Command::Chaos {
             name,
             faults,
@@ -35,6 +41,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             rw_port,
             ro_port,
             heal_timeout,
+            interval,
+            netns,
             report,
         } => {
             let name = NameArg { name };
@@ -47,9 +55,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 faults: faults as usize,
                 seed: seed.unwrap_or_else(rand_seed),
                 only,
+                netns,
                 rw_port,
                 ro_port,
                 heal_timeout: Duration::from_secs(heal_timeout),
+                interval: Duration::from_secs(interval),
             };
             crate::chaos::run(options, report).await
         }
@@ -67,6 +77,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             timeout,
         } => scale(&cluster(&state_dir, &name)?, replicas, delete_data, timeout).await,
         Command::Kill { name, ordinal } => kill(&cluster(&state_dir, &name)?, ordinal),
+        Command::Partition {
+            name,
+            ordinal,
+            heal,
+        } => partition(&cluster(&state_dir, &name)?, ordinal, heal),
         Command::Events { name } => {
             let dir = cluster(&state_dir, &name)?;
             dir.load_state()?;
@@ -143,6 +158,7 @@ async fn up(
     rw_port: Option<u16>,
     ro_port: Option<u16>,
     ha: &HaArgs,
+    netns: bool,
     timeout: u64,
 ) -> anyhow::Result<()> {
     let dir = cluster(state_dir, name)?;
@@ -154,6 +170,12 @@ async fn up(
                 "cluster {} is already running (controller pid {}): see `myset status --name {}`",
                 dir.name(),
                 info.pid,
+                dir.name()
+            );
+        }
+        if netns && state.netns.is_none() {
+            bail!(
+                "cluster {} was created without --netns; it cannot move into namespaces",
                 dir.name()
             );
         }
@@ -174,6 +196,10 @@ async fn up(
             ro_port.unwrap_or(DEFAULT_RO_PORT),
         );
         state.durability = ha.durability.map(Into::into).unwrap_or_default();
+        if netns {
+            myset_local::netns::require_root()?;
+            state.netns = Some(myset_local::netns::free_index()?);
+        }
         if let Some(delay) = ha.failover_delay_ms() {
             state.failover_delay_ms = delay;
         }
@@ -262,11 +288,12 @@ async fn sql(dir: &ClusterDir, target: &str, statement: &str) -> anyhow::Result<
             state.placements[&o].server.port
         }
     };
+    let host = match target.parse::<u32>() {
+        Ok(o) => state.placements[&o].server.host.clone(),
+        Err(_) => state.bind_host.clone(),
+    };
     let mut client = AdminClient::connect(
-        Target::Tcp {
-            host: &state.bind_host,
-            port,
-        },
+        Target::Tcp { host: &host, port },
         &secrets.user,
         &secrets.user_password,
         SQL_TIMEOUT,
@@ -275,7 +302,7 @@ async fn sql(dir: &ClusterDir, target: &str, statement: &str) -> anyhow::Result<
     .with_context(|| {
         format!(
             "cannot connect to {target} ({}:{port}); is the cluster up?",
-            state.bind_host
+            host
         )
     })?;
     let rows = client
@@ -379,6 +406,48 @@ async fn down(dir: &ClusterDir) -> anyhow::Result<()> {
             }
         }
     }
+    remove_namespaces(dir);
+    Ok(())
+}
+
+/// Namespaces hold no data; they are made again at the next `up`.
+fn remove_namespaces(dir: &ClusterDir) {
+    let prefix = format!("myset-{}-", dir.name());
+    let Ok(entries) = std::fs::read_dir("/run/netns") else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if let Some(ordinal) = name.strip_prefix(&prefix).and_then(|o| o.parse().ok()) {
+            myset_local::netns::remove(dir.name(), ordinal);
+        }
+    }
+    if let Some(index) = dir.load_state().ok().and_then(|s| s.netns) {
+        myset_local::netns::remove_bridge(index);
+    }
+}
+
+fn partition(dir: &ClusterDir, ordinal: u32, heal: bool) -> anyhow::Result<()> {
+    let state = dir.load_state()?;
+    let Some(index) = state.netns else {
+        bail!(
+            "cluster {} does not run in network namespaces: create it with `myset up --netns`",
+            dir.name()
+        );
+    };
+    if !state.members.contains(&ordinal) {
+        bail!(
+            "instance {ordinal} is not a member of cluster {}: see `myset status`",
+            dir.name()
+        );
+    }
+    myset_local::netns::set_connected(index, ordinal, heal)?;
+    let what = if heal {
+        "reconnected"
+    } else {
+        "cut off from the network"
+    };
+    println!("{} {what}", state.instance_name(ordinal));
     Ok(())
 }
 

@@ -1,4 +1,5 @@
-//! The fault-injection harness in CI: at least 30 randomized faults (MYSET_CHAOS_FAULTS
+//! The fault-injection harness in CI: at least 30 randomized faults, partitions included when
+//! run as root (MYSET_CHAOS_FAULTS
 //! overrides; MYSET_CHAOS_SEED replays a run) against a real cluster, with 0 acknowledged
 //! writes lost, 0 split-brain windows, and every instance rejoined.
 
@@ -21,22 +22,26 @@ fn randomized_faults_lose_no_acknowledged_write() {
     let report_file = cluster.scratch().join("chaos-report.json");
     let (rw, ro) = (cluster.rw_port.to_string(), cluster.ro_port.to_string());
     let report_arg = report_file.to_string_lossy().into_owned();
-    let run = cluster.cmd_timeout(
-        &[
-            "chaos",
-            "--faults",
-            &faults,
-            "--seed",
-            &seed,
-            "--rw-port",
-            &rw,
-            "--ro-port",
-            &ro,
-            "--report",
-            &report_arg,
-        ],
-        Duration::from_secs(40 * 60),
-    );
+    let mut args = vec![
+        "chaos",
+        "--faults",
+        &faults,
+        "--seed",
+        &seed,
+        "--rw-port",
+        &rw,
+        "--ro-port",
+        &ro,
+        "--report",
+        &report_arg,
+    ];
+    // As root, instances run in network namespaces, which adds partitions to the faults.
+    if nix::unistd::geteuid().is_root() {
+        args.push("--netns");
+    } else {
+        eprintln!("not root: running without network namespaces, so without partitions");
+    }
+    let run = cluster.cmd_timeout(&args, Duration::from_secs(40 * 60));
     println!("{}", run.stdout);
     eprintln!("{}", run.stderr);
     let report: serde_json::Value =

@@ -280,7 +280,9 @@ impl<R: Runtime> Controller<R> {
         let mut observed = self.observed.lock().expect("lock");
         for (ordinal, result) in results {
             let entry = observed.entry(ordinal).or_default();
-            let ready = matches!(&result, Ok(s) if s.ready);
+            // An instance still at an older term has not accepted the current spec (for example
+            // a former primary coming back): it serves no reads until it has.
+            let ready = matches!(&result, Ok(s) if s.ready && s.term == state.term);
             match result {
                 Ok(status) => {
                     if status.live {

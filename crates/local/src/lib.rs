@@ -2,6 +2,7 @@
 //! dir, started, watched and restarted by a controller process running on the same machine.
 
 pub mod layout;
+pub mod netns;
 pub mod runtime;
 pub mod store;
 

@@ -17,6 +17,8 @@ const STOP_GRACE: Duration = Duration::from_secs(90);
 
 pub struct LocalRuntime {
     dir: ClusterDir,
+    /// The test subnet index when instances run in their own network namespaces.
+    netns: Option<u8>,
     /// The myset binary, started as `myset agent` for each instance.
     exe: PathBuf,
     /// Agents this process started; kept so their exits are reaped.
@@ -24,9 +26,10 @@ pub struct LocalRuntime {
 }
 
 impl LocalRuntime {
-    pub fn new(dir: ClusterDir, exe: PathBuf) -> Self {
+    pub fn new(dir: ClusterDir, exe: PathBuf, netns: Option<u8>) -> Self {
         LocalRuntime {
             dir,
+            netns,
             exe,
             children: Mutex::new(HashMap::new()),
         }
@@ -48,7 +51,18 @@ fn spawn_detached(command: &mut Command, log: &std::path::Path) -> std::io::Resu
 }
 
 impl Runtime for LocalRuntime {
-    fn place(&self, _ordinal: u32, state: &ClusterState) -> anyhow::Result<Placement> {
+    fn place(&self, ordinal: u32, state: &ClusterState) -> anyhow::Result<Placement> {
+        if let Some(index) = self.netns {
+            // A host of its own: fixed ports on its own address.
+            let host = crate::netns::instance_address(index, ordinal);
+            return Ok(Placement {
+                server: Address {
+                    host: host.clone(),
+                    port: 3306,
+                },
+                agent: Address { host, port: 8080 },
+            });
+        }
         let mut taken: Vec<u16> = vec![state.rw_port, state.ro_port];
         taken.extend(
             state
@@ -81,8 +95,22 @@ impl Runtime for LocalRuntime {
         std::fs::create_dir_all(&dir)?;
         let spec_bytes = serde_json::to_vec_pretty(spec)?;
         myset_os::write_atomic(&dir.join("spec.json"), &spec_bytes, 0o600)?;
+        let mut command = match self.netns {
+            Some(index) => {
+                crate::netns::ensure(self.dir.name(), index, spec.ordinal)?;
+                let mut c = Command::new("ip");
+                c.args([
+                    "netns",
+                    "exec",
+                    &crate::netns::namespace(self.dir.name(), spec.ordinal),
+                ])
+                .arg(&self.exe);
+                c
+            }
+            None => Command::new(&self.exe),
+        };
         let child = spawn_detached(
-            Command::new(&self.exe)
+            command
                 .arg("agent")
                 .arg("--instance-dir")
                 .arg(&dir)
@@ -140,6 +168,13 @@ impl Runtime for LocalRuntime {
     }
 
     async fn kill(&self, ordinal: u32) -> bool {
+        // Instances in namespaces stand for separate hosts: one cut off from the network
+        // cannot be reached, so it is not killed (fencing and self-fencing must hold instead).
+        if let Some(index) = self.netns {
+            if !crate::netns::connected(index, ordinal) {
+                return false;
+            }
+        }
         let marker = self
             .dir
             .instance_dir(ordinal)
@@ -186,6 +221,9 @@ impl Runtime for LocalRuntime {
     }
 
     fn delete_data(&self, ordinal: u32) -> anyhow::Result<()> {
+        if self.netns.is_some() {
+            crate::netns::remove(self.dir.name(), ordinal);
+        }
         let dir = self.dir.instance_dir(ordinal);
         if dir.exists() {
             std::fs::remove_dir_all(&dir)
@@ -263,7 +301,7 @@ pub async fn run_controller(dir: ClusterDir, exe: PathBuf) -> anyhow::Result<()>
             port: api_listener.local_addr()?.port(),
         },
     };
-    let runtime = LocalRuntime::new(dir.clone(), exe);
+    let runtime = LocalRuntime::new(dir.clone(), exe, state.netns);
     let controller = Controller::new(runtime, state, secrets, Timing::default());
     let run = controller.run_with(api_listener, || {
         myset_os::write_atomic(

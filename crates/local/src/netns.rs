@@ -1,0 +1,146 @@
+//! Instances as separate hosts: each in its own network namespace with its own address,
+//! joined by a bridge in the root namespace where the controller runs. Root only. Lets tests
+//! cut one instance off from the others and from the controller.
+
+use anyhow::{bail, Context};
+use std::process::Command;
+
+/// The subnet 10.231.<index>.0/24 is the cluster's private test network; the bridge is .1 and
+/// ordinal N is .(10 + N). Nothing outside the namespaces myset creates is ever addressed.
+pub fn subnet_host(index: u8, last: u32) -> String {
+    format!("10.231.{index}.{last}")
+}
+
+pub fn instance_address(index: u8, ordinal: u32) -> String {
+    subnet_host(index, 10 + ordinal)
+}
+
+pub fn namespace(cluster: &str, ordinal: u32) -> String {
+    format!("myset-{cluster}-{ordinal}")
+}
+
+fn bridge(index: u8) -> String {
+    format!("msbr{index}")
+}
+
+/// The host side of an instance's cable; taking it down partitions the instance.
+pub fn host_link(index: u8, ordinal: u32) -> String {
+    format!("msv{index}-{ordinal}")
+}
+
+fn ip(args: &[&str]) -> anyhow::Result<()> {
+    let out = Command::new("ip")
+        .args(args)
+        .output()
+        .context("cannot run `ip` (install the Debian package iproute2)")?;
+    if !out.status.success() {
+        bail!(
+            "ip {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(())
+}
+
+fn exists(kind: &str, name: &str) -> bool {
+    match kind {
+        "netns" => std::path::Path::new("/run/netns").join(name).exists(),
+        _ => std::path::Path::new("/sys/class/net").join(name).exists(),
+    }
+}
+
+/// A subnet index no bridge uses yet.
+pub fn free_index() -> anyhow::Result<u8> {
+    (1..=250u8)
+        .find(|&i| !exists("link", &bridge(i)))
+        .context("no free 10.231.x.0/24 test subnet left")
+}
+
+pub fn require_root() -> anyhow::Result<()> {
+    if !nix::unistd::geteuid().is_root() {
+        bail!("--netns needs root (it creates network namespaces): run as root or drop --netns");
+    }
+    Ok(())
+}
+
+/// Creates (idempotently) the bridge and the instance's namespace, cable and address.
+pub fn ensure(cluster: &str, index: u8, ordinal: u32) -> anyhow::Result<()> {
+    let br = bridge(index);
+    if !exists("link", &br) {
+        ip(&["link", "add", &br, "type", "bridge"])?;
+        ip(&[
+            "addr",
+            "add",
+            &format!("{}/24", subnet_host(index, 1)),
+            "dev",
+            &br,
+        ])?;
+    }
+    ip(&["link", "set", &br, "up"])?;
+    let ns = namespace(cluster, ordinal);
+    if !exists("netns", &ns) {
+        ip(&["netns", "add", &ns])?;
+    }
+    ip(&["-n", &ns, "link", "set", "lo", "up"])?;
+    let host = host_link(index, ordinal);
+    if !exists("link", &host) {
+        ip(&[
+            "link", "add", &host, "type", "veth", "peer", "name", "eth0", "netns", &ns,
+        ])?;
+        ip(&["link", "set", &host, "master", &br])?;
+        let address = format!("{}/24", instance_address(index, ordinal));
+        ip(&["-n", &ns, "addr", "add", &address, "dev", "eth0"])?;
+    }
+    ip(&["link", "set", &host, "up"])?;
+    ip(&["-n", &ns, "link", "set", "eth0", "up"])?;
+    Ok(())
+}
+
+/// Cuts (`connected` false) or restores the instance's only link.
+pub fn set_connected(index: u8, ordinal: u32, connected: bool) -> anyhow::Result<()> {
+    ip(&[
+        "link",
+        "set",
+        &host_link(index, ordinal),
+        if connected { "up" } else { "down" },
+    ])
+}
+
+/// Whether the instance's link is up (it can be reached over the network).
+pub fn connected(index: u8, ordinal: u32) -> bool {
+    let operstate = format!("/sys/class/net/{}/operstate", host_link(index, ordinal));
+    std::fs::read_to_string(operstate).is_ok_and(|s| s.trim() != "down")
+}
+
+/// Removes the instance's namespace (its cable goes with it).
+pub fn remove(cluster: &str, ordinal: u32) {
+    let ns = namespace(cluster, ordinal);
+    if exists("netns", &ns) {
+        if let Err(e) = ip(&["netns", "del", &ns]) {
+            tracing::warn!("{e:#}");
+        }
+    }
+}
+
+/// Removes the bridge once no instance uses it.
+pub fn remove_bridge(index: u8) {
+    let br = bridge(index);
+    if exists("link", &br) {
+        if let Err(e) = ip(&["link", "del", &br]) {
+            tracing::warn!("{e:#}");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_fit_linux_interface_limits() {
+        assert!(host_link(250, 63).len() <= 15);
+        assert!(bridge(250).len() <= 15);
+        assert_eq!(instance_address(3, 2), "10.231.3.12");
+    }
+}
