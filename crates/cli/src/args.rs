@@ -30,28 +30,7 @@ pub struct NameArg {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Start a cluster (or restart a stopped one from its data) and wait until every instance is Ready
-    Up {
-        #[command(flatten)]
-        name: NameArg,
-        /// Number of instances [default: 3 for a new cluster, unchanged for an existing one]
-        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=MAX_REPLICAS as i64))]
-        replicas: Option<u32>,
-        /// Port of the rw endpoint (the primary) [default: 13306 for a new cluster]
-        #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
-        rw_port: Option<u16>,
-        /// Port of the ro endpoint (every Ready instance) [default: 13307 for a new cluster]
-        #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
-        ro_port: Option<u16>,
-        #[command(flatten)]
-        ha: HaArgs,
-        /// Run each instance in its own network namespace with its own address, as if on its
-        /// own host (root only; for testing partitions with `myset partition`)
-        #[arg(long)]
-        netns: bool,
-        /// Give up waiting for readiness after this many seconds
-        #[arg(long, default_value_t = 600)]
-        timeout: u64,
-    },
+    Up(UpArgs),
     /// Show the cluster's instances, roles, readiness and endpoints
     Status {
         #[command(flatten)]
@@ -220,4 +199,29 @@ impl From<Durability> for myset_api::Durability {
             Durability::Async => myset_api::Durability::Async,
         }
     }
+}
+
+/// Arguments of `up`.
+#[derive(Args, Debug, Clone)]
+pub struct UpArgs {
+    #[command(flatten)]
+    pub name: NameArg,
+    /// Number of instances [default: 3 for a new cluster, unchanged for an existing one]
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=MAX_REPLICAS as i64))]
+    pub replicas: Option<u32>,
+    /// Port of the rw endpoint (the primary) [default: 13306 for a new cluster]
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    pub rw_port: Option<u16>,
+    /// Port of the ro endpoint (every Ready instance) [default: 13307 for a new cluster]
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    pub ro_port: Option<u16>,
+    #[command(flatten)]
+    pub ha: HaArgs,
+    /// Run each instance in its own network namespace with its own address, as if on its
+    /// own host (root only; for testing partitions with `myset partition`)
+    #[arg(long)]
+    pub netns: bool,
+    /// Give up waiting for readiness after this many seconds
+    #[arg(long, default_value_t = 600)]
+    pub timeout: u64,
 }

@@ -1,6 +1,6 @@
 //! One function per subcommand.
 
-use crate::args::{Cli, Command, HaArgs, NameArg, Output};
+use crate::args::{Cli, Command, NameArg, Output, UpArgs};
 use crate::{display, wait};
 use anyhow::{bail, Context};
 use myset_api::{ClusterState, ClusterStatus, ScaleRequest, SwitchoverRequest};
@@ -19,20 +19,7 @@ const SQL_TIMEOUT: Duration = Duration::from_secs(300);
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let state_dir = state_dir(cli.state_dir)?;
     match cli.command {
-        Command::Up {
-            name,
-            replicas,
-            rw_port,
-            ro_port,
-            ha,
-            netns,
-            timeout,
-        } => {
-            up(
-                &state_dir, &name, replicas, rw_port, ro_port, &ha, netns, timeout,
-            )
-            .await
-        }
+        Command::Up(args) => up(&state_dir, &args).await,
         Command::Chaos {
             name,
             faults,
@@ -151,16 +138,18 @@ fn ensure_port_free(port: u16, flag: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn up(
-    state_dir: &std::path::Path,
-    name: &NameArg,
-    replicas: Option<u32>,
-    rw_port: Option<u16>,
-    ro_port: Option<u16>,
-    ha: &HaArgs,
-    netns: bool,
-    timeout: u64,
-) -> anyhow::Result<()> {
+async fn up(state_dir: &std::path::Path, args: &UpArgs) -> anyhow::Result<()> {
+    let UpArgs {
+        name,
+        replicas,
+        rw_port,
+        ro_port,
+        ha,
+        netns,
+        timeout,
+    } = args.clone();
+    let name = &name;
+    let ha = &ha;
     let dir = cluster(state_dir, name)?;
     myset_mariadb::Binaries::find()?;
     let state = if dir.exists() {
