@@ -48,11 +48,13 @@ pub async fn run(options: AgentOptions) -> anyhow::Result<()> {
     let server = tokio::spawn(http::serve(shared.clone(), listener));
     let signals = tokio::spawn(state::stop_on_signal(shared.clone()));
     let fence_watch = tokio::spawn(orders::self_fence_watch(shared.clone()));
+    let sampler = tokio::spawn(probe::sample_primary_stream(shared.clone()));
 
     let result = supervisor::run(shared.clone()).await;
     server.abort();
     signals.abort();
     fence_watch.abort();
+    sampler.abort();
     result
 }
 

@@ -69,3 +69,32 @@ async fn query(shared: &Shared) -> anyhow::Result<Probe> {
         semisync: Some(semisync),
     })
 }
+
+/// How often a replica samples its primary's stream, so the silence it reports is accurate to
+/// this much rather than to the controller's probe period.
+const STREAM_SAMPLE_PERIOD: Duration = Duration::from_millis(250);
+
+/// On a running replica, keeps the "last heard from the primary" clock current.
+pub async fn sample_primary_stream(shared: std::sync::Arc<Shared>) {
+    let mut tick = tokio::time::interval(STREAM_SAMPLE_PERIOD);
+    let mut conn = None;
+    loop {
+        tick.tick().await;
+        let replica = shared.spec().role == myset_api::Role::Replica;
+        if !replica || shared.server().phase != Phase::Running {
+            conn = None;
+            continue;
+        }
+        if conn.is_none() {
+            conn = admin(&shared).await.ok();
+        }
+        let Some(c) = conn.as_mut() else { continue };
+        match tokio::time::timeout(PROBE_TIMEOUT, c.replication()).await {
+            Ok(Ok(Some(r))) => {
+                shared.primary_silence(r.heartbeats, &r.received);
+            }
+            Ok(Ok(None)) => {}
+            _ => conn = None,
+        }
+    }
+}

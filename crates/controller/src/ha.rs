@@ -145,18 +145,16 @@ impl<R: Runtime> Controller<R> {
             };
             (o, self.order(o, order, self.timing.probe_timeout * 3).await)
         };
-        // Kill the old primary at the same time where the runtime can: its death also closes the
-        // replicas' connections, which makes their fencing quick.
-        let (fence_results, killed) = tokio::join!(
-            futures::future::join_all(replicas.into_iter().map(fence)),
-            self.runtime.kill(old)
-        );
-        if killed {
+        // Kill the old primary first where the runtime can reach it: its death closes the
+        // replicas' connections, so they stop receiving at once (a replica stuck reading from a
+        // frozen primary can take seconds to obey STOP SLAVE).
+        if self.runtime.kill(old).await {
             self.event(
                 "fenced",
                 format!("killed the processes of {}", state.instance_name(old)),
             );
         }
+        let fence_results = futures::future::join_all(replicas.into_iter().map(fence)).await;
         let fenced: Vec<(u32, OrderResult)> = fence_results
             .into_iter()
             .filter_map(|(o, r)| match r {
