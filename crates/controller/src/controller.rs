@@ -237,11 +237,14 @@ impl<R: Runtime> Controller<R> {
             let name = state.instance_name(ordinal);
             self.runtime.stop(ordinal).await;
             self.observed.lock().expect("lock").remove(&ordinal);
+            // Data goes before membership, so `scale --delete-data` returns once it is gone.
+            if delete {
+                self.runtime.delete_data(ordinal)?;
+            }
             self.update_state(|s| {
                 s.members.remove(&ordinal);
             })?;
             if delete {
-                self.runtime.delete_data(ordinal)?;
                 self.event(
                     "member-removed",
                     format!("{name} removed and its data deleted"),
