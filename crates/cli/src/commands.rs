@@ -401,19 +401,19 @@ async fn down(dir: &ClusterDir) -> anyhow::Result<()> {
 
 /// Namespaces hold no data; they are made again at the next `up`.
 fn remove_namespaces(dir: &ClusterDir) {
-    let prefix = format!("myset-{}-", dir.name());
-    let Ok(entries) = std::fs::read_dir("/run/netns") else {
+    let Some(index) = dir.load_state().ok().and_then(|s| s.netns) else {
         return;
     };
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        if let Some(ordinal) = name.strip_prefix(&prefix).and_then(|o| o.parse().ok()) {
-            myset_local::netns::remove(dir.name(), ordinal);
+    let prefix = myset_local::netns::namespace_prefix(index, dir.name());
+    if let Ok(entries) = std::fs::read_dir("/run/netns") {
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if let Some(ordinal) = name.strip_prefix(&prefix).and_then(|o| o.parse().ok()) {
+                myset_local::netns::remove(index, dir.name(), ordinal);
+            }
         }
     }
-    if let Some(index) = dir.load_state().ok().and_then(|s| s.netns) {
-        myset_local::netns::remove_bridge(index);
-    }
+    myset_local::netns::remove_bridge(index);
 }
 
 fn partition(dir: &ClusterDir, ordinal: u32, heal: bool) -> anyhow::Result<()> {

@@ -15,8 +15,15 @@ pub fn instance_address(index: u8, ordinal: u32) -> String {
     subnet_host(index, 10 + ordinal)
 }
 
-pub fn namespace(cluster: &str, ordinal: u32) -> String {
-    format!("myset-{cluster}-{ordinal}")
+/// The subnet index is part of the name, so clusters of the same name in different state
+/// dirs never share a namespace.
+pub fn namespace(index: u8, cluster: &str, ordinal: u32) -> String {
+    format!("myset{index}-{cluster}-{ordinal}")
+}
+
+/// The prefix of every namespace of a cluster.
+pub fn namespace_prefix(index: u8, cluster: &str) -> String {
+    format!("myset{index}-{cluster}-")
 }
 
 fn bridge(index: u8) -> String {
@@ -78,7 +85,7 @@ pub fn ensure(cluster: &str, index: u8, ordinal: u32) -> anyhow::Result<()> {
         ])?;
     }
     ip(&["link", "set", &br, "up"])?;
-    let ns = namespace(cluster, ordinal);
+    let ns = namespace(index, cluster, ordinal);
     if !exists("netns", &ns) {
         ip(&["netns", "add", &ns])?;
     }
@@ -114,8 +121,8 @@ pub fn connected(index: u8, ordinal: u32) -> bool {
 }
 
 /// Removes the instance's namespace (its cable goes with it).
-pub fn remove(cluster: &str, ordinal: u32) {
-    let ns = namespace(cluster, ordinal);
+pub fn remove(index: u8, cluster: &str, ordinal: u32) {
+    let ns = namespace(index, cluster, ordinal);
     if exists("netns", &ns) {
         if let Err(e) = ip(&["netns", "del", &ns]) {
             tracing::warn!("{e:#}");

@@ -102,7 +102,7 @@ impl Runtime for LocalRuntime {
                 c.args([
                     "netns",
                     "exec",
-                    &crate::netns::namespace(self.dir.name(), spec.ordinal),
+                    &crate::netns::namespace(index, self.dir.name(), spec.ordinal),
                 ])
                 .arg(&self.exe);
                 c
@@ -221,8 +221,8 @@ impl Runtime for LocalRuntime {
     }
 
     fn delete_data(&self, ordinal: u32) -> anyhow::Result<()> {
-        if self.netns.is_some() {
-            crate::netns::remove(self.dir.name(), ordinal);
+        if let Some(index) = self.netns {
+            crate::netns::remove(index, self.dir.name(), ordinal);
         }
         let dir = self.dir.instance_dir(ordinal);
         if dir.exists() {
