@@ -2,7 +2,7 @@
 //! and the history shows no two primaries taking writes at once.
 
 use crate::cluster::{Cluster, Credentials};
-use crate::load::{connect, TABLE};
+use crate::load::{connect_to, TABLE};
 use mysql_async::prelude::Queryable;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -60,7 +60,7 @@ pub async fn verify(
     let mut checksums = BTreeSet::new();
     let mut primary_rows = Vec::new();
     for instance in &status.instances {
-        let mut conn = connect(credentials, instance.port).await?;
+        let mut conn = connect_to(credentials, &instance.host, instance.port).await?;
         let rows: Vec<(u64, u32)> = conn
             .query(format!("SELECT id, server_id FROM {TABLE} ORDER BY id"))
             .await?;

@@ -15,19 +15,24 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 
 pub const TABLE: &str = "chaos.writes";
 
-fn opts(c: &Credentials, port: u16) -> OptsBuilder {
+fn opts(c: &Credentials, host: &str, port: u16) -> OptsBuilder {
     OptsBuilder::default()
-        .ip_or_hostname(HOST)
+        .ip_or_hostname(host)
         .tcp_port(port)
         .user(Some(c.user.clone()))
         .pass(Some(c.password.clone()))
         .prefer_socket(false)
 }
 
+/// Connects to an endpoint of the cluster (rw or ro, on loopback).
 pub async fn connect(c: &Credentials, port: u16) -> anyhow::Result<Conn> {
-    match tokio::time::timeout(CONNECT_TIMEOUT, Conn::new(opts(c, port))).await {
+    connect_to(c, HOST, port).await
+}
+
+pub async fn connect_to(c: &Credentials, host: &str, port: u16) -> anyhow::Result<Conn> {
+    match tokio::time::timeout(CONNECT_TIMEOUT, Conn::new(opts(c, host, port))).await {
         Ok(conn) => Ok(conn?),
-        Err(_) => bail!("connecting to {HOST}:{port} timed out"),
+        Err(_) => bail!("connecting to {host}:{port} timed out"),
     }
 }
 
