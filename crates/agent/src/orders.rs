@@ -59,13 +59,10 @@ pub async fn obey(shared: &Shared, order: Order) -> Result<OrderResult, OrderErr
             held.primary = None;
             held.term = order.term;
             held.semisync = false;
-            c.exec(sql::SET_READ_ONLY)
+            crate::role::stop_writes(shared, &mut c)
                 .await
                 .map_err(anyhow::Error::from)?;
             store(shared, held)?;
-            cut_user_sessions(shared, &mut c)
-                .await
-                .map_err(anyhow::Error::from)?;
             tracing::info!(
                 term = order.term,
                 "demoted: writes refused, client sessions cut"
@@ -157,19 +154,6 @@ async fn positions(c: &mut AdminClient) -> anyhow::Result<OrderResult> {
     })
 }
 
-/// Cuts the sessions of the account handed to users, so clients reconnect through rw.
-async fn cut_user_sessions(
-    shared: &Shared,
-    c: &mut AdminClient,
-) -> Result<(), myset_mariadb::ClientError> {
-    for row in c.text_rows(&sql::sessions_of(&shared.secrets.user)).await? {
-        if let Some(Some(id)) = row.into_iter().next() {
-            let _ = c.exec(&sql::kill_session(&id)).await;
-        }
-    }
-    Ok(())
-}
-
 /// A primary that hears neither from the controller nor from any peer for the spec's
 /// isolation period makes its server refuse writes and cuts client sessions, so clients stuck
 /// with it on the wrong side of a partition cannot write where nobody else can see.
@@ -197,8 +181,9 @@ pub async fn self_fence_watch(shared: Arc<Shared>) {
         tracing::warn!("{reason}; refusing writes");
         shared.fencing.lock().expect("fencing lock").self_fenced = Some(reason);
         if let Ok(mut c) = admin(&shared).await {
-            let _ = c.exec(sql::SET_READ_ONLY).await;
-            let _ = cut_user_sessions(&shared, &mut c).await;
+            if let Err(e) = crate::role::stop_writes(&shared, &mut c).await {
+                tracing::error!("self-fencing failed: {e}");
+            }
             c.disconnect().await;
         }
     }

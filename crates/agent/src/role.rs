@@ -3,7 +3,7 @@
 use crate::state::Shared;
 use myset_api::Role;
 use myset_mariadb::client::Target;
-use myset_mariadb::{sql, AdminClient};
+use myset_mariadb::{sql, AdminClient, ClientError};
 use std::time::Duration;
 
 const ADMIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -34,14 +34,17 @@ pub async fn converge(shared: &Shared) -> anyhow::Result<()> {
                 c.exec(sql::STOP_REPLICA).await?;
                 c.exec(sql::RESET_REPLICA).await?;
             }
+            if fencing.self_fenced.is_some() {
+                if !read_only || semisync {
+                    stop_writes(shared, &mut c).await?;
+                }
+                c.disconnect().await;
+                return Ok(());
+            }
             if semisync != spec.semisync {
                 c.exec(&sql::set_semisync(spec.semisync)).await?;
             }
-            if fencing.self_fenced.is_some() {
-                if !read_only {
-                    c.exec(sql::SET_READ_ONLY).await?;
-                }
-            } else if read_only {
+            if read_only {
                 c.exec(sql::SET_READ_WRITE).await?;
                 tracing::info!(
                     term = spec.term,
@@ -50,11 +53,8 @@ pub async fn converge(shared: &Shared) -> anyhow::Result<()> {
             }
         }
         Role::Replica => {
-            if !read_only {
-                c.exec(sql::SET_READ_ONLY).await?;
-            }
-            if semisync {
-                c.exec(&sql::set_semisync(false)).await?;
+            if !read_only || semisync {
+                stop_writes(shared, &mut c).await?;
             }
             if fencing.fence_term > spec.term {
                 // Fenced for a change of primary: receive nothing until the new spec arrives.
@@ -97,5 +97,25 @@ pub async fn converge(shared: &Shared) -> anyhow::Result<()> {
         }
     }
     c.disconnect().await;
+    Ok(())
+}
+
+/// Makes the server refuse writes from every account myset hands out. The user sessions are cut
+/// first, so a commit released below acknowledges nobody; then semi-sync waiting is switched off
+/// (on an isolated primary it would hold those commits, and SET read_only behind them, forever);
+/// then read_only is set.
+pub async fn stop_writes(shared: &Shared, c: &mut AdminClient) -> Result<(), ClientError> {
+    cut_user_sessions(shared, c).await?;
+    c.exec(&sql::set_semisync(false)).await?;
+    c.exec(sql::SET_READ_ONLY).await
+}
+
+/// Cuts the sessions of the account handed to users, so clients reconnect through rw.
+pub async fn cut_user_sessions(shared: &Shared, c: &mut AdminClient) -> Result<(), ClientError> {
+    for row in c.text_rows(&sql::sessions_of(&shared.secrets.user)).await? {
+        if let Some(Some(id)) = row.into_iter().next() {
+            let _ = c.exec(&sql::kill_session(&id)).await;
+        }
+    }
     Ok(())
 }

@@ -167,7 +167,10 @@ mod tests {
     fn interleaved_writers_are_split_brain() {
         // 100 writing again after 101 took over is one window; 101 going on is not another.
         assert_eq!(split_brain_windows(&[100, 101, 100, 101], &[100, 101]), 1);
-        assert_eq!(split_brain_windows(&[100, 101, 100, 101, 100], &[100, 101]), 2);
+        assert_eq!(
+            split_brain_windows(&[100, 101, 100, 101, 100], &[100, 101]),
+            2
+        );
         assert_eq!(split_brain_windows(&[101], &[100]), 1);
     }
 }

@@ -196,7 +196,7 @@ mod tests {
     #[test]
     fn utc_formats_known_instants() {
         assert_eq!(utc(0.0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(utc(1_795_190_400.5), "2026-11-21T00:00:00.500Z");
+        assert_eq!(utc(1_795_219_200.5), "2026-11-21T00:00:00.500Z");
         assert_eq!(utc(951_782_400.0), "2000-02-29T00:00:00.000Z");
     }
 
