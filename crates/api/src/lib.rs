@@ -293,6 +293,30 @@ pub struct ClusterStatus {
 }
 
 impl ClusterStatus {
+    /// The cluster-wide fields from the durable record; instances come from the caller.
+    pub fn from_state(
+        state: &ClusterState,
+        running: bool,
+        credentials: Credentials,
+        instances: Vec<InstanceStatus>,
+    ) -> Self {
+        ClusterStatus {
+            name: state.name.clone(),
+            running,
+            primary: state.primary,
+            term: state.term,
+            durability: state.durability,
+            last_primary_change: state.last_primary_change.clone(),
+            replicas: state.replicas,
+            endpoints: Endpoints {
+                rw: format!("{}:{}", state.bind_host, state.rw_port),
+                ro: format!("{}:{}", state.bind_host, state.ro_port),
+            },
+            credentials,
+            instances,
+        }
+    }
+
     /// Every desired instance exists, is Ready, and nothing else is left over.
     pub fn converged(&self) -> bool {
         self.running

@@ -96,18 +96,7 @@ pub async fn inject(
         }
         Fault::FreezePrimary => {
             let pids = freeze(primary)?;
-            // Wait until the cluster has replaced the primary (or give up), then thaw.
-            let deadline = Instant::now() + FREEZE_LIMIT;
-            while Instant::now() < deadline {
-                if cluster
-                    .status()
-                    .await
-                    .is_ok_and(|s| s.primary != before.primary)
-                {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
+            wait_for_new_primary(cluster, before.primary).await;
             thaw(&pids);
         }
         Fault::KillControllerDuringFailover => {
@@ -138,21 +127,22 @@ pub async fn inject(
         Fault::Switchover => cluster.switchover().await?,
         Fault::PartitionPrimary => {
             cluster.partition(primary.ordinal, false).await?;
-            let deadline = Instant::now() + FREEZE_LIMIT;
-            while Instant::now() < deadline {
-                if cluster
-                    .status()
-                    .await
-                    .is_ok_and(|s| s.primary != before.primary)
-                {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
+            wait_for_new_primary(cluster, before.primary).await;
             cluster.partition(primary.ordinal, true).await?;
         }
     }
     Ok(())
+}
+
+/// Waits until the cluster has replaced `old` as primary, or gives up after `FREEZE_LIMIT`.
+async fn wait_for_new_primary(cluster: &Cluster, old: u32) {
+    let deadline = Instant::now() + FREEZE_LIMIT;
+    while Instant::now() < deadline {
+        if cluster.status().await.is_ok_and(|s| s.primary != old) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 fn freeze(primary: &myset_api::InstanceStatus) -> anyhow::Result<Vec<u32>> {

@@ -1,6 +1,6 @@
 //! What the CLI prints.
 
-use myset_api::{ClusterState, ClusterStatus, Credentials, Endpoints, Event, InstanceStatus, Role};
+use myset_api::{ClusterState, ClusterStatus, Credentials, Event, InstanceStatus, Role};
 use myset_local::ClusterDir;
 
 pub fn connection_help(status: &ClusterStatus, dir: &ClusterDir) {
@@ -117,24 +117,15 @@ pub fn offline_status(dir: &ClusterDir, state: &ClusterState) -> anyhow::Result<
             }
         })
         .collect();
-    Ok(ClusterStatus {
-        name: state.name.clone(),
-        running: false,
-        primary: state.primary,
-        term: state.term,
-        durability: state.durability,
-        last_primary_change: state.last_primary_change.clone(),
-        replicas: state.replicas,
-        endpoints: Endpoints {
-            rw: format!("{}:{}", state.bind_host, state.rw_port),
-            ro: format!("{}:{}", state.bind_host, state.ro_port),
-        },
-        credentials: Credentials {
+    Ok(ClusterStatus::from_state(
+        &state,
+        false,
+        Credentials {
             user: secrets.user,
             password_file: dir.password_file().display().to_string(),
         },
         instances,
-    })
+    ))
 }
 
 /// Rows as `mariadb -N -B` prints them: tab-separated, NULL spelled out, specials escaped.

@@ -2,8 +2,8 @@
 
 use crate::runtime::Runtime;
 use myset_api::{
-    Address, AgentStatus, ClusterState, ClusterStatus, Credentials, Donor, Endpoints, Event,
-    InstanceSpec, InstanceStatus, Role, Secrets,
+    Address, AgentStatus, ClusterState, ClusterStatus, Credentials, Donor, Event, InstanceSpec,
+    InstanceStatus, Role, Secrets,
 };
 use myset_core::{Readiness, StartPlan, Transition};
 use std::collections::BTreeMap;
@@ -557,24 +557,15 @@ impl<R: Runtime> Controller<R> {
                 }
             })
             .collect();
-        ClusterStatus {
-            name: state.name.clone(),
-            running: true,
-            primary: state.primary,
-            term: state.term,
-            durability: state.durability,
-            last_primary_change: state.last_primary_change.clone(),
-            replicas: state.replicas,
-            endpoints: Endpoints {
-                rw: format!("{}:{}", state.bind_host, state.rw_port),
-                ro: format!("{}:{}", state.bind_host, state.ro_port),
-            },
-            credentials: Credentials {
+        ClusterStatus::from_state(
+            &state,
+            true,
+            Credentials {
                 user: self.secrets.user.clone(),
                 password_file: self.runtime.password_file(),
             },
             instances,
-        }
+        )
     }
 }
 
