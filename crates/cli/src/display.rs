@@ -118,7 +118,7 @@ pub fn offline_status(dir: &ClusterDir, state: &ClusterState) -> anyhow::Result<
         })
         .collect();
     Ok(ClusterStatus::from_state(
-        &state,
+        state,
         false,
         Credentials {
             user: secrets.user,
