@@ -292,6 +292,28 @@ pub struct ClusterStatus {
     pub instances: Vec<InstanceStatus>,
 }
 
+impl InstanceStatus {
+    /// An instance as the cluster record describes it, before anything is observed.
+    pub fn from_state(state: &ClusterState, ordinal: u32) -> Self {
+        let placement = state.placements.get(&ordinal);
+        InstanceStatus {
+            ordinal,
+            name: state.instance_name(ordinal),
+            role: state.role_of(ordinal),
+            ready: false,
+            host: placement.map(|p| p.server.host.clone()).unwrap_or_default(),
+            port: placement.map(|p| p.server.port).unwrap_or_default(),
+            server_id: ClusterState::server_id(ordinal),
+            pid: None,
+            agent_pid: None,
+            state: "stopped".into(),
+            reason: None,
+            gtid: None,
+            replication: None,
+        }
+    }
+}
+
 impl ClusterStatus {
     /// The cluster-wide fields from the durable record; instances come from the caller.
     pub fn from_state(
@@ -461,5 +483,13 @@ impl ClusterState {
 
     pub fn server_id(ordinal: u32) -> u32 {
         100 + ordinal
+    }
+
+    pub fn role_of(&self, ordinal: u32) -> Role {
+        if ordinal == self.primary {
+            Role::Primary
+        } else {
+            Role::Replica
+        }
     }
 }

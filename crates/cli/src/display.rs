@@ -1,6 +1,6 @@
 //! What the CLI prints.
 
-use myset_api::{ClusterState, ClusterStatus, Credentials, Event, InstanceStatus, Role};
+use myset_api::{ClusterState, ClusterStatus, Credentials, Event, InstanceStatus};
 use myset_local::ClusterDir;
 
 pub fn connection_help(status: &ClusterStatus, dir: &ClusterDir) {
@@ -94,27 +94,10 @@ pub fn offline_status(dir: &ClusterDir, state: &ClusterState) -> anyhow::Result<
     let instances = state
         .members
         .iter()
-        .map(|&o| {
-            let placement = state.placements.get(&o);
-            InstanceStatus {
-                ordinal: o,
-                name: state.instance_name(o),
-                role: if o == state.primary {
-                    Role::Primary
-                } else {
-                    Role::Replica
-                },
-                ready: false,
-                host: placement.map(|p| p.server.host.clone()).unwrap_or_default(),
-                port: placement.map(|p| p.server.port).unwrap_or_default(),
-                server_id: ClusterState::server_id(o),
-                pid: alive(dir.server_pid_file(o), o),
-                agent_pid: alive(dir.agent_pid_file(o), o),
-                state: "stopped".into(),
-                reason: None,
-                gtid: None,
-                replication: None,
-            }
+        .map(|&o| InstanceStatus {
+            pid: alive(dir.server_pid_file(o), o),
+            agent_pid: alive(dir.agent_pid_file(o), o),
+            ..InstanceStatus::from_state(state, o)
         })
         .collect();
     Ok(ClusterStatus::from_state(

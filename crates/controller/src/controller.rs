@@ -415,11 +415,7 @@ impl<R: Runtime> Controller<R> {
         donors: &[u32],
     ) -> InstanceSpec {
         let placement = &state.placements[&ordinal];
-        let role = if ordinal == state.primary {
-            Role::Primary
-        } else {
-            Role::Replica
-        };
+        let role = state.role_of(ordinal);
         InstanceSpec {
             cluster: state.name.clone(),
             ordinal,
@@ -529,7 +525,6 @@ impl<R: Runtime> Controller<R> {
             .map(|&o| {
                 let ob = observed.get(&o);
                 let status = ob.and_then(|ob| ob.status.as_ref());
-                let placement = state.placements.get(&o);
                 let agent_pid = self.runtime.agent_pid(o);
                 let phase = match (status, agent_pid) {
                     (Some(s), _) => s.phase.to_string(),
@@ -537,23 +532,14 @@ impl<R: Runtime> Controller<R> {
                     (None, None) => "not running".into(),
                 };
                 InstanceStatus {
-                    ordinal: o,
-                    name: state.instance_name(o),
-                    role: if o == state.primary {
-                        Role::Primary
-                    } else {
-                        Role::Replica
-                    },
                     ready: ob.is_some_and(|ob| ob.readiness.is_ready()),
-                    host: placement.map(|p| p.server.host.clone()).unwrap_or_default(),
-                    port: placement.map(|p| p.server.port).unwrap_or_default(),
-                    server_id: ClusterState::server_id(o),
                     pid: status.and_then(|s| s.pid),
                     agent_pid,
                     state: phase,
                     reason: ob.and_then(|ob| ob.note.clone()),
                     gtid: status.and_then(|s| s.gtid.clone()),
                     replication: status.and_then(|s| s.replication.clone()),
+                    ..InstanceStatus::from_state(&state, o)
                 }
             })
             .collect();
