@@ -1,6 +1,6 @@
 //! Where an instance keeps its files.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// Paths inside one instance's directory.
 #[derive(Debug, Clone)]
@@ -13,9 +13,6 @@ impl InstanceLayout {
         InstanceLayout { dir }
     }
 
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
     /// The data dir, the instance's "volume". It only ever appears complete (by rename).
     pub fn data(&self) -> PathBuf {
         self.dir.join("data")
