@@ -185,15 +185,20 @@ async fn up(state_dir: &std::path::Path, args: &UpArgs) -> anyhow::Result<()> {
             ro_port.unwrap_or(DEFAULT_RO_PORT),
         );
         state.durability = ha.durability.map(Into::into).unwrap_or_default();
-        if netns {
-            myset_local::netns::require_root()?;
-            state.netns = Some(myset_local::netns::free_index()?);
-        }
         if let Some(delay) = ha.failover_delay_ms() {
             state.failover_delay_ms = delay;
         }
         check_ports(&state)?;
-        dir.create(&state)?;
+        if netns {
+            myset_local::netns::require_root()?;
+            state.netns = Some(myset_local::netns::claim_subnet()?);
+        }
+        if let Err(e) = dir.create(&state) {
+            if let Some(index) = state.netns {
+                myset_local::netns::remove_bridge(index);
+            }
+            return Err(e.into());
+        }
         state
     };
     let exe = std::env::current_exe()?;
@@ -399,7 +404,8 @@ async fn down(dir: &ClusterDir) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Namespaces hold no data; they are made again at the next `up`.
+/// Namespaces hold no data; they are made again at the next `up`. The bridge stays: it is the
+/// cluster's claim on its test subnet until `destroy`.
 fn remove_namespaces(dir: &ClusterDir) {
     let Some(index) = dir.load_state().ok().and_then(|s| s.netns) else {
         return;
@@ -413,7 +419,6 @@ fn remove_namespaces(dir: &ClusterDir) {
             }
         }
     }
-    myset_local::netns::remove_bridge(index);
 }
 
 fn partition(dir: &ClusterDir, ordinal: u32, heal: bool) -> anyhow::Result<()> {
@@ -451,6 +456,9 @@ async fn destroy(dir: &ClusterDir) -> anyhow::Result<()> {
         );
     }
     down(dir).await?;
+    if let Some(index) = dir.load_state().ok().and_then(|s| s.netns) {
+        myset_local::netns::remove_bridge(index);
+    }
     std::fs::remove_dir_all(dir.root())
         .with_context(|| format!("cannot delete {}", dir.root().display()))?;
     println!("cluster {} destroyed; its data is deleted", dir.name());

@@ -57,11 +57,21 @@ fn exists(kind: &str, name: &str) -> bool {
     }
 }
 
-/// A subnet index no bridge uses yet.
-pub fn free_index() -> anyhow::Result<u8> {
-    (1..=250u8)
-        .find(|&i| !exists("link", &bridge(i)))
-        .context("no free 10.231.x.0/24 test subnet left")
+/// Claims a test subnet by creating its bridge: the kernel refuses a second bridge of the same
+/// name, so two clusters created at once never get the same subnet. The bridge lives until the
+/// cluster is destroyed (`ensure` makes it again after a reboot).
+pub fn claim_subnet() -> anyhow::Result<u8> {
+    for index in 1..=250u8 {
+        if exists("link", &bridge(index)) {
+            continue;
+        }
+        if ip(&["link", "add", &bridge(index), "type", "bridge"]).is_ok() {
+            let address = format!("{}/24", subnet_host(index, 1));
+            ip(&["addr", "add", &address, "dev", &bridge(index)])?;
+            return Ok(index);
+        }
+    }
+    bail!("no free 10.231.x.0/24 test subnet left: destroy a --netns cluster")
 }
 
 pub fn require_root() -> anyhow::Result<()> {
