@@ -31,9 +31,23 @@ pub fn write_atomic(path: &Path, contents: &[u8], mode: u32) -> std::io::Result<
     Ok(())
 }
 
-/// Whether a process with this pid exists (a zombie counts as gone).
+/// Whether a process with this pid exists (a zombie counts as gone). Every thread counts: a
+/// killed multi-threaded process shows its main thread as a zombie while the others are still
+/// exiting, and until the last one is gone its sockets and files are still open.
 pub fn pid_alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+    let threads = match std::fs::read_dir(format!("/proc/{pid}/task")) {
+        Ok(entries) => entries
+            .filter_map(|e| e.ok())
+            .map(|e| e.path().join("stat"))
+            .collect::<Vec<_>>(),
+        Err(_) => vec![format!("/proc/{pid}/stat").into()],
+    };
+    threads.iter().any(|stat| running(stat))
+}
+
+/// Whether a /proc stat file describes a task that has not exited.
+fn running(stat: &Path) -> bool {
+    match std::fs::read_to_string(stat) {
         // The state letter follows the parenthesised command name.
         Ok(stat) => stat
             .rsplit_once(')')
