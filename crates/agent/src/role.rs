@@ -90,7 +90,9 @@ pub async fn converge(shared: &Shared) -> anyhow::Result<()> {
             } else if let Some(r) = replication {
                 // START SLAVE starts whichever thread is stopped: after a restart (both) or
                 // after a fence was lifted (IO only).
-                if (!r.io_running || !r.sql_running) && r.last_error.is_none() {
+                // A connection error (for example from a fence or a restarting primary) is
+                // retried; an applier error needs a human and is left for status to show.
+                if (!r.io_running || !r.sql_running) && r.sql_error.is_none() {
                     c.exec(sql::START_REPLICA).await?;
                 }
             }

@@ -197,6 +197,9 @@ pub struct ReplicationStatus {
     pub sql_running: bool,
     pub seconds_behind: Option<u64>,
     pub last_error: Option<String>,
+    /// The applier's error alone: it needs a human, unlike a connection error.
+    #[serde(default)]
+    pub sql_error: Option<String>,
 }
 
 /// GTID positions of a server (MariaDB domain-server-sequence lists).

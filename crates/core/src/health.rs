@@ -42,6 +42,7 @@ mod tests {
         ReplicationStatus {
             source: "127.0.0.1:1".into(),
             received: String::new(),
+            sql_error: None,
             heartbeats: 0,
             io_running: true,
             sql_running: true,

@@ -137,6 +137,7 @@ impl AdminClient {
             sql_running: sql_thread == "Yes",
             seconds_behind: text("Seconds_Behind_Master").and_then(|s| s.parse().ok()),
             last_error,
+            sql_error: text("Last_SQL_Error").filter(|e| !e.is_empty()),
         }))
     }
 
