@@ -1,7 +1,7 @@
 //! Physical clones: serving a `mariadb-backup --stream` to a peer, and receiving one.
 
 use crate::state::Shared;
-use crate::supervisor::append_log;
+use crate::supervisor::{append_log, run_logged};
 use anyhow::{bail, Context};
 use bytes::Bytes;
 use futures::StreamExt;
@@ -122,22 +122,11 @@ pub async fn receive(shared: &Shared, donor: &Donor) -> anyhow::Result<()> {
     shared.set_phase(Phase::Preparing {
         donor: donor.ordinal,
     });
-    let log = append_log(&layout.backup_log())?;
-    let status = Command::new(&shared.binaries.backup)
+    let mut prepare = Command::new(&shared.binaries.backup);
+    prepare
         .arg("--prepare")
-        .arg(format!("--target-dir={}", target.display()))
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .status()
-        .await
-        .context("cannot run mariadb-backup --prepare")?;
-    if !status.success() {
-        bail!(
-            "mariadb-backup --prepare failed ({status}); see {}",
-            layout.backup_log().display()
-        );
-    }
+        .arg(format!("--target-dir={}", target.display()));
+    run_logged(prepare, "mariadb-backup --prepare", &layout.backup_log()).await?;
     let info = std::fs::read_to_string(target.join("xtrabackup_binlog_info")).unwrap_or_default();
     let gtid = myset_mariadb::sql::clone_gtid(&info);
     myset_os::write_atomic(&target.join("myset-clone-gtid"), gtid.as_bytes(), 0o600)?;

@@ -5,8 +5,8 @@
 
 use crate::clone;
 use crate::state::Shared;
-use crate::supervisor::{append_log, spawn_server};
-use anyhow::{bail, Context};
+use crate::supervisor::{run_logged, spawn_server};
+use anyhow::bail;
 use myset_api::Phase;
 use myset_mariadb::client::Target;
 use myset_mariadb::{sql, AdminClient};
@@ -66,7 +66,6 @@ pub async fn ensure(shared: &Shared) -> anyhow::Result<()> {
 async fn bootstrap(shared: &Shared) -> anyhow::Result<()> {
     let layout = &shared.layout;
     let init = layout.data_init();
-    let log = append_log(&layout.log_dir().join("install-db.log"))?;
     let mut install = Command::new(&shared.binaries.install_db);
     install
         .arg("--no-defaults")
@@ -76,18 +75,8 @@ async fn bootstrap(shared: &Shared) -> anyhow::Result<()> {
     if nix::unistd::geteuid().is_root() {
         install.arg("--user=root");
     }
-    let status = install
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .status()
-        .await
-        .context("cannot run mariadb-install-db")?;
-    if !status.success() {
-        bail!(
-            "mariadb-install-db failed ({status}); see {}",
-            layout.log_dir().join("install-db.log").display()
-        );
-    }
+    let log = layout.log_dir().join("install-db.log");
+    run_logged(install, "mariadb-install-db", &log).await?;
 
     // Listen on the socket only, so nobody can log in before the accounts are secured.
     let mut server = spawn_server(shared, &init, &["--skip-networking"])?;

@@ -148,6 +148,23 @@ pub fn spawn_server(shared: &Shared, datadir: &Path, extra_args: &[&str]) -> any
     Ok(child)
 }
 
+/// Runs a MariaDB tool to completion with its output appended to `log`; a failure names the
+/// tool and the log to read.
+pub async fn run_logged(mut command: Command, what: &str, log: &Path) -> anyhow::Result<()> {
+    let out = append_log(log)?;
+    let status = command
+        .stdin(Stdio::null())
+        .stdout(out.try_clone()?)
+        .stderr(out)
+        .status()
+        .await
+        .with_context(|| format!("cannot run {what}"))?;
+    if !status.success() {
+        anyhow::bail!("{what} failed ({status}); see {}", log.display());
+    }
+    Ok(())
+}
+
 pub fn append_log(path: &Path) -> std::io::Result<std::fs::File> {
     std::fs::OpenOptions::new()
         .create(true)

@@ -25,6 +25,17 @@ fn count(cluster: &Cluster, target: &str) -> Option<String> {
         .and_then(|rows| rows.first()?.first().cloned())
 }
 
+/// Waits until the controller has promoted someone other than `old`.
+#[track_caller]
+fn wait_for_failover_from(cluster: &Cluster, old: u32) {
+    assert!(
+        wait_until(Duration::from_secs(30), || cluster
+            .try_status()
+            .is_some_and(|s| s.primary != old)),
+        "no failover away from the partitioned primary"
+    );
+}
+
 fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
 }
@@ -117,12 +128,7 @@ fn a_partitioned_primary_fences_itself_and_rejoins() {
     cluster.sql("rw", SETUP).ok();
 
     cluster.cmd(&["partition", "0"]).ok();
-    assert!(
-        wait_until(Duration::from_secs(30), || cluster
-            .try_status()
-            .is_some_and(|s| s.primary != 0)),
-        "no failover away from the partitioned primary"
-    );
+    wait_for_failover_from(&cluster, 0);
     // On its side of the partition, the old primary refuses writes from the user account.
     assert!(
         wait_until(Duration::from_secs(15), || sql_inside(
@@ -189,12 +195,7 @@ fn an_async_primary_with_an_unreplicated_write_is_set_aside_and_recloned() {
     // itself: that is the write async mode may lose.
     let written = sql_inside(&cluster, 0, "INSERT INTO ha.t VALUES (999)");
     assert!(written.is_ok(), "the direct write failed: {written:?}");
-    assert!(
-        wait_until(Duration::from_secs(30), || cluster
-            .try_status()
-            .is_some_and(|s| s.primary != 0)),
-        "no failover away from the partitioned primary"
-    );
+    wait_for_failover_from(&cluster, 0);
     cluster.cmd(&["partition", "0", "--heal"]).ok();
     assert!(
         wait_until(Duration::from_secs(120), || cluster
