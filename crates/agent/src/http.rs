@@ -104,6 +104,8 @@ async fn status(State(shared): State<Arc<Shared>>) -> Json<AgentStatus> {
         primary_silent_ms: p.primary_silent_ms,
         semisync: p.semisync,
         fenced: shared.fencing().self_fenced,
+        semisync_clients: None,
+        commits_waiting_since_ms: None,
     })
 }
 

@@ -57,7 +57,8 @@ async fn query(shared: &Shared) -> anyhow::Result<Probe> {
     let primary_silent_ms = replication
         .as_ref()
         .map(|r| shared.primary_silence(r.heartbeats, &r.received));
-    let verdict = myset_core::readiness(spec.role, replication.as_ref(), spec.max_lag_seconds);
+    let verdict =
+        myset_core::readiness(spec.role, replication.as_ref(), spec.max_staleness_seconds);
     Ok(Probe {
         live: true,
         ready: verdict.is_ok(),

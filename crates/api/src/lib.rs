@@ -62,8 +62,10 @@ pub struct InstanceSpec {
     /// Peers to clone from when the data dir is empty, most preferred first.
     pub donors: Vec<Donor>,
     pub term: u64,
-    /// A replica lagging more than this many seconds is not Ready.
-    pub max_lag_seconds: u64,
+    /// A replica whose data is staler than this many seconds is not Ready: lagging behind a
+    /// connected primary, or having heard nothing from an unreachable one for that long.
+    #[serde(alias = "max_lag_seconds")]
+    pub max_staleness_seconds: u64,
     /// On the primary: wait for a replica's acknowledgement before a commit returns.
     #[serde(default)]
     pub semisync: bool,
@@ -137,9 +139,27 @@ pub struct PrimaryChange {
     pub term: u64,
     pub from: u32,
     pub to: u32,
-    /// "failover" or "switchover".
-    pub kind: String,
+    pub kind: ChangeKind,
     pub reason: String,
+}
+
+/// Why the primary changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChangeKind {
+    /// Automatic: the primary failed.
+    Failover,
+    /// Planned: `myset switchover`.
+    Switchover,
+}
+
+impl fmt::Display for ChangeKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ChangeKind::Failover => "failover",
+            ChangeKind::Switchover => "switchover",
+        })
+    }
 }
 
 /// Where an agent is in an instance's life.
@@ -241,6 +261,13 @@ pub struct AgentStatus {
     /// The server refuses writes because the agent fenced it.
     #[serde(default)]
     pub fenced: Option<String>,
+    /// On the primary: replicas connected as semi-synchronous acknowledgers.
+    #[serde(default)]
+    pub semisync_clients: Option<u32>,
+    /// On the primary: commits have been waiting for a replica's acknowledgement since this
+    /// time (milliseconds since the Unix epoch); None while no commit waits.
+    #[serde(default)]
+    pub commits_waiting_since_ms: Option<u64>,
 }
 
 /// One instance as the controller reports it.
@@ -255,11 +282,71 @@ pub struct InstanceStatus {
     pub server_id: u32,
     pub pid: Option<u32>,
     pub agent_pid: Option<u32>,
-    /// What the instance is doing, in words (for example "cloning from 1 (12.0 MiB)").
-    pub state: String,
+    /// What the instance is doing.
+    pub state: InstanceState,
     pub reason: Option<String>,
     pub gtid: Option<GtidPositions>,
     pub replication: Option<ReplicationStatus>,
+}
+
+/// What an instance is doing, as the controller sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum InstanceState {
+    /// The cluster is not running (no controller observes it).
+    Stopped,
+    /// Its agent is not running.
+    NotRunning,
+    /// Its agent runs but did not answer.
+    Unreachable,
+    /// Its agent answered; the phase says what it is doing.
+    Agent { phase: Phase },
+}
+
+impl fmt::Display for InstanceState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            InstanceState::Stopped => f.write_str("stopped"),
+            InstanceState::NotRunning => f.write_str("not running"),
+            InstanceState::Unreachable => f.write_str("unreachable"),
+            InstanceState::Agent { phase } => phase.fmt(f),
+        }
+    }
+}
+
+/// Something about the cluster a user should know, beyond each instance's state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum Condition {
+    /// Commits on the primary are waiting for a replica's acknowledgement.
+    CommitsWaiting { ordinal: u32, since_ms: u64 },
+    /// No replica could take over if the primary failed now.
+    NoFailoverCandidate { reason: String },
+    /// The durability in force is weaker than the one asked for.
+    DurabilityDegraded {
+        asked: Durability,
+        in_force: Durability,
+        reason: String,
+    },
+}
+
+impl fmt::Display for Condition {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Condition::CommitsWaiting { ordinal, since_ms } => write!(
+                f,
+                "commits on instance {ordinal} are waiting for a replica's acknowledgement (since {since_ms} ms after the epoch)"
+            ),
+            Condition::NoFailoverCandidate { reason } => {
+                write!(f, "no replica to fail over to: {reason}")
+            }
+            Condition::DurabilityDegraded {
+                asked,
+                in_force,
+                reason,
+            } => write!(f, "durability {in_force} in force, {asked} asked: {reason}"),
+        }
+    }
 }
 
 /// The two client endpoints, like the tutorial's Services.
@@ -284,9 +371,16 @@ pub struct ClusterStatus {
     pub name: String,
     /// Whether the controller is running.
     pub running: bool,
+    /// The running controller's pid.
+    pub controller_pid: Option<u32>,
     pub primary: u32,
     pub term: u64,
+    /// The durability asked for.
     pub durability: Durability,
+    /// The durability actually in force (weaker when, say, there is no replica to wait for).
+    pub durability_in_force: Durability,
+    /// What a user should know: blocked commits, no failover candidate, weaker durability.
+    pub conditions: Vec<Condition>,
     /// The last change of primary and why it happened.
     pub last_primary_change: Option<PrimaryChange>,
     pub replicas: u32,
@@ -309,7 +403,7 @@ impl InstanceStatus {
             server_id: ClusterState::server_id(ordinal),
             pid: None,
             agent_pid: None,
-            state: "stopped".into(),
+            state: InstanceState::Stopped,
             reason: None,
             gtid: None,
             replication: None,
@@ -328,9 +422,12 @@ impl ClusterStatus {
         ClusterStatus {
             name: state.name.clone(),
             running,
+            controller_pid: None,
             primary: state.primary,
             term: state.term,
             durability: state.durability,
+            durability_in_force: state.durability,
+            conditions: Vec::new(),
             last_primary_change: state.last_primary_change.clone(),
             replicas: state.replicas,
             endpoints: Endpoints {
@@ -364,13 +461,118 @@ pub struct ScaleRequest {
     pub delete_data: bool,
 }
 
-/// Something the controller did, and why.
+/// What kind of thing happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EventKind {
+    ControllerStarted,
+    /// A controller process ended without being asked to (seen by the agent that started it).
+    ControllerExited,
+    /// An agent started a new controller because none was running.
+    ControllerRestarted,
+    /// The controller keeps dying: its next restart waits.
+    ControllerRestartDelayed,
+    Scale,
+    MemberAdded,
+    MemberRemoved,
+    AgentStarted,
+    AgentRestarted,
+    /// An agent could not be started.
+    StartFailed,
+    Ready,
+    Unready,
+    /// A proxy found a backend that accepted a connection but did not greet in time.
+    Suspect,
+    /// A step of the reconcile loop failed; the loop went on.
+    ReconcileFailed,
+    Failover,
+    FailoverHeld,
+    FailoverFailed,
+    Fenced,
+    Promoted,
+    Switchover,
+    SwitchoverFailed,
+    Rejoined,
+    Errant,
+    /// Commits on the primary wait for a replica's acknowledgement.
+    CommitsWaiting,
+    /// Commits on the primary stopped waiting.
+    CommitsResumed,
+    Shutdown,
+    /// A kind this version does not know (written by another version).
+    #[serde(other)]
+    Other,
+}
+
+impl fmt::Display for EventKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let text = serde_json::to_value(self).ok();
+        f.write_str(text.as_ref().and_then(|v| v.as_str()).unwrap_or("other"))
+    }
+}
+
+/// Something that happened to the cluster, and why. The structured fields say who and what;
+/// the message says it in words for people.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
     /// Seconds since the Unix epoch, with milliseconds.
     pub at: f64,
-    pub kind: String,
+    pub kind: EventKind,
     pub message: String,
+    /// The instance it is about.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ordinal: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub term: Option<u64>,
+    /// For a change of primary: the old and the new primary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to: Option<u32>,
+    /// Why, when the message gives a cause (for example why a failover was held).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl Event {
+    /// An event of `kind` now, with no structured fields yet.
+    pub fn new(kind: EventKind, message: impl Into<String>) -> Self {
+        let at = std::time::SystemTime::now()
+            .duration_since(std::time::SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_millis() as f64 / 1000.0)
+            .unwrap_or_default();
+        Event {
+            at,
+            kind,
+            message: message.into(),
+            ordinal: None,
+            term: None,
+            from: None,
+            to: None,
+            reason: None,
+        }
+    }
+
+    pub fn ordinal(mut self, ordinal: u32) -> Self {
+        self.ordinal = Some(ordinal);
+        self
+    }
+
+    pub fn term(mut self, term: u64) -> Self {
+        self.term = Some(term);
+        self
+    }
+
+    pub fn change(mut self, from: u32, to: u32) -> Self {
+        self.from = Some(from);
+        self.to = Some(to);
+        self
+    }
+
+    pub fn reason(mut self, reason: impl Into<String>) -> Self {
+        self.reason = Some(reason.into());
+        self
+    }
 }
 
 /// Error body of every control API.
@@ -428,7 +630,10 @@ pub struct ClusterState {
     pub bind_host: String,
     pub rw_port: u16,
     pub ro_port: u16,
-    pub max_lag_seconds: u64,
+    /// `--max-read-staleness`: a replica serves reads through `ro` while its data is at most
+    /// this many seconds stale, even while its primary is unreachable.
+    #[serde(alias = "max_lag_seconds")]
+    pub max_staleness_seconds: u64,
     #[serde(default)]
     pub durability: Durability,
     /// How long the primary must look dead before an automatic failover.
@@ -469,7 +674,7 @@ impl ClusterState {
             bind_host: bind_host.into(),
             rw_port,
             ro_port,
-            max_lag_seconds: 10,
+            max_staleness_seconds: 10,
             durability: Durability::default(),
             failover_delay_ms: default_failover_delay_ms(),
             primary_server_ids: Default::default(),

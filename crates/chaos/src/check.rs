@@ -3,6 +3,7 @@
 
 use crate::cluster::{Cluster, Credentials};
 use crate::load::{connect_to, TABLE};
+use myset_api::EventKind;
 use mysql_async::prelude::Queryable;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -109,14 +110,13 @@ pub async fn verify(
 
 /// Server ids of the successive primaries, from the controller's events.
 fn primary_sequence(cluster: &Cluster) -> Vec<u32> {
-    let prefix = format!("{}-", cluster.name);
     let mut seq = vec![100];
-    for e in cluster.events().iter().filter(|e| e.kind == "promoted") {
-        let ordinal = e
-            .message
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix(&prefix)?.parse::<u32>().ok());
-        if let Some(o) = ordinal {
+    for e in cluster
+        .events()
+        .iter()
+        .filter(|e| e.kind == EventKind::Promoted)
+    {
+        if let Some(o) = e.to {
             seq.push(100 + o);
         }
     }

@@ -107,7 +107,7 @@ pub async fn inject(
             while Instant::now() < deadline {
                 if cluster.events()[seen.min(cluster.events().len())..]
                     .iter()
-                    .any(|e| e.kind == "failover")
+                    .any(|e| e.kind == myset_api::EventKind::Failover)
                 {
                     break;
                 }

@@ -67,7 +67,7 @@ pub fn status_table(s: &ClusterStatus) {
     );
     let opt = |v: Option<u32>| v.map(|p| p.to_string()).unwrap_or_else(|| "-".into());
     for i in &s.instances {
-        let mut state = i.state.clone();
+        let mut state = i.state.to_string();
         if let Some(reason) = i.reason.as_ref().filter(|_| !i.ready) {
             state.push_str(&format!(" ({reason})"));
         }

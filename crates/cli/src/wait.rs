@@ -104,7 +104,11 @@ fn summary(status: &ClusterStatus) -> String {
         .instances
         .iter()
         .map(|i| {
-            let ready = if i.ready { "ready" } else { &i.state };
+            let ready = if i.ready {
+                "ready".to_string()
+            } else {
+                i.state.to_string()
+            };
             format!("{}: {ready}", i.name)
         })
         .collect::<Vec<_>>()

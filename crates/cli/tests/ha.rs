@@ -5,6 +5,7 @@
 
 mod support;
 
+use myset_api::{ChangeKind, EventKind};
 use std::process::Command;
 use std::time::Duration;
 use support::{wait_until, Cluster, SLOW};
@@ -67,7 +68,7 @@ fn sql_inside(cluster: &Cluster, ordinal: u32, sql: &str) -> Result<String, Stri
     }
 }
 
-fn event_kinds(cluster: &Cluster) -> Vec<String> {
+fn event_kinds(cluster: &Cluster) -> Vec<EventKind> {
     cluster.events().into_iter().map(|e| e.kind).collect()
 }
 
@@ -89,8 +90,8 @@ fn switchover_moves_writes_and_the_demoted_primary_refuses_them() {
     );
     let change = after.last_primary_change.expect("the change is recorded");
     assert_eq!(
-        (change.kind.as_str(), change.from, change.to),
-        ("switchover", 0, 2)
+        (change.kind, change.from, change.to),
+        (ChangeKind::Switchover, 0, 2)
     );
 
     // rw reaches the new primary; the demoted one refuses the user's writes.
@@ -162,14 +163,13 @@ fn a_partitioned_primary_fences_itself_and_rejoins() {
         "the former primary did not catch up"
     );
     let kinds = event_kinds(&cluster);
-    for kind in ["failover", "promoted"] {
-        assert!(
-            kinds.iter().any(|k| k == kind),
-            "no {kind} event in {kinds:?}"
-        );
+    for kind in [EventKind::Failover, EventKind::Promoted] {
+        assert!(kinds.contains(&kind), "no {kind} event in {kinds:?}");
     }
     assert!(
-        kinds.iter().any(|k| k == "rejoined" || k == "errant"),
+        kinds
+            .iter()
+            .any(|k| [EventKind::Rejoined, EventKind::Errant].contains(k)),
         "the former primary's return was not decided: {kinds:?}"
     );
 }
@@ -206,7 +206,7 @@ fn an_async_primary_with_an_unreplicated_write_is_set_aside_and_recloned() {
 
     let kinds = event_kinds(&cluster);
     assert!(
-        kinds.iter().any(|k| k == "errant"),
+        kinds.contains(&EventKind::Errant),
         "no errant event: {kinds:?}"
     );
     let aside: Vec<String> = std::fs::read_dir(cluster.instance_dir(0))

@@ -2,13 +2,13 @@
 
 use crate::runtime::Runtime;
 use myset_api::{
-    Address, AgentStatus, ClusterState, ClusterStatus, Credentials, Donor, Event, InstanceSpec,
-    InstanceStatus, Role, Secrets,
+    Address, AgentStatus, ClusterState, ClusterStatus, Credentials, Donor, Event, EventKind,
+    InstanceSpec, InstanceState, InstanceStatus, Role, Secrets,
 };
 use myset_core::{Readiness, StartPlan, Transition};
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 use tokio::sync::{watch, Notify};
 use tokio_util::sync::CancellationToken;
 
@@ -121,7 +121,10 @@ impl<R: Runtime> Controller<R> {
         ));
         tokio::spawn(crate::api::serve(self.clone(), api_listener));
         on_listening()?;
-        self.event("controller-started", "controller started".to_string());
+        self.event(
+            EventKind::ControllerStarted,
+            "controller started".to_string(),
+        );
 
         let mut ticker = tokio::time::interval(self.timing.probe_period);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -157,17 +160,14 @@ impl<R: Runtime> Controller<R> {
         Ok(())
     }
 
-    pub(crate) fn event(&self, kind: &str, message: String) {
-        tracing::info!(kind, "{message}");
-        let at = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map(|d| d.as_millis() as f64 / 1000.0)
-            .unwrap_or_default();
-        self.runtime.record_event(&Event {
-            at,
-            kind: kind.to_string(),
-            message,
-        });
+    pub(crate) fn event(&self, kind: EventKind, message: String) {
+        self.record(Event::new(kind, message));
+    }
+
+    /// Logs and records an event with its structured fields.
+    pub(crate) fn record(&self, event: Event) {
+        tracing::info!(kind = %event.kind, "{}", event.message);
+        self.runtime.record_event(&event);
     }
 
     /// Accepts a new desired size; the loop converges to it.
@@ -176,7 +176,10 @@ impl<R: Runtime> Controller<R> {
         let from = self.state().replicas;
         self.update_state(|s| s.replicas = replicas)?;
         if from != replicas {
-            self.event("scale", format!("desired replicas {from} -> {replicas}"));
+            self.event(
+                EventKind::Scale,
+                format!("desired replicas {from} -> {replicas}"),
+            );
         }
         self.wake.notify_one();
         Ok(())
@@ -220,7 +223,7 @@ impl<R: Runtime> Controller<R> {
                 s.placements.insert(ordinal, placement);
             })?;
             self.event(
-                "member-added",
+                EventKind::MemberAdded,
                 format!("{} joins", state.instance_name(ordinal)),
             );
         }
@@ -246,12 +249,12 @@ impl<R: Runtime> Controller<R> {
             })?;
             if delete {
                 self.event(
-                    "member-removed",
+                    EventKind::MemberRemoved,
                     format!("{name} removed and its data deleted"),
                 );
             } else {
                 self.event(
-                    "member-removed",
+                    EventKind::MemberRemoved,
                     format!("{name} removed; its data dir is kept"),
                 );
             }
@@ -301,11 +304,11 @@ impl<R: Runtime> Controller<R> {
             }
             match entry.readiness.observe(ready) {
                 Some(Transition::BecameReady) => self.event(
-                    "ready",
+                    EventKind::Ready,
                     format!("{} is Ready", state.instance_name(ordinal)),
                 ),
                 Some(Transition::BecameUnready) => self.event(
-                    "unready",
+                    EventKind::Unready,
                     format!(
                         "{} is not Ready: {}",
                         state.instance_name(ordinal),
@@ -381,9 +384,9 @@ impl<R: Runtime> Controller<R> {
                         format!("cloning from {donors:?} in that order")
                     };
                     let kind = if was_started {
-                        "agent-restarted"
+                        EventKind::AgentRestarted
                     } else {
-                        "agent-started"
+                        EventKind::AgentStarted
                     };
                     self.event(kind, format!("started {name} ({how})"));
                     let mut observed = self.observed.lock().expect("lock");
@@ -443,7 +446,7 @@ impl<R: Runtime> Controller<R> {
                 })
                 .collect(),
             term: state.term,
-            max_lag_seconds: state.max_lag_seconds,
+            max_staleness_seconds: state.max_staleness_seconds,
             semisync: role == Role::Primary
                 && state.durability == myset_api::Durability::Semisync
                 && state.members.len() > 1,
@@ -511,7 +514,10 @@ impl<R: Runtime> Controller<R> {
 
     async fn shutdown(&self) {
         let state = self.state();
-        self.event("shutdown", "stopping every instance; data is kept".into());
+        self.event(
+            EventKind::Shutdown,
+            "stopping every instance; data is kept".into(),
+        );
         futures::future::join_all(state.members.iter().map(|&o| self.runtime.stop(o))).await;
     }
 
@@ -527,9 +533,11 @@ impl<R: Runtime> Controller<R> {
                 let status = ob.and_then(|ob| ob.status.as_ref());
                 let agent_pid = self.runtime.agent_pid(o);
                 let phase = match (status, agent_pid) {
-                    (Some(s), _) => s.phase.to_string(),
-                    (None, Some(_)) => "unreachable".into(),
-                    (None, None) => "not running".into(),
+                    (Some(s), _) => InstanceState::Agent {
+                        phase: s.phase.clone(),
+                    },
+                    (None, Some(_)) => InstanceState::Unreachable,
+                    (None, None) => InstanceState::NotRunning,
                 };
                 InstanceStatus {
                     ready: ob.is_some_and(|ob| ob.readiness.is_ready()),

@@ -3,7 +3,9 @@
 use crate::controller::Controller;
 use crate::runtime::Runtime;
 use anyhow::{anyhow, bail};
-use myset_api::{ClusterState, Order, OrderAction, OrderResult, PrimaryChange, Role};
+use myset_api::{
+    ChangeKind, ClusterState, EventKind, Order, OrderAction, OrderResult, PrimaryChange, Role,
+};
 use myset_core::failover::{self, Candidate, Policy, PrimaryView, Rejoin, ReplicaView, Verdict};
 use myset_core::GtidPos;
 use std::collections::BTreeSet;
@@ -75,7 +77,7 @@ impl<R: Runtime> Controller<R> {
         let since_last = state
             .last_primary_change
             .as_ref()
-            .filter(|c| c.kind == "failover")
+            .filter(|c| c.kind == ChangeKind::Failover)
             .map(|c| now_ms().saturating_sub(c.at_ms));
         let policy = Policy {
             delay_ms: state.failover_delay_ms,
@@ -88,13 +90,13 @@ impl<R: Runtime> Controller<R> {
                 if last.as_deref() != Some(reason.as_str())
                     && primary.unhealthy_for_ms >= policy.delay_ms
                 {
-                    self.event("failover-held", reason.clone());
+                    self.event(EventKind::FailoverHeld, reason.clone());
                 }
                 *last = Some(reason);
             }
             Verdict::Failover(reason) => {
                 if let Err(e) = self.fail_over(&reason).await {
-                    self.event("failover-failed", format!("{e:#}"));
+                    self.event(EventKind::FailoverFailed, format!("{e:#}"));
                 }
             }
         }
@@ -124,7 +126,7 @@ impl<R: Runtime> Controller<R> {
         // The new term is durable before anyone acts on it: nothing of the old term is trusted.
         self.update_state(|s| s.term = term)?;
         self.event(
-            "failover",
+            EventKind::Failover,
             format!(
                 "term {term}: primary {} failed ({reason}); fencing",
                 state.instance_name(old)
@@ -150,7 +152,7 @@ impl<R: Runtime> Controller<R> {
         // frozen primary can take seconds to obey STOP SLAVE).
         if self.runtime.kill(old).await {
             self.event(
-                "fenced",
+                EventKind::Fenced,
                 format!("killed the processes of {}", state.instance_name(old)),
             );
         }
@@ -196,7 +198,7 @@ impl<R: Runtime> Controller<R> {
             old,
             chosen,
             term,
-            "failover",
+            ChangeKind::Failover,
             reason,
             Some(promoted.executed),
         )
@@ -211,7 +213,7 @@ impl<R: Runtime> Controller<R> {
         old: u32,
         new: u32,
         term: u64,
-        kind: &str,
+        kind: ChangeKind,
         reason: &str,
         held_at: Option<String>,
     ) -> anyhow::Result<()> {
@@ -227,19 +229,24 @@ impl<R: Runtime> Controller<R> {
                 term,
                 from: old,
                 to: new,
-                kind: kind.to_string(),
+                kind,
                 reason: reason.to_string(),
             });
         })?;
         self.publish_endpoints();
         self.push_specs().await;
         let state = self.state();
-        self.event(
-            "promoted",
-            format!(
-                "term {term}: {} is the primary ({kind}); rw moved",
-                state.instance_name(new)
-            ),
+        self.record(
+            myset_api::Event::new(
+                EventKind::Promoted,
+                format!(
+                    "term {term}: {} is the primary ({kind}); rw moved",
+                    state.instance_name(new)
+                ),
+            )
+            .term(term)
+            .change(old, new)
+            .ordinal(new),
         );
         Ok(())
     }
@@ -289,7 +296,7 @@ impl<R: Runtime> Controller<R> {
         let term = state.term + 1;
         self.update_state(|s| s.term = term)?;
         self.event(
-            "switchover",
+            EventKind::Switchover,
             format!(
                 "term {term}: moving the primary from {} to {}",
                 state.instance_name(old),
@@ -327,7 +334,7 @@ impl<R: Runtime> Controller<R> {
                 state.instance_name(old)
             );
         }
-        self.complete_change(old, target, term, "switchover", "requested", None)
+        self.complete_change(old, target, term, ChangeKind::Switchover, "requested", None)
             .await?;
         Ok(target)
     }
@@ -358,7 +365,7 @@ impl<R: Runtime> Controller<R> {
                         .update_state(|s| drop(s.rejoin_pending.remove(&ordinal)))
                         .is_ok()
                     {
-                        self.event("rejoined", format!("{name} rejoins as a replica (its data {own} is contained in {promoted_at})"));
+                        self.event(EventKind::Rejoined, format!("{name} rejoins as a replica (its data {own} is contained in {promoted_at})"));
                     }
                 }
                 Rejoin::Reclone(reason) => {
@@ -369,12 +376,12 @@ impl<R: Runtime> Controller<R> {
                             self.observed.lock().expect("lock").remove(&ordinal);
                             let _ = self.update_state(|s| drop(s.rejoin_pending.remove(&ordinal)));
                             self.event(
-                                "errant",
+                                EventKind::Errant,
                                 format!("{name}: {reason}; its data dir is set aside at {path}; re-cloning it"),
                             );
                         }
                         Err(e) => self.event(
-                            "errant",
+                            EventKind::Errant,
                             format!("{name}: {reason}; cannot set its data aside: {e:#}"),
                         ),
                     }
