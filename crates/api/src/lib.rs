@@ -8,6 +8,20 @@ use std::fmt;
 /// Header carrying the bearer token on every control API request.
 pub const AUTH_HEADER: &str = "authorization";
 
+/// The controller's calls carry its term in this header, which tells an agent that the
+/// controller can reach it (an isolated primary fences itself when nobody calls).
+pub const CONTROLLER_TERM_HEADER: &str = "x-myset-controller-term";
+
+/// Time limits that both sides of a call must agree on.
+pub mod limits {
+    use std::time::Duration;
+
+    /// How long a promotion may wait for the candidate to apply what it received. The
+    /// controller waits longer than this for the order's answer, so the agent's verdict
+    /// arrives first.
+    pub const APPLY_TIMEOUT: Duration = Duration::from_secs(60);
+}
+
 /// The role an instance is told to play.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -636,6 +650,9 @@ pub struct ClusterState {
     pub max_staleness_seconds: u64,
     #[serde(default)]
     pub durability: Durability,
+    /// Whether members removed by a scale-down lose their data dirs (`scale --delete-data`).
+    #[serde(default)]
+    pub delete_data_on_removal: bool,
     /// How long the primary must look dead before an automatic failover.
     #[serde(default = "default_failover_delay_ms")]
     pub failover_delay_ms: u64,
@@ -676,6 +693,7 @@ impl ClusterState {
             ro_port,
             max_staleness_seconds: 10,
             durability: Durability::default(),
+            delete_data_on_removal: false,
             failover_delay_ms: default_failover_delay_ms(),
             primary_server_ids: Default::default(),
             rejoin_pending: Default::default(),

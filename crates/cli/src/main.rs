@@ -36,6 +36,15 @@ fn main() -> ExitCode {
         }
     };
     init_tracing(&cli.command);
+    // Entering a network namespace only moves the calling thread, so it happens before the
+    // async runtime starts its threads (they inherit it).
+    let host_netns = match enter_netns(&cli.command) {
+        Ok(fd) => fd,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {
@@ -43,7 +52,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(commands::run(cli)) {
+    match runtime.block_on(commands::run(cli, host_netns)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             let message = format!("{e:#}").replace('\n', " ");
@@ -51,6 +60,25 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// For an agent told to run in a network namespace: enters it, and returns a handle on the
+/// namespace it came from (where its cluster's controller runs).
+fn enter_netns(command: &Command) -> anyhow::Result<Option<std::os::fd::OwnedFd>> {
+    use anyhow::Context;
+    let Command::Agent {
+        netns: Some(name), ..
+    } = command
+    else {
+        return Ok(None);
+    };
+    let here = std::fs::File::open("/proc/self/ns/net").context("cannot open /proc/self/ns/net")?;
+    let path = std::path::Path::new("/run/netns").join(name);
+    let target = std::fs::File::open(&path)
+        .with_context(|| format!("no network namespace {}", path.display()))?;
+    nix::sched::setns(&target, nix::sched::CloneFlags::CLONE_NEWNET)
+        .with_context(|| format!("cannot enter network namespace {name}"))?;
+    Ok(Some(here.into()))
 }
 
 /// Daemons log to their log files (stderr is redirected there); the CLI stays quiet.

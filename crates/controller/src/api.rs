@@ -1,7 +1,6 @@
 //! The controller's HTTP API, used by the CLI. Every route requires the cluster's API token.
 
 use crate::controller::Controller;
-use crate::runtime::Runtime;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -9,6 +8,7 @@ use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use myset_api::{ClusterStatus, ScaleRequest, SwitchoverRequest};
 use myset_http::{error_response, require_token, Token};
+use myset_runtime::Runtime;
 use std::sync::Arc;
 
 pub async fn serve<R: Runtime>(controller: Arc<Controller<R>>, listener: tokio::net::TcpListener) {
@@ -44,7 +44,7 @@ async fn scale<R: Runtime>(
     if req.replicas == 0 {
         return error_response(StatusCode::BAD_REQUEST, "replicas must be at least 1");
     }
-    match c.request_scale(req.replicas, req.delete_data) {
+    match c.request_scale(req.replicas, req.delete_data).await {
         Ok(()) => StatusCode::ACCEPTED.into_response(),
         Err(e) => error_response(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")),
     }

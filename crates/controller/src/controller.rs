@@ -1,18 +1,20 @@
-//! The reconcile loop.
+//! The reconcile loop: the controller's state and the steps that converge the cluster to it.
 
-use crate::runtime::Runtime;
 use myset_api::{
     Address, AgentStatus, ClusterState, ClusterStatus, Credentials, Donor, Event, EventKind,
     InstanceSpec, InstanceState, InstanceStatus, Role, Secrets,
 };
 use myset_core::{Readiness, StartPlan, Transition};
-use std::collections::BTreeMap;
+use myset_runtime::{AgentApi, Runtime};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{watch, Notify};
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 /// How often the controller probes and reconciles, and how long one agent call may take.
+/// Every other controller timeout is derived from these.
 #[derive(Debug, Clone, Copy)]
 pub struct Timing {
     pub probe_period: Duration,
@@ -28,13 +30,32 @@ impl Default for Timing {
     }
 }
 
+impl Timing {
+    /// A fence is one statement on a replica, but it must get through a busy agent.
+    pub fn fence_timeout(&self) -> Duration {
+        self.probe_timeout * 3
+    }
+
+    /// Demoting cuts sessions and waits for in-flight commits to be released.
+    pub fn demote_timeout(&self) -> Duration {
+        self.probe_timeout * 5
+    }
+
+    /// A promotion waits for the candidate to apply its relay log, which the agent bounds by
+    /// `myset_api::limits::APPLY_TIMEOUT`; the controller waits a little longer than that, so
+    /// the agent's own verdict arrives first.
+    pub fn promote_timeout(&self) -> Duration {
+        myset_api::limits::APPLY_TIMEOUT + self.probe_timeout * 5
+    }
+}
+
 /// What the controller last saw of one ordinal.
 #[derive(Default)]
 pub(crate) struct Observed {
     pub(crate) readiness: Readiness,
     pub(crate) status: Option<AgentStatus>,
     /// When the instance was last seen live (agent answering, server answering).
-    pub(crate) last_live: Option<std::time::Instant>,
+    pub(crate) last_live: Option<Instant>,
     /// Why the instance is not running or not ready, in words.
     note: Option<String>,
     /// The last spec the agent accepted.
@@ -43,44 +64,70 @@ pub(crate) struct Observed {
     started: bool,
 }
 
+/// The reconcile steps, for reporting a failing one once rather than every second.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Step {
+    Membership,
+    Record,
+    Start,
+    Specs,
+    Rejoin,
+}
+
 pub struct Controller<R: Runtime> {
     pub(crate) runtime: R,
     pub(crate) secrets: Secrets,
     pub(crate) timing: Timing,
-    pub(crate) state: Mutex<ClusterState>,
+    /// The cluster record. Only writers take this lock, and they hold it while the new record
+    /// is persisted, so each change is durable before the next is computed from it.
+    record: tokio::sync::Mutex<ClusterState>,
+    /// The latest durable record, for readers: they never wait behind a write.
+    snapshot: watch::Sender<ClusterState>,
     pub(crate) observed: Mutex<BTreeMap<u32, Observed>>,
-    /// Set by a scale-down request that asked to delete the removed members' data.
-    delete_data_on_removal: Mutex<bool>,
-    /// Members being removed: out of the read pool, not restarted.
-    leaving: Mutex<Vec<u32>>,
+    /// Ordinals with a slow lifecycle operation in flight (leaving the cluster, data being set
+    /// aside): they are not restarted, not routed to and not promoted meanwhile.
+    pub(crate) busy: Mutex<BTreeSet<u32>>,
     pub(crate) rw: watch::Sender<Vec<Address>>,
     pub(crate) ro: watch::Sender<Vec<Address>>,
     pub(crate) stop: CancellationToken,
     pub(crate) wake: Notify,
-    /// Serialises reconciling with switchovers.
+    /// Serialises the changes of primary (failover in the loop, switchover from the API).
     pub(crate) changing: tokio::sync::Mutex<()>,
     /// The last reason a failover was held back, so it is reported once.
     pub(crate) hold_reason: Mutex<Option<String>>,
-    pub(crate) started: std::time::Instant,
+    /// The last error of each failing step, so it is reported once.
+    step_errors: Mutex<BTreeMap<Step, String>>,
+    /// Since when the primary's commits wait for an acknowledgement, as last reported.
+    commits_waiting: Mutex<Option<u64>>,
+    pub(crate) started: Instant,
+    /// Wall-clock milliseconds at `started`; with the monotonic clock this gives `now_ms`.
+    started_wall_ms: u64,
 }
 
 impl<R: Runtime> Controller<R> {
     pub fn new(runtime: R, state: ClusterState, secrets: Secrets, timing: Timing) -> Arc<Self> {
+        let started_wall_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as u64)
+            .unwrap_or_default();
         Arc::new(Controller {
             runtime,
             secrets,
             timing,
-            state: Mutex::new(state),
+            snapshot: watch::Sender::new(state.clone()),
+            record: tokio::sync::Mutex::new(state),
             observed: Mutex::new(BTreeMap::new()),
-            delete_data_on_removal: Mutex::new(false),
-            leaving: Mutex::new(Vec::new()),
+            busy: Mutex::new(BTreeSet::new()),
             rw: watch::Sender::new(Vec::new()),
             ro: watch::Sender::new(Vec::new()),
             stop: CancellationToken::new(),
             wake: Notify::new(),
             changing: tokio::sync::Mutex::new(()),
             hold_reason: Mutex::new(None),
-            started: std::time::Instant::now(),
+            step_errors: Mutex::new(BTreeMap::new()),
+            commits_waiting: Mutex::new(None),
+            started: Instant::now(),
+            started_wall_ms,
         })
     }
 
@@ -95,21 +142,24 @@ impl<R: Runtime> Controller<R> {
             let s = self.state();
             (s.bind_host.clone(), s.rw_port, s.ro_port)
         };
-        let bind = |port: u16, flag: &'static str| {
-            let host = host.clone();
-            async move {
-                tokio::net::TcpListener::bind((host.as_str(), port))
-                    .await
-                    .map_err(|e| anyhow::anyhow!("cannot listen on {host}:{port} for {flag}: {e}"))
-            }
+        let rw_listener = crate::proxy::bind(&host, rw_port, "--rw-port").await?;
+        let ro_listener = crate::proxy::bind(&host, ro_port, "--ro-port").await?;
+        // rw needs no observation: it goes to the recorded primary from the first moment.
+        self.publish_endpoints();
+        let suspect = {
+            let me = Arc::downgrade(&self);
+            Arc::new(move |backend: &Address| {
+                if let Some(c) = me.upgrade() {
+                    c.report_suspect(backend);
+                }
+            })
         };
-        let rw_listener = bind(rw_port, "--rw-port").await?;
-        let ro_listener = bind(ro_port, "--ro-port").await?;
         tokio::spawn(crate::proxy::serve(
             "rw",
             rw_listener,
             self.rw.subscribe(),
             true,
+            suspect.clone(),
             self.stop.clone(),
         ));
         tokio::spawn(crate::proxy::serve(
@@ -117,13 +167,17 @@ impl<R: Runtime> Controller<R> {
             ro_listener,
             self.ro.subscribe(),
             false,
+            suspect,
             self.stop.clone(),
         ));
         tokio::spawn(crate::api::serve(self.clone(), api_listener));
         on_listening()?;
-        self.event(
-            EventKind::ControllerStarted,
-            "controller started".to_string(),
+        self.record_event(
+            Event::new(
+                EventKind::ControllerStarted,
+                format!("controller started (pid {})", std::process::id()),
+            )
+            .term(self.state().term),
         );
 
         let mut ticker = tokio::time::interval(self.timing.probe_period);
@@ -134,47 +188,58 @@ impl<R: Runtime> Controller<R> {
                 _ = self.wake.notified() => {}
                 _ = self.stop.cancelled() => break,
             }
-            if let Err(e) = self.reconcile().await {
-                tracing::error!("reconcile failed: {e:#}");
-            }
+            self.reconcile().await;
         }
         self.shutdown().await;
         Ok(())
     }
 
+    /// The latest durable cluster record.
     pub fn state(&self) -> ClusterState {
-        self.state.lock().expect("state lock").clone()
+        self.snapshot.borrow().clone()
     }
 
-    pub(crate) fn update_state(
+    /// Changes the cluster record and returns once the change is durable. Nothing is changed
+    /// when persisting fails.
+    pub(crate) async fn update_state(
         &self,
         change: impl FnOnce(&mut ClusterState),
-    ) -> anyhow::Result<()> {
-        let mut guard = self.state.lock().expect("state lock");
-        let mut next = guard.clone();
+    ) -> anyhow::Result<ClusterState> {
+        let mut record = self.record.lock().await;
+        let mut next = record.clone();
         change(&mut next);
-        if next != *guard {
-            self.runtime.save_state(&next)?;
-            *guard = next;
+        if next != *record {
+            self.runtime.save_state(&next).await?;
+            *record = next.clone();
+            self.snapshot.send_replace(next.clone());
         }
-        Ok(())
+        Ok(next)
+    }
+
+    /// Wall-clock milliseconds, advancing with the controller's monotonic clock (so a paused
+    /// clock in tests pauses it too).
+    pub(crate) fn now_ms(&self) -> u64 {
+        self.started_wall_ms + self.started.elapsed().as_millis() as u64
     }
 
     pub(crate) fn event(&self, kind: EventKind, message: String) {
-        self.record(Event::new(kind, message));
+        self.record_event(Event::new(kind, message));
     }
 
     /// Logs and records an event with its structured fields.
-    pub(crate) fn record(&self, event: Event) {
+    pub(crate) fn record_event(&self, event: Event) {
         tracing::info!(kind = %event.kind, "{}", event.message);
         self.runtime.record_event(&event);
     }
 
     /// Accepts a new desired size; the loop converges to it.
-    pub(crate) fn request_scale(&self, replicas: u32, delete_data: bool) -> anyhow::Result<()> {
-        *self.delete_data_on_removal.lock().expect("lock") = delete_data;
+    pub async fn request_scale(&self, replicas: u32, delete_data: bool) -> anyhow::Result<()> {
         let from = self.state().replicas;
-        self.update_state(|s| s.replicas = replicas)?;
+        self.update_state(|s| {
+            s.replicas = replicas;
+            s.delete_data_on_removal = delete_data;
+        })
+        .await?;
         if from != replicas {
             self.event(
                 EventKind::Scale,
@@ -189,31 +254,67 @@ impl<R: Runtime> Controller<R> {
         &self.secrets.api_token
     }
 
-    pub(crate) fn request_stop(&self) {
+    pub fn request_stop(&self) {
         self.stop.cancel();
     }
 
-    async fn reconcile(&self) -> anyhow::Result<()> {
-        let _change = self.changing.lock().await;
-        self.converge_membership().await?;
+    /// One pass of the loop. Each step's failure is reported (once) and the pass goes on, so
+    /// no step can keep health observation and failover from running.
+    pub async fn reconcile(self: &Arc<Self>) {
+        let result = self.converge_membership().await;
+        self.report_step(Step::Membership, result);
         self.observe().await;
         self.publish_endpoints();
         let state = self.state();
         if !state.initialized && self.runtime.has_data(state.primary) {
-            self.update_state(|s| s.initialized = true)?;
+            let result = self.update_state(|s| s.initialized = true).await.map(drop);
+            self.report_step(Step::Record, result);
         }
-        self.check_rejoins().await;
-        self.watch_primary().await;
-        self.start_missing().await?;
-        self.push_specs().await;
-        Ok(())
+        // A change of primary (here or a switchover) excludes the others; waiting for a
+        // switchover to finish is right, since it changes who the primary is.
+        {
+            let _change = self.changing.lock().await;
+            let result = self.check_rejoins().await;
+            self.report_step(Step::Rejoin, result);
+            self.watch_primary().await;
+        }
+        let result = self.start_missing().await;
+        self.report_step(Step::Start, result);
+        let result = self.push_specs().await;
+        self.report_step(Step::Specs, result);
     }
 
-    /// Adds ordinals on scale-up and removes the highest non-primary ones on scale-down.
-    async fn converge_membership(&self) -> anyhow::Result<()> {
+    /// Records a failing step's error as an event the first time it is seen, and clears it
+    /// when the step succeeds again.
+    pub(crate) fn report_step(&self, step: Step, result: anyhow::Result<()>) {
+        let mut errors = self.step_errors.lock().expect("step errors lock");
+        match result {
+            Ok(()) => {
+                errors.remove(&step);
+            }
+            Err(e) => {
+                let message = format!("{e:#}");
+                tracing::warn!(?step, "{message}");
+                if errors.get(&step) != Some(&message) {
+                    errors.insert(step, message.clone());
+                    drop(errors);
+                    self.record_event(
+                        Event::new(
+                            EventKind::ReconcileFailed,
+                            format!("{step:?} step failed: {message}"),
+                        )
+                        .reason(message),
+                    );
+                }
+            }
+        }
+    }
+
+    /// Adds ordinals on scale-up; on scale-down starts removing the highest non-primary ones
+    /// in the background, so the loop (and a failover) never waits for a graceful stop.
+    async fn converge_membership(self: &Arc<Self>) -> anyhow::Result<()> {
         let state = self.state();
-        let additions = myset_core::scale_up_additions(&state.members, state.replicas);
-        for ordinal in additions {
+        for ordinal in myset_core::scale_up_additions(&state.members, state.replicas) {
             let placement = match state.placements.get(&ordinal) {
                 Some(p) => p.clone(),
                 None => self.runtime.place(ordinal, &state)?,
@@ -221,61 +322,81 @@ impl<R: Runtime> Controller<R> {
             self.update_state(|s| {
                 s.members.insert(ordinal);
                 s.placements.insert(ordinal, placement);
-            })?;
-            self.event(
-                EventKind::MemberAdded,
-                format!("{} joins", state.instance_name(ordinal)),
+            })
+            .await?;
+            self.record_event(
+                Event::new(
+                    EventKind::MemberAdded,
+                    format!("{} joins", state.instance_name(ordinal)),
+                )
+                .ordinal(ordinal),
             );
         }
         let victims = myset_core::scale_down_victims(&state.members, state.replicas, state.primary);
-        if victims.is_empty() {
-            return Ok(());
-        }
-        let delete = *self.delete_data_on_removal.lock().expect("lock");
-        // Leave the read pool first, then stop, then leave the membership: until then `status`
-        // still lists the instance, so `scale` returns only once it is really gone.
-        *self.leaving.lock().expect("lock") = victims.clone();
-        self.publish_endpoints();
-        for &ordinal in &victims {
-            let name = state.instance_name(ordinal);
-            self.runtime.stop(ordinal).await;
-            self.observed.lock().expect("lock").remove(&ordinal);
-            // Data goes before membership, so `scale --delete-data` returns once it is gone.
-            if delete {
-                self.runtime.delete_data(ordinal)?;
+        for ordinal in victims {
+            if !self.busy.lock().expect("busy lock").insert(ordinal) {
+                continue;
             }
-            self.update_state(|s| {
-                s.members.remove(&ordinal);
-            })?;
-            if delete {
-                self.event(
-                    EventKind::MemberRemoved,
-                    format!("{name} removed and its data deleted"),
-                );
-            } else {
-                self.event(
-                    EventKind::MemberRemoved,
-                    format!("{name} removed; its data dir is kept"),
-                );
-            }
+            // Out of the read pool before it stops.
+            self.publish_endpoints();
+            let me = self.clone();
+            tokio::spawn(async move {
+                let result = me.remove_member(ordinal).await;
+                me.busy.lock().expect("busy lock").remove(&ordinal);
+                me.report_step(Step::Membership, result);
+                me.wake.notify_one();
+            });
         }
-        self.leaving.lock().expect("lock").clear();
+        Ok(())
+    }
+
+    /// Stops a leaving member, deletes its data if asked, then drops it from the membership:
+    /// until then `status` still lists it, so `scale` returns only once it is really gone.
+    async fn remove_member(&self, ordinal: u32) -> anyhow::Result<()> {
+        let state = self.state();
+        let name = state.instance_name(ordinal);
+        self.runtime.stop(ordinal).await;
+        self.observed
+            .lock()
+            .expect("observed lock")
+            .remove(&ordinal);
+        let delete = state.delete_data_on_removal;
+        if delete {
+            self.runtime.delete_data(ordinal).await?;
+        }
+        self.update_state(|s| {
+            s.members.remove(&ordinal);
+        })
+        .await?;
+        let message = if delete {
+            format!("{name} removed and its data deleted")
+        } else {
+            format!("{name} removed; its data dir is kept")
+        };
+        self.record_event(Event::new(EventKind::MemberRemoved, message).ordinal(ordinal));
         Ok(())
     }
 
     /// Fetches every running agent's status and updates readiness.
     async fn observe(&self) {
         let state = self.state();
+        let busy = self.busy.lock().expect("busy lock").clone();
+        let state_ref = &state;
         let calls = state.members.iter().map(|&o| {
             let placement = state.placements.get(&o).cloned();
             let running = self.runtime.agent_pid(o).is_some();
+            let state = state_ref;
             async move {
                 let result = match (running, placement) {
                     (false, _) => Err("agent is not running".to_string()),
-                    (true, None) => Err("no placement".to_string()),
+                    (true, None) => Err(format!(
+                        "{} has no placement in the cluster record",
+                        state.instance_name(o)
+                    )),
                     (true, Some(p)) => self
-                        .agent(&p.agent)
-                        .get::<AgentStatus>("/status")
+                        .runtime
+                        .agents()
+                        .status(&p.agent, state.term, self.timing.probe_timeout)
                         .await
                         .map_err(|e| e.to_string()),
                 };
@@ -283,50 +404,146 @@ impl<R: Runtime> Controller<R> {
             }
         });
         let results = futures::future::join_all(calls).await;
-        let mut observed = self.observed.lock().expect("lock");
-        for (ordinal, result) in results {
-            let entry = observed.entry(ordinal).or_default();
-            // An instance still at an older term has not accepted the current spec (for example
-            // a former primary coming back): it serves no reads until it has.
-            let ready = matches!(&result, Ok(s) if s.ready && s.term == state.term);
-            match result {
-                Ok(status) => {
-                    if status.live {
-                        entry.last_live = Some(std::time::Instant::now());
+        let newest_term = results
+            .iter()
+            .filter_map(|(_, r)| r.as_ref().ok().map(|s| s.term))
+            .max()
+            .unwrap_or(0);
+        let mut transitions = Vec::new();
+        {
+            let mut observed = self.observed.lock().expect("observed lock");
+            for (ordinal, result) in results {
+                let entry = observed.entry(ordinal).or_default();
+                let serves = matches!(&result, Ok(s) if myset_core::serves_reads(
+                    s,
+                    state.role_of(ordinal),
+                    state.rejoin_pending.contains_key(&ordinal) || busy.contains(&ordinal),
+                ));
+                match result {
+                    Ok(status) => {
+                        if status.live {
+                            entry.last_live = Some(Instant::now());
+                        }
+                        entry.note = status.reason.clone();
+                        entry.status = Some(status);
                     }
-                    entry.note = status.reason.clone();
-                    entry.status = Some(status);
+                    Err(e) => {
+                        entry.note = Some(e);
+                        entry.status = None;
+                    }
                 }
-                Err(e) => {
-                    entry.note = Some(e);
-                    entry.status = None;
+                if let Some(t) = entry.readiness.observe(serves) {
+                    transitions.push((ordinal, t, entry.note.clone()));
                 }
-            }
-            match entry.readiness.observe(ready) {
-                Some(Transition::BecameReady) => self.event(
-                    EventKind::Ready,
-                    format!("{} is Ready", state.instance_name(ordinal)),
-                ),
-                Some(Transition::BecameUnready) => self.event(
-                    EventKind::Unready,
-                    format!(
-                        "{} is not Ready: {}",
-                        state.instance_name(ordinal),
-                        entry.note.clone().unwrap_or_default()
-                    ),
-                ),
-                None => {}
             }
         }
+        for (ordinal, transition, note) in transitions {
+            let name = state.instance_name(ordinal);
+            let event = match transition {
+                Transition::BecameReady => Event::new(EventKind::Ready, format!("{name} is Ready")),
+                Transition::BecameUnready => {
+                    let why = note.unwrap_or_default();
+                    Event::new(EventKind::Unready, format!("{name} is not Ready: {why}"))
+                        .reason(why)
+                }
+            };
+            self.record_event(event.ordinal(ordinal));
+        }
+        if newest_term > state.term {
+            self.adopt_newer_term(newest_term).await;
+        }
+        self.watch_commits(&state);
+    }
+
+    /// An agent at a newer term than the record means the record is behind (restored from an
+    /// old copy, say). The controller moves past that term, so its specs are obeyed again; it
+    /// promotes nobody on that account.
+    async fn adopt_newer_term(&self, seen: u64) {
+        let term = seen + 1;
+        let result = self.update_state(|s| s.term = s.term.max(term)).await;
+        match result {
+            Ok(_) => self.record_event(
+                Event::new(
+                    EventKind::ReconcileFailed,
+                    format!("an agent reported term {seen}, newer than the record's; the cluster moves to term {term}"),
+                )
+                .term(term)
+                .reason(format!("agent at term {seen}")),
+            ),
+            Err(e) => self.report_step(Step::Record, Err(e)),
+        }
+    }
+
+    /// Reports when the primary's commits start and stop waiting for an acknowledgement.
+    fn watch_commits(&self, state: &ClusterState) {
+        let since = self
+            .observed
+            .lock()
+            .expect("observed lock")
+            .get(&state.primary)
+            .and_then(|ob| ob.status.as_ref())
+            .and_then(|s| s.commits_waiting_since_ms);
+        let mut last = self.commits_waiting.lock().expect("commits lock");
+        if *last == since {
+            return;
+        }
+        let was_waiting = last.is_some();
+        *last = since;
+        drop(last);
+        let name = state.instance_name(state.primary);
+        let event = match since {
+            Some(_) if !was_waiting => Event::new(
+                EventKind::CommitsWaiting,
+                format!("commits on {name} are waiting for a replica's acknowledgement"),
+            ),
+            Some(_) => return,
+            None => Event::new(
+                EventKind::CommitsResumed,
+                format!("commits on {name} no longer wait"),
+            ),
+        };
+        self.record_event(event.ordinal(state.primary).term(state.term));
+    }
+
+    /// A proxy found a backend that accepted a connection but sent no greeting: it leaves the
+    /// read pool at once, until a probe finds it Ready again.
+    pub fn report_suspect(&self, backend: &Address) {
+        let state = self.state();
+        let Some(ordinal) = state
+            .placements
+            .iter()
+            .find(|(o, p)| state.members.contains(o) && p.server == *backend)
+            .map(|(o, _)| *o)
+        else {
+            return;
+        };
+        let transition = self
+            .observed
+            .lock()
+            .expect("observed lock")
+            .get_mut(&ordinal)
+            .and_then(|ob| ob.readiness.observe(false));
+        if transition.is_some() {
+            self.publish_endpoints();
+            let name = state.instance_name(ordinal);
+            self.record_event(
+                Event::new(
+                    EventKind::Suspect,
+                    format!("{name} accepted a connection but did not greet in time; out of ro until a probe finds it Ready"),
+                )
+                .ordinal(ordinal),
+            );
+        }
+        self.wake.notify_one();
     }
 
     pub(crate) fn ready_ordinals(&self) -> Vec<u32> {
         let members = self.state().members;
-        let leaving = self.leaving.lock().expect("lock").clone();
-        let observed = self.observed.lock().expect("lock");
+        let busy = self.busy.lock().expect("busy lock").clone();
+        let observed = self.observed.lock().expect("observed lock");
         members
             .into_iter()
-            .filter(|o| !leaving.contains(o))
+            .filter(|o| !busy.contains(o))
             .filter(|o| observed.get(o).is_some_and(|ob| ob.readiness.is_ready()))
             .collect()
     }
@@ -339,7 +556,6 @@ impl<R: Runtime> Controller<R> {
         let ro: Vec<Address> = self
             .ready_ordinals()
             .into_iter()
-            .filter(|o| state.members.contains(o))
             .filter_map(server)
             .collect();
         self.rw.send_if_modified(|cur| replace_if_changed(cur, rw));
@@ -350,7 +566,9 @@ impl<R: Runtime> Controller<R> {
     async fn start_missing(&self) -> anyhow::Result<()> {
         let state = self.state();
         let ready = self.ready_ordinals();
-        for &ordinal in &state.members {
+        let busy = self.busy.lock().expect("busy lock").clone();
+        let mut failures = Vec::new();
+        for &ordinal in state.members.difference(&busy) {
             if self.runtime.agent_pid(ordinal).is_some() {
                 continue;
             }
@@ -366,12 +584,18 @@ impl<R: Runtime> Controller<R> {
                     continue;
                 }
             };
-            let spec = self.spec_for(&state, ordinal, bootstrap, &donors);
             let name = state.instance_name(ordinal);
+            let spec = match self.spec_for(&state, ordinal, bootstrap, &donors) {
+                Ok(spec) => spec,
+                Err(e) => {
+                    failures.push(format!("{e:#}"));
+                    continue;
+                }
+            };
             let was_started = self
                 .observed
                 .lock()
-                .expect("lock")
+                .expect("observed lock")
                 .get(&ordinal)
                 .is_some_and(|ob| ob.started);
             match self.runtime.start(&spec).await {
@@ -388,53 +612,73 @@ impl<R: Runtime> Controller<R> {
                     } else {
                         EventKind::AgentStarted
                     };
-                    self.event(kind, format!("started {name} ({how})"));
-                    let mut observed = self.observed.lock().expect("lock");
+                    self.record_event(
+                        Event::new(kind, format!("started {name} ({how})"))
+                            .ordinal(ordinal)
+                            .term(state.term),
+                    );
+                    let mut observed = self.observed.lock().expect("observed lock");
                     let entry = observed.entry(ordinal).or_default();
                     entry.sent = Some(spec);
                     entry.started = true;
                     entry.readiness = Readiness::default();
                 }
-                Err(e) => self.note(ordinal, format!("cannot start the agent: {e:#}")),
+                Err(e) => {
+                    let why = format!("cannot start {name}: {e:#}");
+                    self.note(ordinal, why.clone());
+                    failures.push(why);
+                }
             }
         }
-        Ok(())
+        if failures.is_empty() {
+            Ok(())
+        } else {
+            anyhow::bail!("{}", failures.join("; "))
+        }
     }
 
     fn note(&self, ordinal: u32, note: String) {
         self.observed
             .lock()
-            .expect("lock")
+            .expect("observed lock")
             .entry(ordinal)
             .or_default()
             .note = Some(note);
     }
 
-    fn spec_for(
+    /// What `ordinal` should be under `state`. A member without a placement is an error: its
+    /// identity would be guessed.
+    pub(crate) fn spec_for(
         &self,
         state: &ClusterState,
         ordinal: u32,
         bootstrap: bool,
         donors: &[u32],
-    ) -> InstanceSpec {
-        let placement = &state.placements[&ordinal];
+    ) -> anyhow::Result<InstanceSpec> {
+        let placement_of = |o: u32| {
+            state.placements.get(&o).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "{} has no placement in the cluster record; restore cluster.json from a backup",
+                    state.instance_name(o)
+                )
+            })
+        };
+        let placement = placement_of(ordinal)?;
         let role = state.role_of(ordinal);
-        InstanceSpec {
+        let primary = match role {
+            Role::Primary => None,
+            // A former primary stays held until its data is checked.
+            Role::Replica if state.rejoin_pending.contains_key(&ordinal) => None,
+            Role::Replica => Some(placement_of(state.primary)?.server.clone()),
+        };
+        Ok(InstanceSpec {
             cluster: state.name.clone(),
             ordinal,
             server_id: ClusterState::server_id(ordinal),
             server: placement.server.clone(),
             agent: placement.agent.clone(),
             role,
-            primary: match role {
-                Role::Primary => None,
-                // A former primary stays held until its data is checked.
-                Role::Replica if state.rejoin_pending.contains_key(&ordinal) => None,
-                Role::Replica => state
-                    .placements
-                    .get(&state.primary)
-                    .map(|p| p.server.clone()),
-            },
+            primary,
             bootstrap,
             donors: donors
                 .iter()
@@ -457,22 +701,29 @@ impl<R: Runtime> Controller<R> {
                 .filter_map(|o| state.placements.get(o).map(|p| p.agent.clone()))
                 .collect(),
             isolation_fence_ms: state.failover_delay_ms,
-        }
+        })
     }
 
     /// Sends a running agent its spec when role, primary or term changed.
-    pub(crate) async fn push_specs(&self) {
+    pub(crate) async fn push_specs(&self) -> anyhow::Result<()> {
         let state = self.state();
+        let mut failures = Vec::new();
         let pending: Vec<InstanceSpec> = {
-            let observed = self.observed.lock().expect("lock");
+            let observed = self.observed.lock().expect("observed lock");
             state
                 .members
                 .iter()
                 .filter_map(|&o| {
                     let ob = observed.get(&o)?;
                     ob.status.as_ref()?;
+                    let mut want = match self.spec_for(&state, o, false, &[]) {
+                        Ok(spec) => spec,
+                        Err(e) => {
+                            failures.push(format!("{e:#}"));
+                            return None;
+                        }
+                    };
                     let sent = ob.sent.as_ref();
-                    let mut want = self.spec_for(&state, o, false, &[]);
                     if let Some(sent) = sent {
                         want.bootstrap = sent.bootstrap;
                         want.donors = sent.donors.clone();
@@ -481,35 +732,31 @@ impl<R: Runtime> Controller<R> {
                 })
                 .collect()
         };
-        for spec in pending {
-            match self.agent(&spec.agent).put("/spec", &spec).await {
+        let pushes = pending.into_iter().map(|spec| async move {
+            let result = self
+                .runtime
+                .agents()
+                .put_spec(&spec, self.timing.probe_timeout)
+                .await;
+            (spec, result)
+        });
+        for (spec, result) in futures::future::join_all(pushes).await {
+            match result {
                 Ok(()) => {
-                    if let Some(ob) = self.observed.lock().expect("lock").get_mut(&spec.ordinal) {
+                    let mut observed = self.observed.lock().expect("observed lock");
+                    if let Some(ob) = observed.get_mut(&spec.ordinal) {
                         ob.sent = Some(spec);
                     }
                 }
+                // The next pass tries again; an unreachable agent is already shown as such.
                 Err(e) => tracing::warn!(ordinal = spec.ordinal, "cannot update spec: {e}"),
             }
         }
-    }
-
-    /// A client for an agent; its calls carry the controller's term, which tells the agent it
-    /// is still in contact with the controller.
-    pub(crate) fn agent(&self, address: &Address) -> myset_http::Client {
-        self.agent_with_timeout(address, self.timing.probe_timeout)
-    }
-
-    pub(crate) fn agent_with_timeout(
-        &self,
-        address: &Address,
-        timeout: Duration,
-    ) -> myset_http::Client {
-        myset_http::Client::new(
-            format!("http://{address}"),
-            &self.secrets.api_token,
-            timeout,
-        )
-        .with_header("x-myset-controller-term", self.state().term.to_string())
+        if failures.is_empty() {
+            Ok(())
+        } else {
+            anyhow::bail!("{}", failures.join("; "))
+        }
     }
 
     async fn shutdown(&self) {
@@ -524,7 +771,8 @@ impl<R: Runtime> Controller<R> {
     /// The cluster as `myset status` shows it.
     pub fn status(&self) -> ClusterStatus {
         let state = self.state();
-        let observed = self.observed.lock().expect("lock");
+        let busy = self.busy.lock().expect("busy lock").clone();
+        let observed = self.observed.lock().expect("observed lock");
         let instances = state
             .members
             .iter()
@@ -550,8 +798,25 @@ impl<R: Runtime> Controller<R> {
                     ..InstanceStatus::from_state(&state, o)
                 }
             })
-            .collect();
-        ClusterStatus::from_state(
+            .collect::<Vec<_>>();
+        let failover_candidates = instances
+            .iter()
+            .filter(|i| i.ready && i.ordinal != state.primary)
+            .filter(|i| {
+                !state.rejoin_pending.contains_key(&i.ordinal) && !busy.contains(&i.ordinal)
+            })
+            .count();
+        let (durability_in_force, conditions) = myset_core::conditions(&myset_core::ClusterView {
+            asked: state.durability,
+            members: state.members.len(),
+            primary: state.primary,
+            primary_status: observed
+                .get(&state.primary)
+                .and_then(|ob| ob.status.as_ref()),
+            failover_candidates,
+        });
+        drop(observed);
+        let mut status = ClusterStatus::from_state(
             &state,
             true,
             Credentials {
@@ -559,7 +824,11 @@ impl<R: Runtime> Controller<R> {
                 password_file: self.runtime.password_file(),
             },
             instances,
-        )
+        );
+        status.controller_pid = Some(std::process::id());
+        status.durability_in_force = durability_in_force;
+        status.conditions = conditions;
+        status
     }
 }
 

@@ -1,30 +1,27 @@
 //! High availability: watching the primary, failover, switchover and rejoin.
 
 use crate::controller::Controller;
-use crate::runtime::Runtime;
-use anyhow::{anyhow, bail};
+use anyhow::{anyhow, bail, Context};
 use myset_api::{
-    ChangeKind, ClusterState, EventKind, Order, OrderAction, OrderResult, PrimaryChange, Role,
+    ChangeKind, ClusterState, Event, EventKind, Order, OrderAction, OrderResult, PrimaryChange,
+    Role,
 };
 use myset_core::failover::{self, Candidate, Policy, PrimaryView, Rejoin, ReplicaView, Verdict};
 use myset_core::GtidPos;
+use myset_runtime::{AgentApi, AgentError, KillOutcome, Runtime};
 use std::collections::BTreeSet;
-use std::time::{Duration, Instant, SystemTime};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::time::Instant;
 
 /// No automatic failover sooner than this after the previous change of primary.
 const MIN_FAILOVER_INTERVAL_MS: u64 = 10_000;
-/// A promotion may wait this long for the candidate to apply its relay log.
-const PROMOTE_TIMEOUT: Duration = Duration::from_secs(75);
 
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or_default()
-}
-
-fn gtid(text: &str) -> GtidPos {
-    GtidPos::parse(text).unwrap_or_default()
+/// Parses a GTID position an agent reported. A garbled one is an error, never an empty
+/// position: an empty position is contained in every other, so it could let a diverged
+/// server rejoin or win an election.
+fn gtid(text: &str, whose: &str) -> anyhow::Result<GtidPos> {
+    GtidPos::parse(text).with_context(|| format!("{whose} reported an unreadable GTID position"))
 }
 
 /// Server ids whose GTIDs are legitimate history: every primary so far, the current included.
@@ -32,6 +29,22 @@ fn primary_server_ids(state: &ClusterState) -> BTreeSet<u32> {
     let mut ids = state.primary_server_ids.clone();
     ids.insert(ClusterState::server_id(state.primary));
     ids
+}
+
+/// A fenced replica as a promotion candidate, from the positions it reported.
+fn candidate(ordinal: u32, r: &OrderResult) -> anyhow::Result<Candidate> {
+    let whose = format!("instance {ordinal}");
+    let executed = gtid(&r.executed, &whose)?;
+    let received = if r.received.is_empty() {
+        executed.clone()
+    } else {
+        gtid(&r.received, &whose)?
+    };
+    Ok(Candidate {
+        ordinal,
+        received,
+        executed,
+    })
 }
 
 impl<R: Runtime> Controller<R> {
@@ -43,8 +56,9 @@ impl<R: Runtime> Controller<R> {
             return;
         }
         let now = Instant::now();
+        let busy = self.busy.lock().expect("busy lock").clone();
         let (primary, replicas) = {
-            let observed = self.observed.lock().expect("lock");
+            let observed = self.observed.lock().expect("observed lock");
             let p = observed.get(&state.primary);
             let healthy = p
                 .and_then(|o| o.status.as_ref())
@@ -62,6 +76,7 @@ impl<R: Runtime> Controller<R> {
                 .members
                 .iter()
                 .filter(|&&o| o != state.primary && !state.rejoin_pending.contains_key(&o))
+                .filter(|o| !busy.contains(o))
                 .map(|&o| {
                     let status = observed.get(&o).and_then(|ob| ob.status.as_ref());
                     ReplicaView {
@@ -78,25 +93,43 @@ impl<R: Runtime> Controller<R> {
             .last_primary_change
             .as_ref()
             .filter(|c| c.kind == ChangeKind::Failover)
-            .map(|c| now_ms().saturating_sub(c.at_ms));
+            .map(|c| self.now_ms().saturating_sub(c.at_ms));
         let policy = Policy {
             delay_ms: state.failover_delay_ms,
             min_interval_ms: MIN_FAILOVER_INTERVAL_MS,
         };
         match failover::judge(primary, &replicas, policy, since_last) {
-            Verdict::Healthy => *self.hold_reason.lock().expect("lock") = None,
+            Verdict::Healthy => *self.hold_reason.lock().expect("hold lock") = None,
             Verdict::Hold(reason) => {
-                let mut last = self.hold_reason.lock().expect("lock");
-                if last.as_deref() != Some(reason.as_str())
-                    && primary.unhealthy_for_ms >= policy.delay_ms
-                {
-                    self.event(EventKind::FailoverHeld, reason.clone());
+                let mut last = self.hold_reason.lock().expect("hold lock");
+                let report = last.as_deref() != Some(reason.as_str())
+                    && primary.unhealthy_for_ms >= policy.delay_ms;
+                *last = Some(reason.clone());
+                drop(last);
+                if report {
+                    self.record_event(
+                        Event::new(EventKind::FailoverHeld, reason.clone())
+                            .ordinal(state.primary)
+                            .term(state.term)
+                            .reason(reason),
+                    );
                 }
-                *last = Some(reason);
             }
             Verdict::Failover(reason) => {
                 if let Err(e) = self.fail_over(&reason).await {
-                    self.event(EventKind::FailoverFailed, format!("{e:#}"));
+                    let message = format!("{e:#}");
+                    self.record_event(
+                        Event::new(EventKind::FailoverFailed, message.clone())
+                            .ordinal(state.primary)
+                            .reason(message),
+                    );
+                    // Judged again after a full delay, not every second: each try is a term.
+                    self.observed
+                        .lock()
+                        .expect("observed lock")
+                        .entry(state.primary)
+                        .or_default()
+                        .last_live = Some(Instant::now());
                 }
             }
         }
@@ -107,100 +140,148 @@ impl<R: Runtime> Controller<R> {
         ordinal: u32,
         order: Order,
         timeout: Duration,
-    ) -> anyhow::Result<OrderResult> {
+    ) -> Result<OrderResult, AgentError> {
         let state = self.state();
-        let placement = state
-            .placements
-            .get(&ordinal)
-            .ok_or_else(|| anyhow!("instance {ordinal} has no placement"))?;
-        Ok(self
-            .agent_with_timeout(&placement.agent, timeout)
-            .call("/order", &order)
-            .await?)
+        let Some(placement) = state.placements.get(&ordinal) else {
+            return Err(AgentError::Refused {
+                agent: myset_api::Address {
+                    host: String::new(),
+                    port: 0,
+                },
+                detail: format!("{} has no placement", state.instance_name(ordinal)),
+            });
+        };
+        self.runtime
+            .agents()
+            .order(&placement.agent, &order, timeout)
+            .await
     }
 
     async fn fail_over(&self, reason: &str) -> anyhow::Result<()> {
-        let state = self.state();
-        let old = state.primary;
-        let term = state.term + 1;
+        let before = self.state();
+        let old = before.primary;
         // The new term is durable before anyone acts on it: nothing of the old term is trusted.
-        self.update_state(|s| s.term = term)?;
-        self.event(
-            EventKind::Failover,
-            format!(
-                "term {term}: primary {} failed ({reason}); fencing",
-                state.instance_name(old)
-            ),
+        let state = self.update_state(|s| s.term += 1).await?;
+        let term = state.term;
+        self.record_event(
+            Event::new(
+                EventKind::Failover,
+                format!(
+                    "term {term}: primary {} failed ({reason}); fencing",
+                    state.instance_name(old)
+                ),
+            )
+            .ordinal(old)
+            .term(term)
+            .reason(reason),
         );
 
+        // Kill the old primary first where the runtime can reach it: its death closes the
+        // replicas' connections, so they stop receiving at once (a replica stuck reading from a
+        // frozen primary can take seconds to obey STOP SLAVE).
+        let killed = self.runtime.kill(old).await;
+        if killed == KillOutcome::Killed {
+            self.record_event(
+                Event::new(
+                    EventKind::Fenced,
+                    format!("killed the processes of {}", state.instance_name(old)),
+                )
+                .ordinal(old)
+                .term(term),
+            );
+        }
         // Fence: replicas stop receiving, so an isolated old primary can no longer collect acks.
+        let busy = self.busy.lock().expect("busy lock").clone();
         let replicas: Vec<u32> = state
             .members
             .iter()
             .copied()
             .filter(|&o| o != old && !state.rejoin_pending.contains_key(&o))
+            .filter(|o| !busy.contains(o))
             .collect();
         let fence = |o: u32| async move {
             let order = Order {
                 term,
                 action: OrderAction::Fence,
             };
-            (o, self.order(o, order, self.timing.probe_timeout * 3).await)
+            (o, self.order(o, order, self.timing.fence_timeout()).await)
         };
-        // Kill the old primary first where the runtime can reach it: its death closes the
-        // replicas' connections, so they stop receiving at once (a replica stuck reading from a
-        // frozen primary can take seconds to obey STOP SLAVE).
-        if self.runtime.kill(old).await {
-            self.event(
-                EventKind::Fenced,
-                format!("killed the processes of {}", state.instance_name(old)),
+        let mut fenced = Vec::new();
+        let mut unfenced = Vec::new();
+        for (o, result) in futures::future::join_all(replicas.into_iter().map(fence)).await {
+            match result {
+                Ok(r) => fenced.push((o, r)),
+                Err(e) => {
+                    tracing::warn!(ordinal = o, "fence failed: {e}");
+                    unfenced.push(format!("{} ({e})", state.instance_name(o)));
+                }
+            }
+        }
+        // A replica that may still receive from an old primary that may still run could be
+        // acknowledging writes the new primary will never have: promote nobody then.
+        if !unfenced.is_empty() && killed == KillOutcome::Unreachable {
+            bail!(
+                "term {term}: {} could not be fenced and {} cannot be reached to be stopped; promoting now could let two servers take writes",
+                unfenced.join(", "),
+                state.instance_name(old)
             );
         }
-        let fence_results = futures::future::join_all(replicas.into_iter().map(fence)).await;
-        let fenced: Vec<(u32, OrderResult)> = fence_results
-            .into_iter()
-            .filter_map(|(o, r)| match r {
-                Ok(r) => Some((o, r)),
-                Err(e) => {
-                    tracing::warn!(ordinal = o, "fence failed: {e:#}");
-                    None
-                }
-            })
-            .collect();
-
-        let candidates: Vec<Candidate> = fenced
+        let candidates = fenced
             .iter()
-            .map(|(o, r)| Candidate {
-                ordinal: *o,
-                received: if r.received.is_empty() {
-                    gtid(&r.executed)
-                } else {
-                    gtid(&r.received)
-                },
-                executed: gtid(&r.executed),
-            })
-            .collect();
+            .map(|(o, r)| candidate(*o, r))
+            .collect::<anyhow::Result<Vec<_>>>()?;
         let Some(chosen) = failover::choose_candidate(&candidates, &primary_server_ids(&state))
         else {
             bail!("term {term}: no replica without errant transactions could be fenced; nothing promoted");
         };
-        let promoted = self
+        // What the chosen replica received is all it will ever apply of the old primary's
+        // history: it is the position a returning old primary is compared with.
+        let chosen_received = candidates
+            .iter()
+            .find(|c| c.ordinal == chosen)
+            .map(|c| c.received.to_string())
+            .unwrap_or_default();
+        let promotion = self
             .order(
                 chosen,
                 Order {
                     term,
                     action: OrderAction::Promote { wait_for: None },
                 },
-                PROMOTE_TIMEOUT,
+                self.timing.promote_timeout(),
             )
-            .await?;
+            .await;
+        let held_at = match promotion {
+            Ok(promoted) => promoted.executed,
+            // The order was delivered and the agent finishes it on its own (it runs orders to
+            // completion): the decision of this term stands.
+            Err(AgentError::Unreachable { detail, .. }) => {
+                self.record_event(
+                    Event::new(
+                        EventKind::FailoverHeld,
+                        format!(
+                            "term {term}: {} did not confirm its promotion in time ({detail}); it stays the chosen primary",
+                            state.instance_name(chosen)
+                        ),
+                    )
+                    .ordinal(chosen)
+                    .term(term)
+                    .reason(detail),
+                );
+                chosen_received
+            }
+            Err(e) => bail!(
+                "term {term}: promoting {} failed: {e}",
+                state.instance_name(chosen)
+            ),
+        };
         self.complete_change(
             old,
             chosen,
             term,
             ChangeKind::Failover,
             reason,
-            Some(promoted.executed),
+            Some(held_at),
         )
         .await
     }
@@ -217,27 +298,28 @@ impl<R: Runtime> Controller<R> {
         reason: &str,
         held_at: Option<String>,
     ) -> anyhow::Result<()> {
-        self.update_state(|s| {
-            s.primary = new;
-            s.primary_server_ids.insert(ClusterState::server_id(old));
-            s.primary_server_ids.insert(ClusterState::server_id(new));
-            if let Some(position) = held_at {
-                s.rejoin_pending.insert(old, position);
-            }
-            s.last_primary_change = Some(PrimaryChange {
-                at_ms: now_ms(),
-                term,
-                from: old,
-                to: new,
-                kind,
-                reason: reason.to_string(),
-            });
-        })?;
+        let at_ms = self.now_ms();
+        let state = self
+            .update_state(|s| {
+                s.primary = new;
+                s.primary_server_ids.insert(ClusterState::server_id(old));
+                s.primary_server_ids.insert(ClusterState::server_id(new));
+                if let Some(position) = held_at {
+                    s.rejoin_pending.insert(old, position);
+                }
+                s.last_primary_change = Some(PrimaryChange {
+                    at_ms,
+                    term,
+                    from: old,
+                    to: new,
+                    kind,
+                    reason: reason.to_string(),
+                });
+            })
+            .await?;
         self.publish_endpoints();
-        self.push_specs().await;
-        let state = self.state();
-        self.record(
-            myset_api::Event::new(
+        self.record_event(
+            Event::new(
                 EventKind::Promoted,
                 format!(
                     "term {term}: {} is the primary ({kind}); rw moved",
@@ -246,15 +328,31 @@ impl<R: Runtime> Controller<R> {
             )
             .term(term)
             .change(old, new)
-            .ordinal(new),
+            .ordinal(new)
+            .reason(reason),
         );
+        // Best effort: the loop pushes again whatever did not get through.
+        if let Err(e) = self.push_specs().await {
+            tracing::warn!("after the change of primary: {e:#}");
+        }
         Ok(())
     }
 
     /// A planned change of primary: the old primary stops taking writes, the target applies
     /// everything it wrote, then takes over. No acknowledged write is lost.
-    pub(crate) async fn switchover(&self, to: Option<u32>) -> anyhow::Result<u32> {
+    pub async fn switchover(&self, to: Option<u32>) -> anyhow::Result<u32> {
         let _change = self.changing.lock().await;
+        let result = self.switch_over(to).await;
+        if let Err(e) = &result {
+            let message = format!("{e:#}");
+            self.record_event(
+                Event::new(EventKind::SwitchoverFailed, message.clone()).reason(message),
+            );
+        }
+        result
+    }
+
+    async fn switch_over(&self, to: Option<u32>) -> anyhow::Result<u32> {
         let state = self.state();
         let old = state.primary;
         let ready = self.ready_ordinals();
@@ -268,40 +366,24 @@ impl<R: Runtime> Controller<R> {
             }
             Some(t) => t,
             None => {
-                let candidates: Vec<Candidate> = {
-                    let observed = self.observed.lock().expect("lock");
-                    ready
-                        .iter()
-                        .filter(|&&o| o != old && !state.rejoin_pending.contains_key(&o))
-                        .filter_map(|&o| {
-                            let s = observed.get(&o)?.status.as_ref()?;
-                            let executed = gtid(&s.gtid.as_ref()?.current);
-                            let received = s
-                                .replication
-                                .as_ref()
-                                .map(|r| gtid(&r.received))
-                                .unwrap_or_else(|| executed.clone());
-                            Some(Candidate {
-                                ordinal: o,
-                                received,
-                                executed,
-                            })
-                        })
-                        .collect()
-                };
+                let candidates = self.switchover_candidates(&state, &ready)?;
                 failover::choose_candidate(&candidates, &primary_server_ids(&state))
                     .ok_or_else(|| anyhow!("no Ready replica to switch over to"))?
             }
         };
-        let term = state.term + 1;
-        self.update_state(|s| s.term = term)?;
-        self.event(
-            EventKind::Switchover,
-            format!(
-                "term {term}: moving the primary from {} to {}",
-                state.instance_name(old),
-                state.instance_name(target)
-            ),
+        let state = self.update_state(|s| s.term += 1).await?;
+        let term = state.term;
+        self.record_event(
+            Event::new(
+                EventKind::Switchover,
+                format!(
+                    "term {term}: moving the primary from {} to {}",
+                    state.instance_name(old),
+                    state.instance_name(target)
+                ),
+            )
+            .term(term)
+            .change(old, target),
         );
         let demoted = self
             .order(
@@ -310,7 +392,7 @@ impl<R: Runtime> Controller<R> {
                     term,
                     action: OrderAction::Demote,
                 },
-                self.timing.probe_timeout * 5,
+                self.timing.demote_timeout(),
             )
             .await?;
         let promotion = self
@@ -322,35 +404,81 @@ impl<R: Runtime> Controller<R> {
                         wait_for: Some(demoted.binlog.clone()),
                     },
                 },
-                PROMOTE_TIMEOUT,
+                self.timing.promote_timeout(),
             )
             .await;
-        if let Err(e) = promotion {
-            // The old primary stays primary: pushing its spec of the new term re-enables writes.
-            self.push_specs().await;
-            bail!(
-                "promoting {} failed, {} stays primary: {e:#}",
-                state.instance_name(target),
-                state.instance_name(old)
-            );
+        match promotion {
+            Ok(_) => {}
+            // Delivered: the agent finishes it, and the old primary is read-only already, so
+            // the target is the only server that can become writable. The decision stands.
+            Err(AgentError::Unreachable { detail, .. }) => {
+                tracing::warn!("promotion not confirmed in time ({detail}); it stands");
+            }
+            Err(e) => {
+                // Refused: the old primary stays primary; its spec of the new term re-enables
+                // writes.
+                if let Err(push) = self.push_specs().await {
+                    tracing::warn!("re-enabling {}: {push:#}", state.instance_name(old));
+                }
+                bail!(
+                    "promoting {} failed, {} stays primary: {e}",
+                    state.instance_name(target),
+                    state.instance_name(old)
+                );
+            }
         }
         self.complete_change(old, target, term, ChangeKind::Switchover, "requested", None)
             .await?;
         Ok(target)
     }
 
+    fn switchover_candidates(
+        &self,
+        state: &ClusterState,
+        ready: &[u32],
+    ) -> anyhow::Result<Vec<Candidate>> {
+        let observed = self.observed.lock().expect("observed lock");
+        let mut candidates = Vec::new();
+        for &o in ready
+            .iter()
+            .filter(|&&o| o != state.primary && !state.rejoin_pending.contains_key(&o))
+        {
+            let Some(s) = observed.get(&o).and_then(|ob| ob.status.as_ref()) else {
+                continue;
+            };
+            let Some(positions) = &s.gtid else { continue };
+            let whose = state.instance_name(o);
+            let executed = gtid(&positions.current, &whose)?;
+            let received = match &s.replication {
+                Some(r) if !r.received.is_empty() => gtid(&r.received, &whose)?,
+                _ => executed.clone(),
+            };
+            candidates.push(Candidate {
+                ordinal: o,
+                received,
+                executed,
+            });
+        }
+        Ok(candidates)
+    }
+
     /// Former primaries come back held; each rejoins as a replica if its data is contained in
     /// what the new primary had at promotion, or is set aside and re-cloned if not.
-    pub(crate) async fn check_rejoins(&self) {
+    pub(crate) async fn check_rejoins(self: &Arc<Self>) -> anyhow::Result<()> {
         let state = self.state();
+        let mut failures = Vec::new();
         for (&ordinal, promoted_at) in &state.rejoin_pending {
             let name = state.instance_name(ordinal);
             if !state.members.contains(&ordinal) {
-                let _ = self.update_state(|s| drop(s.rejoin_pending.remove(&ordinal)));
+                self.update_state(|s| drop(s.rejoin_pending.remove(&ordinal)))
+                    .await?;
+                continue;
+            }
+            if self.busy.lock().expect("busy lock").contains(&ordinal) {
                 continue;
             }
             let own = {
-                let observed = self.observed.lock().expect("lock");
+                let observed = self.observed.lock().expect("observed lock");
                 observed
                     .get(&ordinal)
                     .and_then(|ob| ob.status.as_ref())
@@ -359,34 +487,80 @@ impl<R: Runtime> Controller<R> {
                     .map(|g| g.current.clone())
             };
             let Some(own) = own else { continue };
-            match failover::rejoin(&gtid(&own), &gtid(promoted_at)) {
-                Rejoin::AsReplica => {
-                    if self
-                        .update_state(|s| drop(s.rejoin_pending.remove(&ordinal)))
-                        .is_ok()
-                    {
-                        self.event(EventKind::Rejoined, format!("{name} rejoins as a replica (its data {own} is contained in {promoted_at})"));
-                    }
+            let positions = gtid(&own, &name).and_then(|own| {
+                Ok((
+                    own,
+                    gtid(promoted_at, "the cluster record's promotion position")?,
+                ))
+            });
+            let (own_pos, promoted_pos) = match positions {
+                Ok(p) => p,
+                // Held until someone looks: a guess could let a diverged server rejoin.
+                Err(e) => {
+                    failures.push(format!("{name} stays held: {e:#}"));
+                    continue;
                 }
-                Rejoin::Reclone(reason) => {
-                    self.runtime.stop(ordinal).await;
-                    let label = format!("errant-term{}-{}", state.term, now_ms());
-                    match self.runtime.set_aside_data(ordinal, &label) {
-                        Ok(path) => {
-                            self.observed.lock().expect("lock").remove(&ordinal);
-                            let _ = self.update_state(|s| drop(s.rejoin_pending.remove(&ordinal)));
-                            self.event(
-                                EventKind::Errant,
-                                format!("{name}: {reason}; its data dir is set aside at {path}; re-cloning it"),
-                            );
-                        }
-                        Err(e) => self.event(
+            };
+            match failover::rejoin(&own_pos, &promoted_pos) {
+                Rejoin::AsReplica => {
+                    self.update_state(|s| drop(s.rejoin_pending.remove(&ordinal)))
+                        .await?;
+                    self.record_event(
+                        Event::new(
+                            EventKind::Rejoined,
+                            format!("{name} rejoins as a replica (its data {own} is contained in {promoted_at})"),
+                        )
+                        .ordinal(ordinal)
+                        .term(state.term),
+                    );
+                }
+                Rejoin::Reclone(reason) => self.set_aside(ordinal, reason),
+            }
+        }
+        if failures.is_empty() {
+            Ok(())
+        } else {
+            bail!("{}", failures.join("; "))
+        }
+    }
+
+    /// Stops a diverged former primary and moves its data aside, in the background (a clean
+    /// stop can take long); the loop then re-clones it.
+    fn set_aside(self: &Arc<Self>, ordinal: u32, reason: String) {
+        if !self.busy.lock().expect("busy lock").insert(ordinal) {
+            return;
+        }
+        let me = self.clone();
+        tokio::spawn(async move {
+            let state = me.state();
+            let name = state.instance_name(ordinal);
+            me.runtime.stop(ordinal).await;
+            let label = format!("errant-term{}-{}", state.term, me.now_ms());
+            let event = match me.runtime.set_aside_data(ordinal, &label).await {
+                Ok(path) => {
+                    me.observed.lock().expect("observed lock").remove(&ordinal);
+                    let cleared = me
+                        .update_state(|s| drop(s.rejoin_pending.remove(&ordinal)))
+                        .await;
+                    match cleared {
+                        Ok(_) => Event::new(
                             EventKind::Errant,
-                            format!("{name}: {reason}; cannot set its data aside: {e:#}"),
+                            format!("{name}: {reason}; its data dir is set aside at {path}; re-cloning it"),
+                        ),
+                        Err(e) => Event::new(
+                            EventKind::Errant,
+                            format!("{name}: {reason}; its data dir is set aside at {path}, but the record could not be updated: {e:#}"),
                         ),
                     }
                 }
-            }
-        }
+                Err(e) => Event::new(
+                    EventKind::Errant,
+                    format!("{name}: {reason}; cannot set its data aside: {e:#}"),
+                ),
+            };
+            me.record_event(event.ordinal(ordinal).term(state.term).reason(reason));
+            me.busy.lock().expect("busy lock").remove(&ordinal);
+            me.wake.notify_one();
+        });
     }
 }

@@ -6,7 +6,6 @@ mod api;
 mod controller;
 mod ha;
 mod proxy;
-mod runtime;
 
 pub use controller::{Controller, Timing};
-pub use runtime::Runtime;
+pub use myset_runtime::{AgentApi, AgentError, HttpAgents, KillOutcome, Runtime};

@@ -9,6 +9,8 @@ pub mod gtid;
 pub mod health;
 pub mod membership;
 pub mod readiness;
+pub mod restart;
+pub mod routing;
 pub mod start;
 
 pub use donors::donor_order;
@@ -16,4 +18,6 @@ pub use gtid::GtidPos;
 pub use health::readiness;
 pub use membership::{scale_down_victims, scale_up_additions};
 pub use readiness::{Readiness, Transition};
+pub use restart::{restart_decision, RestartDecision, RestartPolicy};
+pub use routing::{conditions, serves_reads, ClusterView};
 pub use start::{start_plan, StartPlan};

@@ -48,6 +48,15 @@ impl ClusterDir {
     pub fn controller_lock(&self) -> PathBuf {
         self.root.join("controller.lock")
     }
+    /// Present while the user wants the cluster stopped (`myset down`): nothing restarts its
+    /// controller then.
+    pub fn stop_marker(&self) -> PathBuf {
+        self.root.join("stopped")
+    }
+    /// When agents restarted a dead controller, to space restarts of one that keeps dying.
+    pub fn restart_history(&self) -> PathBuf {
+        self.root.join("controller-restarts.json")
+    }
     pub fn controller_log(&self) -> PathBuf {
         self.root.join("controller.log")
     }

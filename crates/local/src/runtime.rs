@@ -3,8 +3,7 @@
 use crate::layout::ClusterDir;
 use anyhow::Context;
 use myset_api::{Address, ClusterState, Event, InstanceSpec, Placement};
-use myset_controller::{Controller, Runtime, Timing};
-use serde::{Deserialize, Serialize};
+use myset_controller::{HttpAgents, KillOutcome, Runtime};
 use std::collections::HashMap;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
@@ -23,21 +22,26 @@ pub struct LocalRuntime {
     exe: PathBuf,
     /// Agents this process started; kept so their exits are reaped.
     children: Mutex<HashMap<u32, Child>>,
+    agents: HttpAgents,
 }
 
 impl LocalRuntime {
-    pub fn new(dir: ClusterDir, exe: PathBuf, netns: Option<u8>) -> Self {
+    pub fn new(dir: ClusterDir, exe: PathBuf, netns: Option<u8>, api_token: &str) -> Self {
         LocalRuntime {
             dir,
             netns,
             exe,
             children: Mutex::new(HashMap::new()),
+            agents: HttpAgents::new(api_token),
         }
     }
 }
 
 /// Starts `command` in its own process group, so a Ctrl-C aimed at the CLI does not reach it.
-fn spawn_detached(command: &mut Command, log: &std::path::Path) -> std::io::Result<Child> {
+pub(crate) fn spawn_detached(
+    command: &mut Command,
+    log: &std::path::Path,
+) -> std::io::Result<Child> {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -51,6 +55,12 @@ fn spawn_detached(command: &mut Command, log: &std::path::Path) -> std::io::Resu
 }
 
 impl Runtime for LocalRuntime {
+    type Agents = HttpAgents;
+
+    fn agents(&self) -> &HttpAgents {
+        &self.agents
+    }
+
     fn place(&self, ordinal: u32, state: &ClusterState) -> anyhow::Result<Placement> {
         if let Some(index) = self.netns {
             // A host of its own: fixed ports on its own address.
@@ -92,33 +102,44 @@ impl Runtime for LocalRuntime {
 
     async fn start(&self, spec: &InstanceSpec) -> anyhow::Result<()> {
         let dir = self.dir.instance_dir(spec.ordinal);
-        std::fs::create_dir_all(&dir)?;
         let spec_bytes = serde_json::to_vec_pretty(spec)?;
-        myset_os::write_atomic(&dir.join("spec.json"), &spec_bytes, 0o600)?;
-        let mut command = match self.netns {
-            Some(index) => {
-                crate::netns::ensure(self.dir.name(), index, spec.ordinal)?;
-                let mut c = Command::new("ip");
-                c.args([
-                    "netns",
-                    "exec",
-                    &crate::netns::namespace(index, self.dir.name(), spec.ordinal),
-                ])
-                .arg(&self.exe);
-                c
-            }
-            None => Command::new(&self.exe),
-        };
-        let child = spawn_detached(
-            command
-                .arg("agent")
-                .arg("--instance-dir")
-                .arg(&dir)
-                .arg("--secrets")
-                .arg(self.dir.secrets_file()),
-            &self.dir.agent_log(spec.ordinal),
-        )
-        .with_context(|| format!("cannot start {}", self.exe.display()))?;
+        let namespace = self
+            .netns
+            .map(|index| crate::netns::namespace(index, self.dir.name(), spec.ordinal));
+        {
+            let (dir, cluster, netns, ordinal) = (
+                dir.clone(),
+                self.dir.name().to_string(),
+                self.netns,
+                spec.ordinal,
+            );
+            // `ip` and fsync block: off the async threads.
+            tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+                std::fs::create_dir_all(&dir)?;
+                myset_os::write_atomic(&dir.join("spec.json"), &spec_bytes, 0o600)?;
+                if let Some(index) = netns {
+                    crate::netns::ensure(&cluster, index, ordinal)?;
+                }
+                Ok(())
+            })
+            .await??;
+        }
+        let mut command = Command::new(&self.exe);
+        command
+            .arg("agent")
+            .arg("--instance-dir")
+            .arg(&dir)
+            .arg("--secrets")
+            .arg(self.dir.secrets_file())
+            .arg("--cluster-dir")
+            .arg(self.dir.root());
+        if let Some(ns) = &namespace {
+            // The agent enters the namespace itself, keeping a handle on this one, so that
+            // the controller it may restart runs here, beside the endpoints.
+            command.arg("--netns").arg(ns);
+        }
+        let child = spawn_detached(&mut command, &self.dir.agent_log(spec.ordinal))
+            .with_context(|| format!("cannot start {}", self.exe.display()))?;
         std::fs::write(
             self.dir.agent_pid_file(spec.ordinal),
             child.id().to_string(),
@@ -142,98 +163,87 @@ impl Runtime for LocalRuntime {
             };
         }
         // An agent started by an earlier controller: adopt it if it is really ours.
-        let pid = myset_os::read_pid(&self.dir.agent_pid_file(ordinal))?;
-        let marker = self.dir.instance_dir(ordinal);
-        myset_os::pid_matches(pid, &marker.to_string_lossy()).then_some(pid)
+        myset_os::owned_pid(&self.dir.agent_pid_file(ordinal), &self.marker(ordinal))
     }
 
     async fn stop(&self, ordinal: u32) {
         if let Some(pid) = self.agent_pid(ordinal) {
             myset_os::terminate(pid, STOP_GRACE).await;
         }
-        let child = self
-            .children
-            .lock()
-            .expect("children lock")
-            .remove(&ordinal);
-        if let Some(mut child) = child {
-            let _ = child.wait();
-        }
+        self.reap(ordinal);
         // A server whose agent was killed outlives it; stop it too.
-        if let Some(pid) = myset_os::read_pid(&self.dir.server_pid_file(ordinal)) {
-            if myset_os::pid_matches(pid, &self.dir.instance_dir(ordinal).to_string_lossy()) {
-                myset_os::terminate(pid, STOP_GRACE).await;
-            }
+        if let Some(pid) =
+            myset_os::owned_pid(&self.dir.server_pid_file(ordinal), &self.marker(ordinal))
+        {
+            myset_os::terminate(pid, STOP_GRACE).await;
         }
     }
 
-    async fn kill(&self, ordinal: u32) -> bool {
+    async fn kill(&self, ordinal: u32) -> KillOutcome {
         // Instances in namespaces stand for separate hosts: one cut off from the network
         // cannot be reached, so it is not killed (fencing and self-fencing must hold instead).
         if let Some(index) = self.netns {
             if !crate::netns::connected(index, ordinal) {
-                return false;
+                return KillOutcome::Unreachable;
             }
         }
-        let marker = self
-            .dir
-            .instance_dir(ordinal)
-            .to_string_lossy()
-            .into_owned();
+        let marker = self.marker(ordinal);
         let mut killed = false;
         // The server first: it is what must not take another write.
         for file in [
             self.dir.server_pid_file(ordinal),
             self.dir.agent_pid_file(ordinal),
         ] {
-            if let Some(pid) =
-                myset_os::read_pid(&file).filter(|&p| myset_os::pid_matches(p, &marker))
-            {
-                killed |= myset_os::signal(pid, nix::sys::signal::Signal::SIGKILL);
-                let deadline = std::time::Instant::now() + Duration::from_secs(5);
-                while myset_os::pid_alive(pid) && std::time::Instant::now() < deadline {
-                    tokio::time::sleep(Duration::from_millis(10)).await;
-                }
+            if let Some(pid) = myset_os::owned_pid(&file, &marker) {
+                killed |= myset_os::kill_and_wait(pid).await;
             }
         }
-        // Reap our child so its pid is not mistaken for a live agent.
-        if let Some(mut child) = self
-            .children
-            .lock()
-            .expect("children lock")
-            .remove(&ordinal)
-        {
-            let _ = child.try_wait();
+        self.reap(ordinal);
+        if killed {
+            KillOutcome::Killed
+        } else {
+            KillOutcome::AlreadyGone
         }
-        killed
     }
 
-    fn set_aside_data(&self, ordinal: u32, label: &str) -> anyhow::Result<String> {
+    async fn set_aside_data(&self, ordinal: u32, label: &str) -> anyhow::Result<String> {
         let data = self.dir.data_dir(ordinal);
         let aside = self.dir.instance_dir(ordinal).join(format!("data.{label}"));
-        std::fs::rename(&data, &aside)
+        let shown = aside.display().to_string();
+        let (from, to) = (data.clone(), aside);
+        myset_os::off_thread(move || std::fs::rename(from, to))
+            .await
             .with_context(|| format!("cannot move {} aside", data.display()))?;
-        Ok(aside.display().to_string())
+        Ok(shown)
     }
 
     fn has_data(&self, ordinal: u32) -> bool {
         self.dir.data_dir(ordinal).exists()
     }
 
-    fn delete_data(&self, ordinal: u32) -> anyhow::Result<()> {
-        if let Some(index) = self.netns {
-            crate::netns::remove(index, self.dir.name(), ordinal);
-        }
+    async fn delete_data(&self, ordinal: u32) -> anyhow::Result<()> {
         let dir = self.dir.instance_dir(ordinal);
-        if dir.exists() {
-            std::fs::remove_dir_all(&dir)
-                .with_context(|| format!("cannot delete {}", dir.display()))?;
-        }
-        Ok(())
+        let (netns, cluster) = (self.netns, self.dir.name().to_string());
+        let target = dir.clone();
+        // Gigabytes of data and `ip` calls: off the async threads.
+        tokio::task::spawn_blocking(move || {
+            if let Some(index) = netns {
+                crate::netns::remove(index, &cluster, ordinal);
+            }
+            if target.exists() {
+                std::fs::remove_dir_all(&target)?;
+            }
+            std::io::Result::Ok(())
+        })
+        .await?
+        .with_context(|| format!("cannot delete {}", dir.display()))
     }
 
-    fn save_state(&self, state: &ClusterState) -> anyhow::Result<()> {
-        Ok(self.dir.save_state(state)?)
+    async fn save_state(&self, state: &ClusterState) -> anyhow::Result<()> {
+        let dir = self.dir.clone();
+        let state = state.clone();
+        tokio::task::spawn_blocking(move || dir.save_state(&state)).await??;
+        Ok(())
     }
 
     fn record_event(&self, event: &Event) {
@@ -245,72 +255,25 @@ impl Runtime for LocalRuntime {
     }
 }
 
-/// Written by a running controller so the CLI can find its API.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ControllerInfo {
-    pub pid: u32,
-    pub api: Address,
-}
-
-impl ControllerInfo {
-    /// The running controller of `dir`, if there is one.
-    pub fn find(dir: &ClusterDir) -> Option<ControllerInfo> {
-        let text = std::fs::read_to_string(dir.controller_info()).ok()?;
-        let info: ControllerInfo = serde_json::from_str(&text).ok()?;
-        myset_os::pid_matches(info.pid, &dir.root().to_string_lossy()).then_some(info)
+impl LocalRuntime {
+    /// What a process of this instance carries in its command line.
+    fn marker(&self, ordinal: u32) -> String {
+        self.dir
+            .instance_dir(ordinal)
+            .to_string_lossy()
+            .into_owned()
     }
-}
 
-/// Starts the controller of `dir` as a background process running `exe controller`.
-pub fn spawn_controller(
-    dir: &ClusterDir,
-    exe: &std::path::Path,
-    state_dir: &std::path::Path,
-) -> anyhow::Result<u32> {
-    let child = spawn_detached(
-        Command::new(exe)
-            .arg("--state-dir")
-            .arg(state_dir)
-            .arg("controller")
-            .arg("--name")
-            .arg(dir.name())
-            .arg("--cluster-dir")
-            .arg(dir.root()),
-        &dir.controller_log(),
-    )
-    .with_context(|| format!("cannot start {}", exe.display()))?;
-    Ok(child.id())
-}
-
-/// The controller process: holds the cluster's lock, serves the API and reconciles.
-pub async fn run_controller(dir: ClusterDir, exe: PathBuf) -> anyhow::Result<()> {
-    let lock_file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(dir.controller_lock())?;
-    let _lock = nix::fcntl::Flock::lock(lock_file, nix::fcntl::FlockArg::LockExclusiveNonblock)
-        .map_err(|_| anyhow::anyhow!("another controller already runs cluster {}", dir.name()))?;
-    let state = dir.load_state()?;
-    let secrets = dir.load_secrets()?;
-    let api_listener = tokio::net::TcpListener::bind((state.bind_host.as_str(), 0)).await?;
-    let info = ControllerInfo {
-        pid: std::process::id(),
-        api: Address {
-            host: state.bind_host.clone(),
-            port: api_listener.local_addr()?.port(),
-        },
-    };
-    let runtime = LocalRuntime::new(dir.clone(), exe, state.netns);
-    let controller = Controller::new(runtime, state, secrets, Timing::default());
-    let run = controller.run_with(api_listener, || {
-        myset_os::write_atomic(
-            &dir.controller_info(),
-            &serde_json::to_vec(&info).expect("info serializes"),
-            0o600,
-        )
-    });
-    let result = run.await;
-    let _ = std::fs::remove_file(dir.controller_info());
-    result
+    /// Forgets (and reaps) the agent child this process started, so its pid is not mistaken
+    /// for a live agent.
+    fn reap(&self, ordinal: u32) {
+        let child = self
+            .children
+            .lock()
+            .expect("children lock")
+            .remove(&ordinal);
+        if let Some(mut child) = child {
+            let _ = child.try_wait();
+        }
+    }
 }

@@ -1,0 +1,158 @@
+//! The controller as a local process: how it is started, found and run.
+
+use crate::layout::ClusterDir;
+use crate::lock::{ControllerLock, INHERITED_LOCK_FD};
+use crate::runtime::{spawn_detached, LocalRuntime};
+use anyhow::Context;
+use myset_api::Address;
+use myset_controller::{Controller, Timing};
+use serde::{Deserialize, Serialize};
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+
+/// Written by a running controller so the CLI can find its API.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ControllerInfo {
+    pub pid: u32,
+    pub api: Address,
+}
+
+impl ControllerInfo {
+    /// The running controller of `dir`, if there is one.
+    pub fn find(dir: &ClusterDir) -> Option<ControllerInfo> {
+        let text = std::fs::read_to_string(dir.controller_info()).ok()?;
+        let info: ControllerInfo = serde_json::from_str(&text).ok()?;
+        myset_os::pid_matches(info.pid, &dir.root().to_string_lossy()).then_some(info)
+    }
+}
+
+fn controller_command(dir: &ClusterDir, exe: &Path, state_dir: &Path) -> Command {
+    let mut command = Command::new(exe);
+    command
+        .arg("--state-dir")
+        .arg(state_dir)
+        .arg("controller")
+        .arg("--name")
+        .arg(dir.name())
+        .arg("--cluster-dir")
+        .arg(dir.root());
+    command
+}
+
+/// Starts the controller of `dir` as a background process running `exe controller`; it takes
+/// the controller lock itself.
+pub fn spawn_controller(dir: &ClusterDir, exe: &Path, state_dir: &Path) -> anyhow::Result<u32> {
+    let child = spawn_detached(
+        &mut controller_command(dir, exe, state_dir),
+        &dir.controller_log(),
+    )
+    .with_context(|| format!("cannot start {}", exe.display()))?;
+    Ok(child.id())
+}
+
+/// Starts a controller that inherits `lock` (so nobody can start another in between), in the
+/// network namespace `netns` when given (an agent in a namespace of its own starts it back in
+/// the one the endpoints live in). Returns the child, for its exit to be waited on.
+pub fn spawn_controller_holding(
+    dir: &ClusterDir,
+    exe: &Path,
+    state_dir: &Path,
+    lock: ControllerLock,
+    netns: Option<&OwnedFd>,
+) -> anyhow::Result<Child> {
+    let mut command = controller_command(dir, exe, state_dir);
+    command.arg("--inherited-lock");
+    let lock_fd = lock.raw_fd();
+    let netns_fd = netns.map(|fd| fd.as_raw_fd());
+    // SAFETY: between fork and exec only async-signal-safe calls are made (dup2, fcntl,
+    // setns), on descriptors that stay open in the parent for the whole spawn.
+    unsafe {
+        command.pre_exec(move || {
+            if let Some(fd) = netns_fd {
+                if libc_setns(fd) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+            }
+            if lock_fd != INHERITED_LOCK_FD && nix_dup2(lock_fd, INHERITED_LOCK_FD) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // dup2 clears close-on-exec, but the same descriptor number would keep it.
+            clear_cloexec(INHERITED_LOCK_FD);
+            Ok(())
+        });
+    }
+    let child = spawn_detached(&mut command, &dir.controller_log())
+        .with_context(|| format!("cannot start {}", exe.display()))?;
+    lock.hand_over();
+    Ok(child)
+}
+
+fn libc_setns(fd: i32) -> i32 {
+    use std::os::fd::BorrowedFd;
+    // SAFETY: `fd` is the namespace handle the caller keeps open.
+    let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+    match nix::sched::setns(borrowed, nix::sched::CloneFlags::CLONE_NEWNET) {
+        Ok(()) => 0,
+        Err(_) => -1,
+    }
+}
+
+fn nix_dup2(from: i32, to: i32) -> i32 {
+    // SAFETY: plain dup2 on descriptors of this (forked) process.
+    unsafe { nix::libc::dup2(from, to) }
+}
+
+fn clear_cloexec(fd: i32) {
+    // SAFETY: plain fcntl on a descriptor of this (forked) process.
+    unsafe {
+        nix::libc::fcntl(fd, nix::libc::F_SETFD, 0);
+    }
+}
+
+/// The controller process: holds the cluster's lock, serves the API and reconciles. With
+/// `inherited_lock`, the lock was taken by the agent that started it.
+pub async fn run_controller(
+    dir: ClusterDir,
+    exe: PathBuf,
+    inherited_lock: bool,
+) -> anyhow::Result<()> {
+    let _lock = if inherited_lock {
+        ControllerLock::inherited()?
+    } else {
+        ControllerLock::try_acquire(&dir)?.ok_or_else(|| {
+            anyhow::anyhow!("another controller already runs cluster {}", dir.name())
+        })?
+    };
+    // A `myset down` that raced with an agent restarting the controller wins.
+    if dir.stop_marker().exists() {
+        tracing::info!(
+            "cluster {} is stopped by `myset down`; not starting",
+            dir.name()
+        );
+        return Ok(());
+    }
+    let state = dir.load_state()?;
+    let secrets = dir.load_secrets()?;
+    let api_listener = tokio::net::TcpListener::bind((state.bind_host.as_str(), 0)).await?;
+    let info = ControllerInfo {
+        pid: std::process::id(),
+        api: Address {
+            host: state.bind_host.clone(),
+            port: api_listener.local_addr()?.port(),
+        },
+    };
+    let runtime = LocalRuntime::new(dir.clone(), exe, state.netns, &secrets.api_token);
+    let controller = Controller::new(runtime, state, secrets, Timing::default());
+    let run = controller.run_with(api_listener, || {
+        myset_os::write_atomic(
+            &dir.controller_info(),
+            &serde_json::to_vec(&info).expect("info serializes"),
+            0o600,
+        )
+    });
+    let result = run.await;
+    let _ = std::fs::remove_file(dir.controller_info());
+    result
+}

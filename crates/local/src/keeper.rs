@@ -1,0 +1,158 @@
+//! Keeping the controller alive: every agent watches the controller lock, and when nobody
+//! holds it (the controller died: SIGKILL, panic, OOM kill) one agent starts a new controller.
+//!
+//! Why the agents: they already outlive the controller (they run the servers), there is one
+//! per instance so no single one is needed, and the lock makes sure only one of them restarts
+//! it. The restart happens under the lock and hands it to the new controller, so two
+//! controllers never run at once. Nothing restarts a controller the user stopped (`myset down`
+//! leaves a stop marker, checked under the lock), and one that keeps dying is restarted ever
+//! more slowly, with the reason in the events.
+
+use crate::controller_process::spawn_controller_holding;
+use crate::layout::ClusterDir;
+use crate::lock::ControllerLock;
+use myset_api::{Event, EventKind};
+use myset_core::{restart_decision, RestartDecision, RestartPolicy};
+use serde::{Deserialize, Serialize};
+use std::os::fd::OwnedFd;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// How often an agent checks the lock: a dead controller is replaced within about this long.
+const CHECK_PERIOD: Duration = Duration::from_millis(200);
+
+/// What a keeper needs to restart its cluster's controller.
+pub struct Keeper {
+    pub dir: ClusterDir,
+    /// The myset binary and the state dir the controller is started with.
+    pub exe: PathBuf,
+    pub state_dir: PathBuf,
+    /// The network namespace the controller belongs in, when the agent runs in another one.
+    pub netns: Option<OwnedFd>,
+    /// Who restarts, for the events (the instance's name).
+    pub who: String,
+    pub policy: RestartPolicy,
+}
+
+/// The restarts agents made, shared through a file written only under the controller lock.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct History {
+    /// When each recent restart happened (ms since the epoch).
+    restarts: Vec<u64>,
+    /// The delayed restart last reported in the events, so it is reported once.
+    reported_delay_until: Option<u64>,
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or_default()
+}
+
+impl Keeper {
+    /// Runs on a thread of its own (everything it does blocks: flock, files, spawning) until
+    /// the process exits.
+    pub fn spawn(self) -> std::io::Result<std::thread::JoinHandle<()>> {
+        std::thread::Builder::new()
+            .name("controller-keeper".into())
+            .spawn(move || loop {
+                std::thread::sleep(CHECK_PERIOD);
+                if let Err(e) = self.check() {
+                    tracing::warn!("keeping the controller alive: {e:#}");
+                }
+            })
+    }
+
+    /// One look at the lock; restarts the controller if it is free and should run.
+    fn check(&self) -> anyhow::Result<()> {
+        if self.dir.stop_marker().exists() || !self.dir.state_file().exists() {
+            return Ok(());
+        }
+        let Some(lock) = ControllerLock::try_acquire(&self.dir)? else {
+            return Ok(());
+        };
+        // Under the lock: no controller runs, and none can start until it is released.
+        if self.dir.stop_marker().exists() {
+            return Ok(());
+        }
+        let now = now_ms();
+        let mut history = self.load_history();
+        if let RestartDecision::Later { at_ms, recent } =
+            restart_decision(&history.restarts, now, self.policy)
+        {
+            if history.reported_delay_until != Some(at_ms) {
+                history.reported_delay_until = Some(at_ms);
+                self.save_history(&history)?;
+                let wait = at_ms.saturating_sub(now) as f64 / 1000.0;
+                self.dir.append_event(
+                    &Event::new(
+                        EventKind::ControllerRestartDelayed,
+                        format!("the controller died again ({recent} restarts within {}s); the next restart waits {wait:.1}s; see controller.log", self.policy.window_ms / 1000),
+                    )
+                    .reason(format!("{recent} restarts within {}s", self.policy.window_ms / 1000)),
+                );
+            }
+            return Ok(());
+        }
+        let previous = crate::ControllerInfo::find(&self.dir)
+            .map(|i| i.pid)
+            .or_else(|| self.stale_controller_pid());
+        history.restarts.push(now);
+        myset_core::restart::prune_history(&mut history.restarts, now, self.policy);
+        self.save_history(&history)?;
+        let mut child = spawn_controller_holding(
+            &self.dir,
+            &self.exe,
+            &self.state_dir,
+            lock,
+            self.netns.as_ref(),
+        )?;
+        let pid = child.id();
+        let was = previous
+            .map(|p| format!("controller pid {p} is gone"))
+            .unwrap_or_else(|| "no controller was running".into());
+        self.dir.append_event(&Event::new(
+            EventKind::ControllerRestarted,
+            format!(
+                "{was}; the agent of {} started controller pid {pid}",
+                self.who
+            ),
+        ));
+        tracing::info!(pid, "started a new controller");
+        // Reap it when it exits, and say how it ended unless the user stopped it.
+        let dir = self.dir.clone();
+        std::thread::spawn(move || {
+            let Ok(status) = child.wait() else { return };
+            if !status.success() && !dir.stop_marker().exists() {
+                dir.append_event(&Event::new(
+                    EventKind::ControllerExited,
+                    format!("controller pid {pid} exited ({status}); see controller.log"),
+                ));
+            }
+        });
+        Ok(())
+    }
+
+    /// The pid of a controller that died without cleaning up its info file.
+    fn stale_controller_pid(&self) -> Option<u32> {
+        let text = std::fs::read_to_string(self.dir.controller_info()).ok()?;
+        serde_json::from_str::<crate::ControllerInfo>(&text)
+            .ok()
+            .map(|i| i.pid)
+    }
+
+    fn load_history(&self) -> History {
+        // A missing or damaged history only forgets earlier restarts: at worst one restart
+        // more happens at once.
+        std::fs::read(self.dir.restart_history())
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default()
+    }
+
+    fn save_history(&self, history: &History) -> std::io::Result<()> {
+        let bytes = serde_json::to_vec(history).expect("history serializes");
+        myset_os::write_atomic(&self.dir.restart_history(), &bytes, 0o600)
+    }
+}

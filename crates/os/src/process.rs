@@ -1,0 +1,99 @@
+//! Processes myset started: finding them again, signalling them and waiting for them to go.
+//!
+//! A pid alone is not an identity (pids are reused), so every lookup checks that the process's
+//! command line carries a marker of ours, such as the instance directory.
+
+use crate::poll::poll_until_async;
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use std::path::Path;
+use std::time::Duration;
+
+/// How long a SIGKILLed process may take to be gone (its threads exit one by one).
+const KILL_WAIT: Duration = Duration::from_secs(10);
+const POLL: Duration = Duration::from_millis(10);
+
+/// Whether a process with this pid exists (a zombie counts as gone). Every thread counts: a
+/// killed multi-threaded process shows its main thread as a zombie while the others are still
+/// exiting, and until the last one is gone its sockets and files are still open.
+pub fn pid_alive(pid: u32) -> bool {
+    let threads = match std::fs::read_dir(format!("/proc/{pid}/task")) {
+        Ok(entries) => entries
+            .filter_map(|e| e.ok())
+            .map(|e| e.path().join("stat"))
+            .collect::<Vec<_>>(),
+        Err(_) => vec![format!("/proc/{pid}/stat").into()],
+    };
+    threads.iter().any(|stat| running(stat))
+}
+
+/// Whether a /proc stat file describes a task that has not exited.
+fn running(stat: &Path) -> bool {
+    match std::fs::read_to_string(stat) {
+        // The state letter follows the parenthesised command name.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .map(|(_, rest)| !rest.trim_start().starts_with(['Z', 'X']))
+            .unwrap_or(false),
+        Err(_) => false,
+    }
+}
+
+/// The process's command line, arguments joined by spaces.
+pub fn cmdline(pid: u32) -> Option<String> {
+    let raw = std::fs::read(format!("/proc/{pid}/cmdline")).ok()?;
+    Some(
+        raw.split(|b| *b == 0)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .collect::<Vec<_>>()
+            .join(" "),
+    )
+}
+
+/// Whether `pid` is alive and its command line contains `needle`, which guards against
+/// signalling an unrelated process that reused a stale pid.
+pub fn pid_matches(pid: u32, needle: &str) -> bool {
+    pid_alive(pid) && cmdline(pid).is_some_and(|c| c.contains(needle))
+}
+
+pub fn signal(pid: u32, sig: Signal) -> bool {
+    i32::try_from(pid).is_ok_and(|p| kill(Pid::from_raw(p), sig).is_ok())
+}
+
+/// Asks a process to stop with SIGTERM, then SIGKILLs it after `grace`. Returns once it is gone.
+/// A stopped (SIGSTOP) process is continued first so it can act on SIGTERM.
+pub async fn terminate(pid: u32, grace: Duration) {
+    if !pid_alive(pid) {
+        return;
+    }
+    signal(pid, Signal::SIGTERM);
+    signal(pid, Signal::SIGCONT);
+    if !wait_gone(pid, grace).await {
+        kill_and_wait(pid).await;
+    }
+}
+
+/// SIGKILLs a process and waits until it is gone. Returns whether it was alive.
+pub async fn kill_and_wait(pid: u32) -> bool {
+    if !pid_alive(pid) {
+        return false;
+    }
+    signal(pid, Signal::SIGKILL);
+    wait_gone(pid, KILL_WAIT).await;
+    true
+}
+
+/// Waits until the process is gone, at most `limit`. Returns whether it is gone.
+pub async fn wait_gone(pid: u32, limit: Duration) -> bool {
+    poll_until_async(limit, POLL, || async move { !pid_alive(pid) }).await
+}
+
+/// Reads a pid file; None when absent or unreadable.
+pub fn read_pid(path: &Path) -> Option<u32> {
+    std::fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+/// The live process whose pid is in `pid_file` and whose command line contains `marker`.
+pub fn owned_pid(pid_file: &Path, marker: &str) -> Option<u32> {
+    read_pid(pid_file).filter(|&pid| pid_matches(pid, marker))
+}

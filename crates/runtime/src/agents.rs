@@ -1,0 +1,106 @@
+//! How the controller talks to agents.
+
+use myset_api::{Address, AgentStatus, InstanceSpec, Order, OrderResult, CONTROLLER_TERM_HEADER};
+use std::future::Future;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// Nothing answered: the agent is down, frozen or cut off.
+    #[error("agent {agent} did not answer: {detail}")]
+    Unreachable { agent: Address, detail: String },
+    /// The agent answered and refused or failed (a stale term, a failed order, ...).
+    #[error("agent {agent} refused: {detail}")]
+    Refused { agent: Address, detail: String },
+}
+
+/// The calls the controller makes to an instance's agent. Every call carries the controller's
+/// current `term`; an agent refuses specs and orders of an older term than its own.
+pub trait AgentApi: Send + Sync + 'static {
+    /// The agent's report of its instance, bounded by `timeout`.
+    fn status(
+        &self,
+        agent: &Address,
+        term: u64,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<AgentStatus, AgentError>> + Send;
+    /// Tells the agent what its instance should be (sent to `spec.agent`, at `spec.term`).
+    fn put_spec(
+        &self,
+        spec: &InstanceSpec,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<(), AgentError>> + Send;
+    /// Sends an order of a change of primary and waits for its outcome, at most `timeout`.
+    fn order(
+        &self,
+        agent: &Address,
+        order: &Order,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<OrderResult, AgentError>> + Send;
+}
+
+/// Agents reached over their token-authenticated HTTP API.
+pub struct HttpAgents {
+    token: String,
+}
+
+impl HttpAgents {
+    pub fn new(token: &str) -> Self {
+        HttpAgents {
+            token: token.to_string(),
+        }
+    }
+
+    fn client(&self, agent: &Address, term: u64, timeout: Duration) -> myset_http::Client {
+        myset_http::Client::new(format!("http://{agent}"), &self.token, timeout)
+            .with_header(CONTROLLER_TERM_HEADER, term.to_string())
+    }
+}
+
+fn classify(agent: &Address, error: myset_http::CallError) -> AgentError {
+    let detail = error.to_string();
+    if error.answered() {
+        AgentError::Refused {
+            agent: agent.clone(),
+            detail,
+        }
+    } else {
+        AgentError::Unreachable {
+            agent: agent.clone(),
+            detail,
+        }
+    }
+}
+
+impl AgentApi for HttpAgents {
+    async fn status(
+        &self,
+        agent: &Address,
+        term: u64,
+        timeout: Duration,
+    ) -> Result<AgentStatus, AgentError> {
+        self.client(agent, term, timeout)
+            .get("/status")
+            .await
+            .map_err(|e| classify(agent, e))
+    }
+
+    async fn put_spec(&self, spec: &InstanceSpec, timeout: Duration) -> Result<(), AgentError> {
+        self.client(&spec.agent, spec.term, timeout)
+            .put("/spec", spec)
+            .await
+            .map_err(|e| classify(&spec.agent, e))
+    }
+
+    async fn order(
+        &self,
+        agent: &Address,
+        order: &Order,
+        timeout: Duration,
+    ) -> Result<OrderResult, AgentError> {
+        self.client(agent, order.term, timeout)
+            .call("/order", order)
+            .await
+            .map_err(|e| classify(agent, e))
+    }
+}
