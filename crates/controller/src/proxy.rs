@@ -1,24 +1,86 @@
 //! The rw and ro endpoints: TCP listeners that forward each new connection to a backend, as the
 //! tutorial's Services do. rw has one backend (the primary); ro rotates over every Ready one.
+//!
+//! A backend gets a client only once its server has greeted: a hung mariadbd (SIGSTOPped,
+//! say) still has its connections accepted by the kernel but never speaks, and a client handed
+//! to it would wait forever. So the proxy reads the server's greeting itself, within a bound,
+//! and only then forwards it to the client and splices the two connections. A backend that
+//! does not greet in time is reported as suspect, and ro tries the next one.
 
 use myset_api::Address;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Told about a backend that accepted no connection, sent no greeting in time, or closed
+/// before greeting.
+pub type OnSuspect = Arc<dyn Fn(&Address) + Send + Sync>;
+
+/// How long a backend may take to connect and greet before a client is taken elsewhere.
+#[derive(Debug, Clone, Copy)]
+struct GreetingBounds {
+    /// When the endpoint has other backends to try (ro): short, since skipping one costs the
+    /// client only this delay.
+    several: Duration,
+    /// When the endpoint has a single backend (rw, or ro with one Ready member): there is
+    /// nothing to fall back to, so giving up early would turn a slow server into a failed
+    /// client. A greeting needs no disk I/O, only a connection thread, so even a saturated
+    /// server sends it within milliseconds; the agents' probes give a whole query 0.9 s, so a
+    /// server that takes twice that merely to greet is hung, not busy.
+    single: Duration,
+}
+
+const BOUNDS: GreetingBounds = GreetingBounds {
+    several: Duration::from_millis(500),
+    single: Duration::from_secs(2),
+};
+
+/// The largest first packet accepted as a greeting; a MariaDB greeting is about 100 bytes, so
+/// anything bigger is not a MySQL-protocol server.
+const MAX_GREETING: usize = 64 * 1024;
+
+/// Binds an endpoint's listener; `flag` names the option that chose the port, for the error.
+pub async fn bind(host: &str, port: u16, flag: &str) -> anyhow::Result<TcpListener> {
+    TcpListener::bind((host, port))
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen on {host}:{port} for {flag}: {e}"))
+}
 
 /// Serves `listener` until `stop`, forwarding to the backends currently in `backends`. With
 /// `cut_removed`, a connection whose backend leaves the list is closed (rw after a change of
-/// primary, so no client keeps writing to a demoted server).
+/// primary, so no client keeps writing to a demoted server). Backends that do not greet in
+/// time are passed to `on_suspect`.
 pub async fn serve(
     name: &'static str,
     listener: TcpListener,
     backends: watch::Receiver<Vec<Address>>,
     cut_removed: bool,
+    on_suspect: OnSuspect,
+    stop: CancellationToken,
+) {
+    serve_with(
+        name,
+        listener,
+        backends,
+        cut_removed,
+        BOUNDS,
+        on_suspect,
+        stop,
+    )
+    .await
+}
+
+async fn serve_with(
+    name: &'static str,
+    listener: TcpListener,
+    backends: watch::Receiver<Vec<Address>>,
+    cut_removed: bool,
+    bounds: GreetingBounds,
+    on_suspect: OnSuspect,
     stop: CancellationToken,
 ) {
     let next = Arc::new(AtomicUsize::new(0));
@@ -38,16 +100,26 @@ pub async fn serve(
         let start = next.fetch_add(1, Ordering::Relaxed);
         let stop = stop.clone();
         let watched = backends.clone();
+        let on_suspect = on_suspect.clone();
         tokio::spawn(async move {
             let _ = client.set_nodelay(true);
-            let Some((backend, mut server)) = connect_first(&candidates, start).await else {
+            let picked = tokio::select! {
+                picked = connect_first(name, &candidates, start, bounds, &on_suspect) => picked,
+                // rw: the primary changed while we waited for the old one; the client retries.
+                _ = removed_any(watched.clone(), &candidates, cut_removed) => None,
+                _ = stop.cancelled() => None,
+            };
+            let Some((backend, mut server, greeting)) = picked else {
                 tracing::debug!(
                     endpoint = name,
-                    "no backend reachable; closing the connection"
+                    "no backend greeted; closing the connection"
                 );
                 return;
             };
             let mut client = client;
+            if client.write_all(&greeting).await.is_err() {
+                return;
+            }
             tokio::select! {
                 _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
                 _ = removed(watched, backend.clone(), cut_removed) => {
@@ -71,15 +143,307 @@ async fn removed(mut backends: watch::Receiver<Vec<Address>>, backend: Address, 
     std::future::pending::<()>().await
 }
 
-/// Connects to the backends in rotation starting at `start`, skipping ones that refuse.
-async fn connect_first(backends: &[Address], start: usize) -> Option<(Address, TcpStream)> {
+/// Resolves once any of `candidates` leaves the list; never when `enabled` is false.
+async fn removed_any(
+    mut backends: watch::Receiver<Vec<Address>>,
+    candidates: &[Address],
+    enabled: bool,
+) {
+    if enabled {
+        while backends.changed().await.is_ok() {
+            let now = backends.borrow();
+            if candidates.iter().any(|c| !now.contains(c)) {
+                return;
+            }
+        }
+    }
+    std::future::pending::<()>().await
+}
+
+/// Tries the backends in rotation starting at `start` until one connects and greets within
+/// its bound; returns it with its greeting. Refusals are skipped silently (the probes see a
+/// dead server); a backend that accepts but stays silent, or closes, is reported.
+async fn connect_first(
+    endpoint: &'static str,
+    backends: &[Address],
+    start: usize,
+    bounds: GreetingBounds,
+    on_suspect: &OnSuspect,
+) -> Option<(Address, TcpStream, Vec<u8>)> {
+    let bound = if backends.len() > 1 {
+        bounds.several
+    } else {
+        bounds.single
+    };
     for i in 0..backends.len() {
         let b = &backends[(start + i) % backends.len()];
-        let connect = TcpStream::connect((b.host.as_str(), b.port));
-        if let Ok(Ok(s)) = tokio::time::timeout(CONNECT_TIMEOUT, connect).await {
-            let _ = s.set_nodelay(true);
-            return Some((b.clone(), s));
+        match tokio::time::timeout(bound, greeted(b)).await {
+            Ok(Ok((server, greeting))) => return Some((b.clone(), server, greeting)),
+            Ok(Err(NotGreeted::Refused)) => {}
+            Ok(Err(NotGreeted::Failed(why))) => {
+                tracing::info!(endpoint, backend = %b, "backend suspect: {why}");
+                on_suspect(b);
+            }
+            Err(_) => {
+                tracing::info!(endpoint, backend = %b, ?bound, "backend suspect: no greeting in time");
+                on_suspect(b);
+            }
         }
     }
     None
+}
+
+/// Why a backend was not used.
+enum NotGreeted {
+    /// Nothing listens there: the connection was refused.
+    Refused,
+    /// It accepted, then closed or sent something that is not a greeting.
+    Failed(String),
+}
+
+/// Connects to `backend` and reads its server's greeting, the first packet of the MySQL
+/// protocol: a 3-byte little-endian payload length, a 1-byte sequence id, then the payload.
+async fn greeted(backend: &Address) -> Result<(TcpStream, Vec<u8>), NotGreeted> {
+    let mut server = TcpStream::connect((backend.host.as_str(), backend.port))
+        .await
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::ConnectionRefused => NotGreeted::Refused,
+            _ => NotGreeted::Failed(format!("cannot connect: {e}")),
+        })?;
+    let _ = server.set_nodelay(true);
+    let mut packet = vec![0u8; 4];
+    server
+        .read_exact(&mut packet)
+        .await
+        .map_err(|e| NotGreeted::Failed(format!("closed before greeting: {e}")))?;
+    let len = u32::from_le_bytes([packet[0], packet[1], packet[2], 0]) as usize;
+    if len == 0 || len > MAX_GREETING {
+        return Err(NotGreeted::Failed(format!(
+            "a first packet of {len} bytes is no greeting"
+        )));
+    }
+    packet.resize(4 + len, 0);
+    server
+        .read_exact(&mut packet[4..])
+        .await
+        .map_err(|e| NotGreeted::Failed(format!("closed during greeting: {e}")))?;
+    Ok((server, packet))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Mutex;
+    use std::time::Instant;
+
+    const TEST_BOUNDS: GreetingBounds = GreetingBounds {
+        several: Duration::from_millis(100),
+        single: Duration::from_millis(150),
+    };
+    /// Scheduling delay tolerated on a busy machine beyond a bound.
+    const SLACK: Duration = Duration::from_millis(400);
+
+    /// A greeting as a server would send it: length 10, sequence 0, payload.
+    fn greeting_of(tag: u8) -> Vec<u8> {
+        let mut p = vec![10, 0, 0, 0, 10];
+        p.extend_from_slice(b"fake-");
+        p.extend_from_slice(&[tag; 4]);
+        p
+    }
+
+    fn address(listener: &TcpListener) -> Address {
+        let a = listener.local_addr().expect("local addr");
+        Address {
+            host: a.ip().to_string(),
+            port: a.port(),
+        }
+    }
+
+    /// A backend that greets with `greeting_of(tag)`, then echoes what it receives.
+    async fn live(tag: u8) -> Address {
+        let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let a = address(&l);
+        tokio::spawn(async move {
+            while let Ok((mut s, _)) = l.accept().await {
+                tokio::spawn(async move {
+                    s.write_all(&greeting_of(tag)).await.expect("greet");
+                    let (mut r, mut w) = s.split();
+                    let _ = tokio::io::copy(&mut r, &mut w).await;
+                });
+            }
+        });
+        a
+    }
+
+    /// A backend that accepts (as the kernel does for a SIGSTOPped server) and never speaks.
+    async fn silent() -> Address {
+        silent_watched().await.0
+    }
+
+    /// [`silent`], also telling of every connection it accepted.
+    async fn silent_watched() -> (Address, tokio::sync::mpsc::UnboundedReceiver<()>) {
+        let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let a = address(&l);
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((s, _)) = l.accept().await {
+                held.push(s);
+                let _ = tx.send(());
+            }
+        });
+        (a, rx)
+    }
+
+    /// An address where nothing listens.
+    async fn refused() -> Address {
+        let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        address(&l)
+    }
+
+    struct Endpoint {
+        addr: std::net::SocketAddr,
+        backends: watch::Sender<Vec<Address>>,
+        suspects: Arc<Mutex<Vec<Address>>>,
+        _stop: tokio_util::sync::DropGuard,
+    }
+
+    async fn endpoint(backends: Vec<Address>, cut_removed: bool) -> Endpoint {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let (tx, rx) = watch::channel(backends);
+        let suspects: Arc<Mutex<Vec<Address>>> = Arc::default();
+        let seen = suspects.clone();
+        let stop = CancellationToken::new();
+        tokio::spawn(serve_with(
+            "test",
+            listener,
+            rx,
+            cut_removed,
+            TEST_BOUNDS,
+            Arc::new(move |a: &Address| seen.lock().unwrap().push(a.clone())),
+            stop.clone(),
+        ));
+        Endpoint {
+            addr,
+            backends: tx,
+            suspects,
+            _stop: stop.drop_guard(),
+        }
+    }
+
+    /// Connects a client and reads what the endpoint sends first: a greeting, or nothing
+    /// (the connection closed). Fails the test if nothing happens within a second.
+    async fn first_packet(e: &Endpoint) -> (TcpStream, Option<Vec<u8>>) {
+        let mut c = TcpStream::connect(e.addr).await.expect("connect");
+        let mut buf = vec![0u8; 14];
+        let read = tokio::time::timeout(Duration::from_secs(1), c.read_exact(&mut buf))
+            .await
+            .expect("the endpoint neither greeted nor closed within a second");
+        (c, read.ok().map(|_| buf))
+    }
+
+    #[tokio::test]
+    async fn a_silent_backend_is_skipped_within_the_bound_and_reported() {
+        let hung = silent().await;
+        let e = endpoint(vec![hung.clone(), live(1).await], false).await;
+        let started = Instant::now();
+        let (_c, greeting) = first_packet(&e).await;
+        assert_eq!(greeting, Some(greeting_of(1)));
+        let took = started.elapsed();
+        assert!(
+            took >= TEST_BOUNDS.several && took < TEST_BOUNDS.several + SLACK,
+            "{took:?}"
+        );
+        assert_eq!(*e.suspects.lock().unwrap(), vec![hung]);
+    }
+
+    #[tokio::test]
+    async fn a_refused_backend_is_skipped_at_once_and_not_reported() {
+        let e = endpoint(vec![refused().await, live(2).await], false).await;
+        let started = Instant::now();
+        let (_c, greeting) = first_packet(&e).await;
+        assert_eq!(greeting, Some(greeting_of(2)));
+        assert!(
+            started.elapsed() < TEST_BOUNDS.several,
+            "{:?}",
+            started.elapsed()
+        );
+        assert!(e.suspects.lock().unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn ro_rotates_and_splices_after_the_greeting() {
+        let e = endpoint(vec![live(1).await, live(2).await], false).await;
+        let (mut c, first) = first_packet(&e).await;
+        let (_, second) = first_packet(&e).await;
+        assert_eq!(first, Some(greeting_of(1)));
+        assert_eq!(second, Some(greeting_of(2)));
+        c.write_all(b"ping").await.expect("write");
+        let mut echo = [0u8; 4];
+        c.read_exact(&mut echo).await.expect("echo");
+        assert_eq!(&echo, b"ping");
+    }
+
+    #[tokio::test]
+    async fn ro_with_every_backend_silent_closes_the_client() {
+        let (a, b) = (silent().await, silent().await);
+        let e = endpoint(vec![a.clone(), b.clone()], false).await;
+        let (_c, greeting) = first_packet(&e).await;
+        assert_eq!(greeting, None);
+        assert_eq!(*e.suspects.lock().unwrap(), vec![a, b]);
+    }
+
+    #[tokio::test]
+    async fn rw_with_a_silent_primary_closes_the_client_after_the_bound() {
+        let hung = silent().await;
+        let e = endpoint(vec![hung.clone()], true).await;
+        let started = Instant::now();
+        let (_c, greeting) = first_packet(&e).await;
+        let took = started.elapsed();
+        assert_eq!(greeting, None);
+        assert!(
+            took >= TEST_BOUNDS.single && took < TEST_BOUNDS.single + SLACK,
+            "{took:?}"
+        );
+        assert_eq!(*e.suspects.lock().unwrap(), vec![hung]);
+    }
+
+    #[tokio::test]
+    async fn rw_gives_up_on_an_old_primary_as_soon_as_it_is_replaced() {
+        let (old, mut accepted) = silent_watched().await;
+        let e = endpoint(vec![old], true).await;
+        let mut c = TcpStream::connect(e.addr).await.expect("connect");
+        // Once the proxy waits for the old primary's greeting, move rw.
+        tokio::time::timeout(Duration::from_secs(1), accepted.recv())
+            .await
+            .expect("the proxy connects to the old primary");
+        let started = Instant::now();
+        e.backends.send_replace(vec![live(3).await]);
+        let mut buf = [0u8; 1];
+        let n = tokio::time::timeout(Duration::from_secs(1), c.read(&mut buf))
+            .await
+            .expect("closed within a second")
+            .unwrap_or(0);
+        assert_eq!(n, 0, "the client is closed, not greeted by the old primary");
+        assert!(
+            started.elapsed() < TEST_BOUNDS.single,
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    #[tokio::test]
+    async fn rw_cuts_a_spliced_connection_when_the_primary_changes() {
+        let e = endpoint(vec![live(4).await], true).await;
+        let (mut c, greeting) = first_packet(&e).await;
+        assert_eq!(greeting, Some(greeting_of(4)));
+        e.backends.send_replace(vec![live(5).await]);
+        let mut buf = [0u8; 1];
+        let n = tokio::time::timeout(Duration::from_secs(1), c.read(&mut buf))
+            .await
+            .expect("cut within a second")
+            .unwrap_or(0);
+        assert_eq!(n, 0);
+    }
 }
