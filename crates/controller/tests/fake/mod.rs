@@ -1,0 +1,610 @@
+//! A fake world for scenario tests of the controller: a runtime whose instances are fake
+//! agents in memory, with servers reduced to what the controller's decisions depend on (role,
+//! term, fencing, one GTID domain, who replicates from whom). No process, no socket, no
+//! mariadbd; time is tokio's paused clock, so a scenario of minutes runs in milliseconds.
+
+use myset_api::{
+    Address, AgentStatus, ClusterState, Event, GtidPositions, InstanceSpec, Order, OrderAction,
+    OrderResult, Phase, Placement, ReplicationStatus, Role, Secrets,
+};
+use myset_controller::{AgentApi, AgentError, Controller, KillOutcome, Runtime, Timing};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// One GTID: (server id, sequence number) in domain 0.
+pub type Gtid = (u32, u64);
+
+fn text(g: Gtid) -> String {
+    if g.1 == 0 {
+        String::new()
+    } else {
+        format!("0-{}-{}", g.0, g.1)
+    }
+}
+
+/// What an instance's server and agent look like.
+#[derive(Debug, Clone)]
+pub struct FakeAgent {
+    pub pid: u32,
+    pub running: bool,
+    /// Frozen or cut off: its agent answers nobody and its server serves nobody.
+    pub isolated: bool,
+    /// Cut off by the network rather than frozen: the runtime cannot kill it.
+    pub partitioned: bool,
+    pub spec: InstanceSpec,
+    /// Fenced until a spec of at least this term arrives.
+    pub fence_term: u64,
+    pub executed: Gtid,
+    pub received: Gtid,
+    /// When it last received from its primary.
+    pub last_heard: Option<Instant>,
+}
+
+impl FakeAgent {
+    fn following(&self) -> bool {
+        self.spec.role == Role::Replica && self.fence_term <= self.spec.term
+    }
+}
+
+#[derive(Default)]
+pub struct Inner {
+    pub agents: BTreeMap<u32, FakeAgent>,
+    /// What survives an agent's death: each volume's last position.
+    pub disk: BTreeMap<u32, Gtid>,
+    pub events: Vec<Event>,
+    pub saved: Option<ClusterState>,
+    pub next_pid: u32,
+    /// Scale-down's graceful stop takes this long.
+    pub stop_delay: Duration,
+    /// Fence orders to these ordinals fail.
+    pub fence_fails: BTreeSet<u32>,
+    /// Promotions take this long (the agent finishes them whatever the caller does).
+    pub promote_delay: Duration,
+    /// Acknowledged writes (sequence numbers), to check that none is lost.
+    pub acked: Vec<u64>,
+    /// Primaries that were writable at the same moment, if ever.
+    pub split_brain: Vec<Vec<u32>>,
+}
+
+pub struct World {
+    pub inner: Mutex<Inner>,
+}
+
+impl World {
+    pub fn new() -> Arc<Self> {
+        Arc::new(World {
+            inner: Mutex::new(Inner {
+                next_pid: 1000,
+                ..Inner::default()
+            }),
+        })
+    }
+
+    pub fn with<T>(&self, f: impl FnOnce(&mut Inner) -> T) -> T {
+        f(&mut self.inner.lock().unwrap())
+    }
+
+    fn ordinal_of(inner: &Inner, agent: &Address) -> Option<u32> {
+        inner
+            .agents
+            .iter()
+            .find(|(_, a)| a.spec.agent == *agent)
+            .map(|(o, _)| *o)
+    }
+
+    /// Writable servers: running, reachable or not, playing primary.
+    pub fn writable(&self) -> Vec<u32> {
+        self.with(|w| {
+            w.agents
+                .iter()
+                .filter(|(_, a)| a.running && a.spec.role == Role::Primary)
+                .map(|(o, _)| *o)
+                .collect()
+        })
+    }
+
+    /// Replication: every following replica receives and applies what its primary has.
+    pub fn propagate(&self) {
+        self.with(|w| {
+            let now = Instant::now();
+            let snapshot = w.agents.clone();
+            for a in w.agents.values_mut() {
+                if !a.running || a.isolated || !a.following() {
+                    continue;
+                }
+                let source = a.spec.primary.as_ref().and_then(|p| {
+                    snapshot
+                        .values()
+                        .find(|s| s.spec.server == *p && s.running && !s.isolated)
+                });
+                if let Some(source) = source.filter(|s| s.spec.role == Role::Primary) {
+                    a.received = source.executed;
+                    a.executed = source.executed;
+                    a.last_heard = Some(now);
+                }
+            }
+            let writers: Vec<u32> = w
+                .agents
+                .iter()
+                .filter(|(_, a)| a.running && a.spec.role == Role::Primary)
+                .map(|(o, _)| *o)
+                .collect();
+            if writers.len() > 1 {
+                w.split_brain.push(writers);
+            }
+        });
+    }
+
+    /// A client commits `n` writes on the server `ordinal` (through rw or directly). With
+    /// semi-sync, a write is acknowledged only if a replica received it.
+    pub fn write_on(&self, ordinal: u32, n: u64, semisync: bool) -> u64 {
+        let mut acked = 0;
+        for _ in 0..n {
+            let ok = self.with(|w| {
+                let a = w.agents.get_mut(&ordinal)?;
+                if !a.running || a.spec.role != Role::Primary {
+                    return None;
+                }
+                a.executed = (a.spec.server_id, a.executed.1 + 1);
+                Some(a.executed.1)
+            });
+            let Some(seq) = ok else { break };
+            self.propagate();
+            let received = self.with(|w| {
+                w.agents
+                    .values()
+                    .any(|a| a.spec.role == Role::Replica && a.running && a.received.1 >= seq)
+            });
+            if !semisync || received {
+                self.with(|w| w.acked.push(seq));
+                acked += 1;
+            }
+        }
+        acked
+    }
+
+    /// Freezes an instance (SIGSTOP of agent and server): nothing reaches it, but the
+    /// runtime can still kill it.
+    pub fn freeze(&self, ordinal: u32) {
+        self.with(|w| w.agents.get_mut(&ordinal).unwrap().isolated = true);
+        self.propagate();
+    }
+
+    /// Cuts an instance off the network: nothing reaches it and it cannot be killed.
+    pub fn partition(&self, ordinal: u32) {
+        self.with(|w| {
+            let a = w.agents.get_mut(&ordinal).unwrap();
+            a.isolated = true;
+            a.partitioned = true;
+        });
+        self.propagate();
+    }
+
+    pub fn heal(&self, ordinal: u32) {
+        self.with(|w| {
+            let a = w.agents.get_mut(&ordinal).unwrap();
+            a.isolated = false;
+            a.partitioned = false;
+        });
+        self.propagate();
+    }
+
+    pub fn agent(&self, ordinal: u32) -> FakeAgent {
+        self.with(|w| w.agents[&ordinal].clone())
+    }
+
+    pub fn events(&self) -> Vec<Event> {
+        self.with(|w| w.events.clone())
+    }
+
+    fn status_of(a: &FakeAgent, ordinal: u32) -> AgentStatus {
+        let silent = a
+            .last_heard
+            .map(|t| Instant::now().duration_since(t).as_millis() as u64);
+        let replica = a.spec.role == Role::Replica;
+        let following_now = replica && a.following() && silent == Some(0);
+        let ready = match a.spec.role {
+            Role::Primary => true,
+            // The agent's staleness rule: Ready while heard from within the bound.
+            Role::Replica => {
+                a.spec.primary.is_some()
+                    && silent.is_some_and(|s| s <= a.spec.max_staleness_seconds * 1000)
+            }
+        };
+        AgentStatus {
+            ordinal,
+            role: a.spec.role,
+            term: a.spec.term,
+            phase: Phase::Running,
+            live: true,
+            ready,
+            reason: (!ready).then(|| "not replicating".to_string()),
+            pid: Some(a.pid + 1),
+            agent_pid: a.pid,
+            gtid: Some(GtidPositions {
+                current: text(a.executed),
+                binlog: text(a.executed),
+                slave: String::new(),
+            }),
+            replication: replica.then(|| ReplicationStatus {
+                source: a
+                    .spec
+                    .primary
+                    .as_ref()
+                    .map(|p| p.to_string())
+                    .unwrap_or_default(),
+                received: text(a.received),
+                heartbeats: 0,
+                io_running: following_now,
+                sql_running: true,
+                seconds_behind: following_now.then_some(0),
+                last_error: None,
+                sql_error: None,
+            }),
+            read_only: Some(replica),
+            restarts: 0,
+            primary_silent_ms: if replica { silent } else { None },
+            semisync: Some(!replica),
+            fenced: None,
+            semisync_clients: None,
+            commits_waiting_since_ms: None,
+        }
+    }
+
+    fn positions(a: &FakeAgent) -> OrderResult {
+        OrderResult {
+            received: if a.spec.role == Role::Replica {
+                text(a.received)
+            } else {
+                String::new()
+            },
+            executed: text(a.executed),
+            binlog: text(a.executed),
+        }
+    }
+}
+
+fn unreachable(agent: &Address) -> AgentError {
+    AgentError::Unreachable {
+        agent: agent.clone(),
+        detail: "no answer".into(),
+    }
+}
+
+fn refused(agent: &Address, detail: &str) -> AgentError {
+    AgentError::Refused {
+        agent: agent.clone(),
+        detail: detail.into(),
+    }
+}
+
+/// The agents, as the controller reaches them.
+pub struct FakeAgents(pub Arc<World>);
+
+impl FakeAgents {
+    /// Applies an order as an agent would, running it to completion.
+    async fn obey(
+        world: Arc<World>,
+        agent: Address,
+        order: Order,
+    ) -> Result<OrderResult, AgentError> {
+        if matches!(order.action, OrderAction::Promote { .. }) {
+            let delay = world.with(|w| w.promote_delay);
+            tokio::time::sleep(delay).await;
+        }
+        let result = world.with(|w| {
+            let ordinal = World::ordinal_of(w, &agent).ok_or_else(|| unreachable(&agent))?;
+            let fence_fails = w.fence_fails.contains(&ordinal);
+            let a = w.agents.get_mut(&ordinal).unwrap();
+            if !a.running || a.isolated {
+                return Err(unreachable(&agent));
+            }
+            if order.term < a.spec.term {
+                return Err(refused(&agent, "stale term"));
+            }
+            match order.action {
+                OrderAction::Fence => {
+                    if fence_fails {
+                        return Err(refused(&agent, "STOP SLAVE did not finish"));
+                    }
+                    if a.spec.role != Role::Replica {
+                        return Err(refused(&agent, "fence is not possible on a primary"));
+                    }
+                    a.fence_term = order.term;
+                }
+                OrderAction::Promote { .. } => {
+                    if a.spec.role == Role::Replica {
+                        a.executed = a.received.max(a.executed);
+                        a.spec.role = Role::Primary;
+                        a.spec.primary = None;
+                        a.spec.term = order.term;
+                    } else if a.spec.term != order.term {
+                        return Err(refused(&agent, "promote is not possible on a primary"));
+                    }
+                }
+                OrderAction::Demote => {
+                    if a.spec.role != Role::Primary {
+                        return Err(refused(&agent, "demote is not possible on a replica"));
+                    }
+                    a.spec.role = Role::Replica;
+                    a.spec.primary = None;
+                    a.spec.term = order.term;
+                }
+            }
+            Ok(World::positions(a))
+        });
+        world.propagate();
+        result
+    }
+}
+
+impl AgentApi for FakeAgents {
+    async fn status(
+        &self,
+        agent: &Address,
+        _term: u64,
+        _timeout: Duration,
+    ) -> Result<AgentStatus, AgentError> {
+        self.0.propagate();
+        self.0.with(|w| {
+            let ordinal = World::ordinal_of(w, agent).ok_or_else(|| unreachable(agent))?;
+            let a = &w.agents[&ordinal];
+            if !a.running || a.isolated {
+                return Err(unreachable(agent));
+            }
+            Ok(World::status_of(a, ordinal))
+        })
+    }
+
+    async fn put_spec(&self, spec: &InstanceSpec, _timeout: Duration) -> Result<(), AgentError> {
+        let result = self.0.with(|w| {
+            let a = w
+                .agents
+                .get_mut(&spec.ordinal)
+                .ok_or_else(|| unreachable(&spec.agent))?;
+            if !a.running || a.isolated {
+                return Err(unreachable(&spec.agent));
+            }
+            if spec.term < a.spec.term {
+                return Err(refused(&spec.agent, "stale term"));
+            }
+            a.spec = spec.clone();
+            Ok(())
+        });
+        self.0.propagate();
+        result
+    }
+
+    async fn order(
+        &self,
+        agent: &Address,
+        order: &Order,
+        timeout: Duration,
+    ) -> Result<OrderResult, AgentError> {
+        // The agent runs an order to completion even when its caller gives up.
+        let task = tokio::spawn(Self::obey(self.0.clone(), agent.clone(), order.clone()));
+        match tokio::time::timeout(timeout, task).await {
+            Ok(joined) => joined.expect("order task"),
+            Err(_) => Err(unreachable(agent)),
+        }
+    }
+}
+
+pub struct FakeRuntime {
+    pub world: Arc<World>,
+    agents: FakeAgents,
+}
+
+impl FakeRuntime {
+    pub fn new(world: Arc<World>) -> Self {
+        FakeRuntime {
+            agents: FakeAgents(world.clone()),
+            world,
+        }
+    }
+}
+
+impl Runtime for FakeRuntime {
+    type Agents = FakeAgents;
+
+    fn agents(&self) -> &FakeAgents {
+        &self.agents
+    }
+
+    fn place(&self, ordinal: u32, _state: &ClusterState) -> anyhow::Result<Placement> {
+        let address = |port| Address {
+            host: "fake".into(),
+            port,
+        };
+        Ok(Placement {
+            server: address(10_000 + ordinal as u16 * 2),
+            agent: address(10_001 + ordinal as u16 * 2),
+        })
+    }
+
+    async fn start(&self, spec: &InstanceSpec) -> anyhow::Result<()> {
+        self.world.with(|w| {
+            let data = w.disk.get(&spec.ordinal).copied();
+            let position = match data {
+                Some(p) => p,
+                None if spec.bootstrap => (spec.server_id, 0),
+                None => {
+                    // A clone copies the first running donor's data.
+                    let donor = spec
+                        .donors
+                        .iter()
+                        .find_map(|d| {
+                            w.agents
+                                .get(&d.ordinal)
+                                .filter(|a| a.running && !a.isolated)
+                        })
+                        .ok_or_else(|| anyhow::anyhow!("no donor reachable"))?;
+                    donor.executed
+                }
+            };
+            w.next_pid += 10;
+            w.disk.insert(spec.ordinal, position);
+            w.agents.insert(
+                spec.ordinal,
+                FakeAgent {
+                    pid: w.next_pid,
+                    running: true,
+                    isolated: false,
+                    partitioned: false,
+                    spec: spec.clone(),
+                    fence_term: 0,
+                    executed: position,
+                    received: position,
+                    last_heard: None,
+                },
+            );
+            Ok(())
+        })
+    }
+
+    fn agent_pid(&self, ordinal: u32) -> Option<u32> {
+        self.world
+            .with(|w| w.agents.get(&ordinal).filter(|a| a.running).map(|a| a.pid))
+    }
+
+    async fn stop(&self, ordinal: u32) {
+        let delay = self.world.with(|w| w.stop_delay);
+        tokio::time::sleep(delay).await;
+        self.world.with(|w| {
+            if let Some(a) = w.agents.get_mut(&ordinal) {
+                a.running = false;
+                w.disk.insert(ordinal, a.executed);
+            }
+        });
+    }
+
+    async fn kill(&self, ordinal: u32) -> KillOutcome {
+        self.world.with(|w| match w.agents.get_mut(&ordinal) {
+            Some(a) if a.running && a.partitioned => KillOutcome::Unreachable,
+            Some(a) if a.running => {
+                a.running = false;
+                w.disk.insert(ordinal, a.executed);
+                KillOutcome::Killed
+            }
+            _ => KillOutcome::AlreadyGone,
+        })
+    }
+
+    async fn set_aside_data(&self, ordinal: u32, label: &str) -> anyhow::Result<String> {
+        self.world.with(|w| w.disk.remove(&ordinal));
+        Ok(format!("data.{label}"))
+    }
+
+    fn has_data(&self, ordinal: u32) -> bool {
+        self.world.with(|w| w.disk.contains_key(&ordinal))
+    }
+
+    async fn delete_data(&self, ordinal: u32) -> anyhow::Result<()> {
+        self.world.with(|w| w.disk.remove(&ordinal));
+        Ok(())
+    }
+
+    async fn save_state(&self, state: &ClusterState) -> anyhow::Result<()> {
+        self.world.with(|w| w.saved = Some(state.clone()));
+        Ok(())
+    }
+
+    fn record_event(&self, event: &Event) {
+        self.world.with(|w| w.events.push(event.clone()));
+    }
+
+    fn password_file(&self) -> String {
+        "/nonexistent/password".into()
+    }
+}
+
+pub fn secrets() -> Secrets {
+    Secrets {
+        admin_user: "admin".into(),
+        admin_password: "x".into(),
+        repl_user: "repl".into(),
+        repl_password: "x".into(),
+        user: "user".into(),
+        user_password: "x".into(),
+        api_token: "token".into(),
+    }
+}
+
+pub const TIMING: Timing = Timing {
+    probe_period: Duration::from_secs(1),
+    probe_timeout: Duration::from_secs(1),
+};
+
+/// A controller over a fake world, driven one reconcile pass at a time.
+pub struct Scenario {
+    pub world: Arc<World>,
+    pub controller: Arc<Controller<FakeRuntime>>,
+}
+
+impl Scenario {
+    /// A new cluster of `replicas` instances, run until every one is Ready.
+    pub async fn new(replicas: u32) -> Scenario {
+        let world = World::new();
+        let state = ClusterState::new("t", replicas, "127.0.0.1", 0, 0);
+        let scenario = Scenario::resume(world, state);
+        assert!(
+            scenario
+                .run_until(Duration::from_secs(30), |s| s
+                    .controller
+                    .status()
+                    .converged())
+                .await,
+            "the cluster did not converge: {:?}",
+            scenario.controller.status()
+        );
+        scenario
+    }
+
+    /// A controller started over an existing world from a saved record (a restarted
+    /// controller).
+    pub fn resume(world: Arc<World>, state: ClusterState) -> Scenario {
+        let controller = Controller::new(FakeRuntime::new(world.clone()), state, secrets(), TIMING);
+        Scenario { world, controller }
+    }
+
+    /// One probe period passes, then one reconcile pass.
+    pub async fn tick(&self) {
+        tokio::time::sleep(TIMING.probe_period).await;
+        self.controller.reconcile().await;
+        self.world.propagate();
+    }
+
+    /// Ticks until `done` holds, at most `limit` of (fake) time.
+    pub async fn run_until(&self, limit: Duration, done: impl Fn(&Scenario) -> bool) -> bool {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            self.tick().await;
+            if done(self) {
+                return true;
+            }
+        }
+        false
+    }
+
+    pub fn primary(&self) -> u32 {
+        self.controller.state().primary
+    }
+
+    pub fn term(&self) -> u64 {
+        self.controller.state().term
+    }
+
+    /// Writes through rw: to the recorded primary.
+    pub fn write(&self, n: u64) -> u64 {
+        self.world.write_on(self.primary(), n, true)
+    }
+
+    /// Every acknowledged write is on the current primary.
+    pub fn no_write_lost(&self) -> bool {
+        let primary = self.world.agent(self.primary());
+        self.world
+            .with(|w| w.acked.iter().all(|&seq| primary.executed.1 >= seq))
+    }
+}

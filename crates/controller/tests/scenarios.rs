@@ -1,0 +1,278 @@
+//! Scenario tests of the controller's orchestration against a fake runtime and fake agents:
+//! no process, no mariadbd, a paused clock. Each scenario checks what a user relies on: one
+//! writable primary at a time, no acknowledged write lost, terms that only grow, and events
+//! whose fields say what happened.
+
+mod fake;
+
+use fake::{Scenario, World};
+use myset_api::{ChangeKind, EventKind};
+use std::time::Duration;
+
+const SOON: Duration = Duration::from_secs(30);
+
+fn kinds(s: &Scenario) -> Vec<EventKind> {
+    s.world.events().iter().map(|e| e.kind).collect()
+}
+
+fn assert_single_primary(s: &Scenario) {
+    let history = s.world.with(|w| w.split_brain.clone());
+    assert!(
+        history.is_empty(),
+        "two writable primaries at once: {history:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dead_primary_is_replaced_by_the_most_advanced_replica_and_rejoins() {
+    let s = Scenario::new(3).await;
+    assert_eq!(s.write(5), 5);
+    let term = s.term();
+    s.world.freeze(0);
+    assert!(s.run_until(SOON, |s| s.primary() != 0).await, "no failover");
+    assert_eq!(s.term(), term + 1);
+    let promoted = s
+        .world
+        .events()
+        .into_iter()
+        .find(|e| e.kind == EventKind::Promoted)
+        .expect("a promoted event");
+    assert_eq!(promoted.from, Some(0));
+    assert_eq!(promoted.to, Some(s.primary()));
+    assert_eq!(promoted.term, Some(term + 1));
+    let change = s.controller.state().last_primary_change.unwrap();
+    assert_eq!(change.kind, ChangeKind::Failover);
+    assert!(s.no_write_lost());
+    assert_eq!(s.write(3), 3, "the new primary takes writes");
+    // The old primary was killed, restarted held, checked, and rejoins.
+    assert!(
+        s.run_until(SOON, |s| kinds(s).contains(&EventKind::Rejoined))
+            .await
+    );
+    assert!(
+        s.run_until(SOON, |s| s.controller.status().converged())
+            .await
+    );
+    assert_single_primary(&s);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_switchover_moves_the_primary_without_losing_a_write() {
+    let s = Scenario::new(3).await;
+    s.write(4);
+    let moved_to = s.controller.switchover(Some(2)).await.expect("switchover");
+    assert_eq!(moved_to, 2);
+    assert_eq!(s.primary(), 2);
+    assert!(s.no_write_lost());
+    assert_eq!(s.write(2), 2);
+    assert!(
+        s.run_until(SOON, |s| s.controller.status().converged())
+            .await
+    );
+    assert_eq!(s.world.agent(0).spec.primary, s.world.agent(1).spec.primary);
+    assert_single_primary(&s);
+    // A switchover to the primary itself is refused, with a reason.
+    let err = s.controller.switchover(Some(2)).await.unwrap_err();
+    assert!(err.to_string().contains("already the primary"), "{err}");
+    assert!(kinds(&s).contains(&EventKind::SwitchoverFailed));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_former_primary_with_writes_nobody_else_has_is_recloned_not_rejoined() {
+    let s = Scenario::new(3).await;
+    s.write(3);
+    s.world.partition(0);
+    // A client beside the cut-off primary writes once more: the primary commits it, but no
+    // replica receives it, so under semi-sync the client never gets an acknowledgement.
+    assert_eq!(s.world.write_on(0, 1, true), 0);
+    assert!(s.run_until(SOON, |s| s.primary() != 0).await, "no failover");
+    s.world.heal(0);
+    assert!(
+        s.run_until(SOON, |s| kinds(s).contains(&EventKind::Errant))
+            .await,
+        "the diverged primary was not set aside: {:?}",
+        kinds(&s)
+    );
+    assert!(!kinds(&s).contains(&EventKind::Rejoined));
+    // Re-cloned from a healthy member: it now holds exactly the new primary's history.
+    assert!(
+        s.run_until(SOON, |s| s.controller.status().converged())
+            .await
+    );
+    let (old, new) = (s.world.agent(0), s.world.agent(s.primary()));
+    assert_eq!(old.executed, new.executed);
+    assert!(s.no_write_lost());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_replica_with_errant_transactions_is_never_promoted() {
+    let s = Scenario::new(3).await;
+    s.write(3);
+    // Replica 1 is the most advanced, but only because of a write of its own.
+    s.world.with(|w| {
+        let a = w.agents.get_mut(&1).unwrap();
+        a.executed = (101, a.executed.1 + 5);
+        a.received = a.executed;
+    });
+    s.world.freeze(0);
+    assert!(s.run_until(SOON, |s| s.primary() != 0).await);
+    assert_eq!(s.primary(), 2, "the errant replica was promoted");
+    assert!(s.no_write_lost());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_fence_that_fails_on_one_replica_does_not_stop_a_failover_of_a_killed_primary() {
+    let s = Scenario::new(3).await;
+    s.write(2);
+    s.world.with(|w| w.fence_fails.insert(1));
+    s.world.freeze(0);
+    assert!(s.run_until(SOON, |s| s.primary() != 0).await);
+    // The old primary was killed, so the unfenced replica cannot be acking it: promoting the
+    // fenced one is safe.
+    assert_eq!(s.primary(), 2);
+    assert!(s.no_write_lost());
+    assert_single_primary(&s);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_fence_holds_the_failover_while_the_old_primary_may_still_run() {
+    let s = Scenario::new(3).await;
+    s.write(2);
+    s.world.with(|w| w.fence_fails.insert(1));
+    // Cut off, not frozen: it cannot be killed, and replica 1 may still receive from it.
+    s.world.partition(0);
+    assert!(
+        !s.run_until(Duration::from_secs(20), |s| s.primary() != 0)
+            .await,
+        "promoted while an unfenced replica could still acknowledge the old primary"
+    );
+    let failed = s
+        .world
+        .events()
+        .into_iter()
+        .find(|e| e.kind == EventKind::FailoverFailed)
+        .expect("the held failover is reported");
+    assert!(failed.message.contains("could not be fenced"), "{failed:?}");
+    // Once the fence works again, the failover goes through.
+    s.world.with(|w| w.fence_fails.clear());
+    assert!(s.run_until(SOON, |s| s.primary() != 0).await);
+    assert!(s.no_write_lost());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_promotion_that_times_out_still_yields_exactly_one_primary() {
+    let s = Scenario::new(3).await;
+    s.write(2);
+    // The agent takes longer than the controller waits; it finishes the promotion anyway.
+    s.world.with(|w| w.promote_delay = Duration::from_secs(120));
+    s.world.freeze(0);
+    assert!(
+        s.run_until(Duration::from_secs(300), |s| s.primary() != 0)
+            .await
+    );
+    let chosen = s.primary();
+    assert!(
+        s.world
+            .events()
+            .iter()
+            .any(|e| e.kind == EventKind::FailoverHeld && e.ordinal == Some(chosen)),
+        "the unconfirmed promotion is not reported"
+    );
+    assert!(
+        s.run_until(Duration::from_secs(300), |s| s.world.writable()
+            == vec![chosen])
+            .await,
+        "writable: {:?}",
+        s.world.writable()
+    );
+    assert!(s.no_write_lost());
+    assert_single_primary(&s);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_agent_at_a_newer_term_moves_the_cluster_past_it() {
+    let s = Scenario::new(3).await;
+    let term = s.term();
+    s.world
+        .with(|w| w.agents.get_mut(&2).unwrap().spec.term = term + 7);
+    s.tick().await;
+    assert!(
+        s.term() > term + 7,
+        "term {} not past {}",
+        s.term(),
+        term + 7
+    );
+    // The agents accept the controller again: every one is at the new term.
+    assert!(
+        s.run_until(SOON, |s| (0..3)
+            .all(|o| s.world.agent(o).spec.term == s.term()))
+            .await
+    );
+    assert_eq!(s.primary(), 0, "no change of primary on that account");
+    assert!(s.world.events().iter().any(|e| e.term == Some(term + 8)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_controller_restarted_in_the_middle_of_a_failover_finishes_it() {
+    let s = Scenario::new(3).await;
+    s.write(3);
+    s.world.freeze(0);
+    // The dying controller made the new term durable, then was killed before promoting.
+    let mut record = s.controller.state();
+    record.term += 1;
+    s.controller.request_stop();
+    let world: std::sync::Arc<World> = s.world.clone();
+    drop(s);
+    let s = Scenario::resume(world, record.clone());
+    assert!(s.run_until(SOON, |s| s.primary() != 0).await, "no failover");
+    assert!(s.term() > record.term);
+    assert!(s.no_write_lost());
+    assert!(
+        s.run_until(SOON, |s| s.controller.status().converged())
+            .await
+    );
+    assert_single_primary(&s);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failover_never_waits_behind_a_slow_scale_down() {
+    let s = Scenario::new(3).await;
+    s.write(2);
+    // Stopping a member gracefully takes two minutes.
+    s.world.with(|w| w.stop_delay = Duration::from_secs(120));
+    s.controller.request_scale(2, false).await.unwrap();
+    s.tick().await;
+    s.world.freeze(0);
+    let started = tokio::time::Instant::now();
+    assert!(s.run_until(SOON, |s| s.primary() != 0).await, "no failover");
+    assert!(started.elapsed() < Duration::from_secs(20));
+    assert_eq!(s.primary(), 1, "the leaving member was promoted");
+    assert!(
+        s.controller.state().members.contains(&2),
+        "the removal should still be under way"
+    );
+    // The removal completes later, on its own.
+    assert!(
+        s.run_until(Duration::from_secs(300), |s| s
+            .controller
+            .status()
+            .converged()
+            && s.controller.state().members.len() == 2)
+            .await
+    );
+    assert!(s.no_write_lost());
+    assert_single_primary(&s);
+}
+
+#[tokio::test(start_paused = true)]
+async fn status_tells_blocked_and_degraded_states() {
+    let s = Scenario::new(1).await;
+    let status = s.controller.status();
+    assert_eq!(status.durability, myset_api::Durability::Semisync);
+    assert_eq!(status.durability_in_force, myset_api::Durability::Async);
+    assert!(status
+        .conditions
+        .iter()
+        .any(|c| matches!(c, myset_api::Condition::NoFailoverCandidate { .. })));
+    assert_eq!(status.controller_pid, Some(std::process::id()));
+}
