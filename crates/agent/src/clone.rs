@@ -1,11 +1,14 @@
 //! Physical clones: serving a `mariadb-backup --stream` to a peer, and receiving one.
 
+use crate::blocking::remove_tree;
 use crate::state::Shared;
 use crate::supervisor::{append_log, run_logged};
 use anyhow::{bail, Context};
 use bytes::Bytes;
 use futures::StreamExt;
 use myset_api::{Donor, Phase};
+use myset_core::GtidPos;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
@@ -41,12 +44,12 @@ pub fn serve(
             if tx.send(chunk).await.is_err() {
                 // The receiver went away: stop the backup.
                 let _ = child.kill().await;
-                let _ = std::fs::remove_dir_all(&work);
+                remove_work_dir(work).await;
                 return;
             }
         }
         let status = child.wait().await;
-        let _ = std::fs::remove_dir_all(&work);
+        remove_work_dir(work).await;
         if !matches!(status, Ok(s) if s.success()) {
             let _ = tx
                 .send(Err(std::io::Error::other(format!(
@@ -60,7 +63,13 @@ pub fn serve(
     }))
 }
 
-fn tempfile_dir(parent: &std::path::Path) -> std::io::Result<std::path::PathBuf> {
+async fn remove_work_dir(work: PathBuf) {
+    if let Err(e) = remove_tree(work.clone()).await {
+        tracing::warn!(path = %work.display(), "cannot remove the backup's work dir: {e}");
+    }
+}
+
+fn tempfile_dir(parent: &Path) -> std::io::Result<PathBuf> {
     let dir = parent.join(format!("backup-{:016x}", rand::random::<u64>()));
     std::fs::create_dir_all(&dir)?;
     Ok(dir)
@@ -71,9 +80,7 @@ fn tempfile_dir(parent: &std::path::Path) -> std::io::Result<std::path::PathBuf>
 pub async fn receive(shared: &Shared, donor: &Donor) -> anyhow::Result<()> {
     let layout = &shared.layout;
     let target = layout.data_clone();
-    if target.exists() {
-        std::fs::remove_dir_all(&target)?;
-    }
+    remove_tree(target.clone()).await?;
     std::fs::create_dir_all(&target)?;
     shared.set_phase(Phase::Cloning {
         donor: donor.ordinal,
@@ -127,10 +134,46 @@ pub async fn receive(shared: &Shared, donor: &Donor) -> anyhow::Result<()> {
         .arg("--prepare")
         .arg(format!("--target-dir={}", target.display()));
     run_logged(prepare, "mariadb-backup --prepare", &layout.backup_log()).await?;
-    let info = std::fs::read_to_string(target.join("xtrabackup_binlog_info")).unwrap_or_default();
-    let gtid = myset_mariadb::sql::clone_gtid(&info);
-    myset_os::write_atomic(&target.join("myset-clone-gtid"), gtid.as_bytes(), 0o600)?;
+    let gtid = clone_position(&target).await?;
+    crate::role::write_clone_marker(&target, &gtid).await?;
     std::fs::rename(&target, layout.data())?;
     tracing::info!(donor = donor.ordinal, bytes = received, %gtid, "clone complete");
     Ok(())
+}
+
+/// The GTID position a prepared clone in `datadir` continues from, from mariadb-backup's
+/// `xtrabackup_binlog_info`. Missing or garbled, the clone is unusable: replicating from a
+/// guessed position would skip or repeat transactions.
+async fn clone_position(datadir: &Path) -> anyhow::Result<GtidPos> {
+    let path = datadir.join("xtrabackup_binlog_info");
+    let info = tokio::fs::read_to_string(&path)
+        .await
+        .with_context(|| format!("the clone has no readable {}", path.display()))?;
+    let gtid = myset_mariadb::sql::clone_gtid(&info)
+        .with_context(|| format!("{} is not file, position, GTID: {info:?}", path.display()))?;
+    GtidPos::parse(&gtid).with_context(|| format!("{} holds no valid GTID", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_clone_position_is_read_strictly() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(clone_position(dir.path()).await.is_err(), "no file");
+        let info = dir.path().join("xtrabackup_binlog_info");
+        std::fs::write(&info, "mysql-bin.000002\t342\t0-100-6\n").unwrap();
+        assert_eq!(
+            clone_position(dir.path()).await.unwrap(),
+            GtidPos::parse("0-100-6").unwrap()
+        );
+        std::fs::write(&info, "mysql-bin.000001\t329\n").unwrap();
+        assert!(clone_position(dir.path()).await.unwrap().is_empty());
+        for garbled in ["", "mysql-bin.000002\t342\t0-100-x\n", "garbage\n"] {
+            std::fs::write(&info, garbled).unwrap();
+            let err = format!("{:#}", clone_position(dir.path()).await.unwrap_err());
+            assert!(err.contains("xtrabackup_binlog_info"), "{err}");
+        }
+    }
 }

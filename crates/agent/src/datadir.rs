@@ -3,6 +3,7 @@
 //! A data dir only ever appears by renaming a complete one into place, so a crash or a failed
 //! attempt can never leave something that later passes for valid data.
 
+use crate::blocking::remove_tree;
 use crate::clone;
 use crate::state::Shared;
 use crate::supervisor::{run_logged, spawn_server};
@@ -21,7 +22,7 @@ pub async fn ensure(shared: &Shared) -> anyhow::Result<()> {
     for leftover in [layout.data_init(), layout.data_clone()] {
         if leftover.exists() {
             tracing::warn!(path = %leftover.display(), "removing an unfinished earlier attempt");
-            std::fs::remove_dir_all(&leftover)?;
+            remove_tree(leftover).await?;
         }
     }
     loop {
@@ -32,7 +33,9 @@ pub async fn ensure(shared: &Shared) -> anyhow::Result<()> {
         if spec.bootstrap {
             shared.set_phase(Phase::Initializing);
             if let Err(e) = bootstrap(shared).await {
-                let _ = std::fs::remove_dir_all(layout.data_init());
+                if let Err(r) = remove_tree(layout.data_init()).await {
+                    tracing::warn!("cannot remove the failed bootstrap's data dir: {r}");
+                }
                 return Err(e.context("bootstrapping a new data dir failed"));
             }
             continue;
@@ -49,7 +52,9 @@ pub async fn ensure(shared: &Shared) -> anyhow::Result<()> {
                 Ok(()) => break,
                 Err(e) => {
                     tracing::warn!(donor = donor.ordinal, "clone failed: {e:#}");
-                    let _ = std::fs::remove_dir_all(layout.data_clone());
+                    if let Err(r) = remove_tree(layout.data_clone()).await {
+                        tracing::warn!("cannot remove the failed clone: {r}");
+                    }
                     shared.set_phase(Phase::Waiting {
                         reason: format!("clone from {} failed: {e:#}", donor.ordinal),
                     });
@@ -79,7 +84,7 @@ async fn bootstrap(shared: &Shared) -> anyhow::Result<()> {
     run_logged(install, "mariadb-install-db", &log).await?;
 
     // Listen on the socket only, so nobody can log in before the accounts are secured.
-    let mut server = spawn_server(shared, &init, &["--skip-networking"])?;
+    let mut server = spawn_server(shared, &init, &["--skip-networking"]).await?;
     let result = secure_accounts(shared, &mut server).await;
     let _ = server.start_kill();
     let _ = server.wait().await;

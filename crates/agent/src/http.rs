@@ -1,7 +1,7 @@
 //! The agent's HTTP API. Every route requires the cluster's API token.
 
 use crate::probe;
-use crate::state::Shared;
+use crate::state::{Shared, SpecError};
 use axum::body::Body;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -12,9 +12,14 @@ use myset_api::{AgentStatus, InstanceSpec, Order, Phase};
 use myset_http::{error_response, require_token, Token};
 use std::sync::Arc;
 
+/// Answers as soon as the agent does, without touching its server: peers use it to tell
+/// whether the network path to this agent works.
+pub const PING_PATH: &str = "/ping";
+
 pub async fn serve(shared: Arc<Shared>, listener: tokio::net::TcpListener) {
     let token = Token(shared.secrets.api_token.as_str().into());
     let app = Router::new()
+        .route(PING_PATH, get(ping))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/status", get(status))
@@ -62,6 +67,10 @@ async fn order(State(shared): State<Arc<Shared>>, Json(order): Json<Order>) -> R
     }
 }
 
+async fn ping() -> StatusCode {
+    StatusCode::NO_CONTENT
+}
+
 async fn healthz(State(shared): State<Arc<Shared>>) -> Response {
     let p = probe::evaluate(&shared).await;
     verdict(p.live, p.reason)
@@ -104,8 +113,8 @@ async fn status(State(shared): State<Arc<Shared>>) -> Json<AgentStatus> {
         primary_silent_ms: p.primary_silent_ms,
         semisync: p.semisync,
         fenced: shared.fencing().self_fenced,
-        semisync_clients: None,
-        commits_waiting_since_ms: None,
+        semisync_clients: p.semisync_clients,
+        commits_waiting_since_ms: p.commits_waiting_since_ms,
     })
 }
 
@@ -120,11 +129,21 @@ async fn set_spec(State(shared): State<Arc<Shared>>, Json(spec): Json<InstanceSp
             ),
         );
     }
-    match shared.set_spec(spec) {
-        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+    // In a task of its own: a caller that gives up must not cut the change off between the
+    // write to disk and the switch in memory.
+    let stored = {
+        let shared = shared.clone();
+        tokio::spawn(async move { shared.set_spec(spec).await }).await
+    };
+    match stored {
+        Ok(Ok(())) => StatusCode::NO_CONTENT.into_response(),
+        Ok(Err(e @ SpecError::StaleTerm { .. })) => {
+            error_response(StatusCode::CONFLICT, e.to_string())
+        }
+        Ok(Err(e)) => error_response(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
         Err(e) => error_response(
             StatusCode::INTERNAL_SERVER_ERROR,
-            format!("cannot store spec: {e}"),
+            format!("storing the spec failed: {e}"),
         ),
     }
 }

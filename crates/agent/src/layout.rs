@@ -1,6 +1,6 @@
 //! Where an instance keeps its files.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Paths inside one instance's directory.
 #[derive(Debug, Clone)]
@@ -51,7 +51,11 @@ impl InstanceLayout {
     }
     /// Marker inside a cloned data dir holding the GTID to replicate from; removed once used.
     pub fn clone_marker(&self) -> PathBuf {
-        self.data().join("myset-clone-gtid")
+        Self::clone_marker_in(&self.data())
+    }
+    /// The clone marker of the data dir `datadir`, wherever it is being built.
+    pub fn clone_marker_in(datadir: &Path) -> PathBuf {
+        datadir.join("myset-clone-gtid")
     }
 
     pub fn create_dirs(&self) -> std::io::Result<()> {

@@ -4,6 +4,8 @@
 //! ordinal and role, supervises mariadbd and restarts it when it dies, converges replication to
 //! what the controller asks, and serves probes, a status document and a clone stream over HTTP.
 
+mod blocking;
+mod clocks;
 mod clone;
 mod datadir;
 mod http;
@@ -62,4 +64,57 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &std::path::Path) -> anyhow::
     let text =
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     serde_json::from_str(&text).with_context(|| format!("{} is corrupt", path.display()))
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    use myset_api::{Address, InstanceSpec, Role, Secrets};
+
+    pub fn address(port: u16) -> Address {
+        Address {
+            host: "127.0.0.1".into(),
+            port,
+        }
+    }
+
+    pub fn spec(role: Role, term: u64, primary: Option<Address>) -> InstanceSpec {
+        InstanceSpec {
+            cluster: "t".into(),
+            ordinal: 1,
+            server_id: 101,
+            server: address(1),
+            agent: address(2),
+            role,
+            primary,
+            bootstrap: false,
+            donors: Vec::new(),
+            term,
+            max_staleness_seconds: 10,
+            semisync: false,
+            peers: Vec::new(),
+            isolation_fence_ms: 0,
+        }
+    }
+
+    /// Agent state over `dir`, with no server behind it.
+    pub fn shared(dir: &std::path::Path, spec: InstanceSpec) -> crate::state::Shared {
+        let secret = |s: &str| s.to_string();
+        let secrets = Secrets {
+            admin_user: secret("admin"),
+            admin_password: secret("a"),
+            repl_user: secret("repl"),
+            repl_password: secret("r"),
+            user: secret("user"),
+            user_password: secret("u"),
+            api_token: secret("t"),
+        };
+        let binaries = myset_mariadb::Binaries {
+            mariadbd: "/nonexistent".into(),
+            install_db: "/nonexistent".into(),
+            backup: "/nonexistent".into(),
+            mbstream: "/nonexistent".into(),
+        };
+        let layout = crate::InstanceLayout::new(dir.to_path_buf());
+        crate::state::Shared::new(spec, secrets, layout, binaries)
+    }
 }

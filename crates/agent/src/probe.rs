@@ -3,7 +3,7 @@
 
 use crate::role::admin;
 use crate::state::Shared;
-use myset_api::{GtidPositions, Phase, ReplicationStatus};
+use myset_api::{GtidPositions, Phase, ReplicationStatus, Role};
 use std::time::Duration;
 
 /// A probe never takes longer than this.
@@ -19,6 +19,11 @@ pub struct Probe {
     pub read_only: Option<bool>,
     pub primary_silent_ms: Option<u64>,
     pub semisync: Option<bool>,
+    /// On a primary: replicas connected as semi-sync acknowledgers.
+    pub semisync_clients: Option<u32>,
+    /// On a primary: since when (ms since the Unix epoch) commits have been waiting for an
+    /// acknowledgement, as seen by successive probes; None while none waits.
+    pub commits_waiting_since_ms: Option<u64>,
 }
 
 pub async fn evaluate(shared: &Shared) -> Probe {
@@ -48,17 +53,17 @@ async fn query(shared: &Shared) -> anyhow::Result<Probe> {
     c.ping().await?;
     let (gtid, read_only) = c.positions().await?;
     let replication = c.replication().await?;
-    let semisync = c
-        .scalar(myset_mariadb::sql::SEMISYNC_STATE)
-        .await?
-        .as_deref()
-        == Some("1");
+    let semisync = c.semisync().await?;
     c.disconnect().await;
-    let primary_silent_ms = replication
-        .as_ref()
-        .map(|r| shared.primary_silence(r.heartbeats, &r.received));
-    let verdict =
-        myset_core::readiness(spec.role, replication.as_ref(), spec.max_staleness_seconds);
+    let primary_silent_ms = replication.as_ref().and_then(|r| shared.primary_silence(r));
+    let primary = spec.role == Role::Primary;
+    let commits_waiting_since_ms = shared.commits_waiting(primary && semisync.waiting_sessions > 0);
+    let verdict = myset_core::readiness(
+        spec.role,
+        replication.as_ref(),
+        primary_silent_ms,
+        spec.max_staleness_seconds,
+    );
     Ok(Probe {
         live: true,
         ready: verdict.is_ok(),
@@ -67,7 +72,9 @@ async fn query(shared: &Shared) -> anyhow::Result<Probe> {
         replication,
         read_only: Some(read_only),
         primary_silent_ms,
-        semisync: Some(semisync),
+        semisync: Some(semisync.enabled),
+        semisync_clients: primary.then_some(semisync.clients),
+        commits_waiting_since_ms,
     })
 }
 
@@ -81,7 +88,10 @@ pub async fn sample_primary_stream(shared: std::sync::Arc<Shared>) {
     let mut conn = None;
     loop {
         tick.tick().await;
-        let replica = shared.spec().role == myset_api::Role::Replica;
+        let replica = shared.spec().role == Role::Replica;
+        if !replica {
+            shared.forget_primary_stream();
+        }
         if !replica || shared.server().phase != Phase::Running {
             conn = None;
             continue;
@@ -92,7 +102,7 @@ pub async fn sample_primary_stream(shared: std::sync::Arc<Shared>) {
         let Some(c) = conn.as_mut() else { continue };
         match tokio::time::timeout(PROBE_TIMEOUT, c.replication()).await {
             Ok(Ok(Some(r))) => {
-                shared.primary_silence(r.heartbeats, &r.received);
+                shared.primary_silence(&r);
             }
             Ok(Ok(None)) => {}
             _ => conn = None,

@@ -1,10 +1,11 @@
 //! State shared between the agent's supervisor, probes and HTTP handlers.
 
+use crate::clocks::{StreamClock, WaitClock};
 use crate::layout::InstanceLayout;
 use myset_api::{InstanceSpec, Phase, Secrets};
 use myset_mariadb::Binaries;
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -17,7 +18,13 @@ pub struct ServerState {
 }
 
 pub struct Shared {
+    /// The spec in force; held only to copy or replace it, never across I/O.
     spec: Mutex<InstanceSpec>,
+    /// Serialises spec changes across their write to disk, so the newest accepted spec is
+    /// the one on disk and a stale one is judged against the latest.
+    spec_writer: tokio::sync::Mutex<()>,
+    /// The one owner of the server's state: see [`ServerOps`].
+    server_ops: tokio::sync::Mutex<()>,
     /// Woken when the controller sends a new spec.
     pub spec_changed: Notify,
     server: Mutex<ServerState>,
@@ -27,7 +34,17 @@ pub struct Shared {
     pub stop: CancellationToken,
     pub fencing: Mutex<Fencing>,
     /// When a replica last saw its primary's heartbeats or events advance.
-    primary_heard: Mutex<Option<(u64, String, Instant)>>,
+    stream: Mutex<StreamClock>,
+    /// Since when the primary's commits wait for a semi-sync acknowledgement.
+    semisync_wait: Mutex<WaitClock>,
+}
+
+/// Proof that its holder is the only task changing the server's state (read_only, semi-sync,
+/// replication threads): orders, the supervisor's convergence and self-fencing each hold it
+/// for a whole step, so none of them acts on what another is half-way through changing.
+/// Reading the server (probes) needs no such proof.
+pub struct ServerOps<'a> {
+    _held: tokio::sync::MutexGuard<'a, ()>,
 }
 
 /// Why the server refuses writes beyond what its role implies.
@@ -60,6 +77,8 @@ impl Shared {
     ) -> Self {
         Shared {
             spec: Mutex::new(spec),
+            spec_writer: tokio::sync::Mutex::new(()),
+            server_ops: tokio::sync::Mutex::new(()),
             spec_changed: Notify::new(),
             server: Mutex::new(ServerState {
                 phase: Phase::Starting,
@@ -75,7 +94,15 @@ impl Shared {
                 self_fenced: None,
                 last_controller_contact: Instant::now(),
             }),
-            primary_heard: Mutex::new(None),
+            stream: Mutex::new(StreamClock::default()),
+            semisync_wait: Mutex::new(WaitClock::default()),
+        }
+    }
+
+    /// Waits for, and takes, the sole right to change the server's state.
+    pub async fn server_ops(&self) -> ServerOps<'_> {
+        ServerOps {
+            _held: self.server_ops.lock().await,
         }
     }
 
@@ -95,19 +122,34 @@ impl Shared {
         }
     }
 
-    /// Milliseconds since the primary's stream last advanced, given the latest replica status.
-    pub fn primary_silence(&self, heartbeats: u64, received: &str) -> u64 {
-        let mut heard = self.primary_heard.lock().expect("heard lock");
-        let now = Instant::now();
-        match heard.as_mut() {
-            Some((h, r, at)) if *h == heartbeats && r == received => {
-                now.duration_since(*at).as_millis() as u64
-            }
-            _ => {
-                *heard = Some((heartbeats, received.to_string(), now));
-                0
-            }
-        }
+    /// Records a sample of the replica's stream; returns the milliseconds since the primary
+    /// was last heard, None while unknown.
+    pub fn primary_silence(&self, r: &myset_api::ReplicationStatus) -> Option<u64> {
+        let silence = self.stream.lock().expect("stream lock").observe(
+            r.heartbeats,
+            &r.received,
+            r.io_running,
+            Instant::now(),
+        );
+        silence.map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    /// The server is no longer a replica: what it heard before says nothing about later.
+    pub fn forget_primary_stream(&self) {
+        self.stream.lock().expect("stream lock").forget();
+    }
+
+    /// Records whether commits wait for a semi-sync acknowledgement now; returns since when
+    /// (milliseconds since the Unix epoch) they have been waiting, None when none waits.
+    pub fn commits_waiting(&self, waiting: bool) -> Option<u64> {
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+            .unwrap_or(0);
+        self.semisync_wait
+            .lock()
+            .expect("semisync wait lock")
+            .observe(waiting, now_ms)
     }
 
     pub fn spec(&self) -> InstanceSpec {
@@ -116,8 +158,13 @@ impl Shared {
 
     /// Stores a new spec from the controller, durably, and wakes the supervisor. A spec from
     /// an older term is refused: a controller that has moved on is never overruled.
-    pub fn set_spec(&self, spec: InstanceSpec) -> Result<(), SpecError> {
-        let mut current = self.spec.lock().expect("spec lock");
+    ///
+    /// The write (with its fsync) runs on the blocking pool with no std lock held. A caller
+    /// that may be cancelled (an HTTP handler) must run this in its own task: cancelled after
+    /// the write, the disk would hold a spec the agent does not run.
+    pub async fn set_spec(&self, spec: InstanceSpec) -> Result<(), SpecError> {
+        let _writer = self.spec_writer.lock().await;
+        let current = self.spec();
         if !myset_core::failover::accept_term(current.term, spec.term) {
             return Err(SpecError::StaleTerm {
                 current: current.term,
@@ -125,12 +172,11 @@ impl Shared {
             });
         }
         let bytes = serde_json::to_vec_pretty(&spec).expect("spec serializes");
-        myset_os::write_atomic(&self.layout.spec_file(), &bytes, 0o600)?;
+        crate::blocking::write_atomic(self.layout.spec_file(), bytes, 0o600).await?;
         if spec.term > current.term || spec.role != current.role {
             self.fencing.lock().expect("fencing lock").self_fenced = None;
         }
-        *current = spec;
-        drop(current);
+        *self.spec.lock().expect("spec lock") = spec;
         self.spec_changed.notify_waiters();
         Ok(())
     }
@@ -158,7 +204,7 @@ impl Shared {
     }
 
     /// Waits for a spec change, at most `limit`.
-    pub async fn wait_for_spec_change(&self, limit: std::time::Duration) {
+    pub async fn wait_for_spec_change(&self, limit: Duration) {
         let _ = tokio::time::timeout(limit, self.spec_changed.notified()).await;
     }
 }
@@ -178,4 +224,52 @@ pub async fn stop_on_signal(shared: std::sync::Arc<Shared>) {
     }
     tracing::info!("stop requested by signal");
     shared.stop.cancel();
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::testing::{shared, spec};
+    use myset_api::{InstanceSpec, Role};
+    use std::sync::Arc;
+
+    fn on_disk(shared: &super::Shared) -> InstanceSpec {
+        serde_json::from_slice(&std::fs::read(shared.layout.spec_file()).unwrap()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_spec_of_an_older_term_is_refused_and_the_newest_is_on_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = shared(dir.path(), spec(Role::Replica, 3, None));
+        s.set_spec(spec(Role::Replica, 5, None)).await.unwrap();
+        let err = s.set_spec(spec(Role::Primary, 4, None)).await.unwrap_err();
+        assert!(matches!(
+            err,
+            super::SpecError::StaleTerm {
+                current: 5,
+                offered: 4
+            }
+        ));
+        assert_eq!(s.spec().term, 5);
+        assert_eq!(on_disk(&s), s.spec());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_specs_leave_the_newest_accepted_in_memory_and_on_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Arc::new(shared(dir.path(), spec(Role::Replica, 0, None)));
+        let terms = [7u64, 2, 9, 4, 9, 1, 8, 3, 6, 5];
+        let tasks: Vec<_> = terms
+            .iter()
+            .map(|&term| {
+                let s = s.clone();
+                tokio::spawn(async move { s.set_spec(spec(Role::Replica, term, None)).await })
+            })
+            .collect();
+        for t in tasks {
+            // Refusals are expected: whichever arrives after a newer term loses.
+            let _ = t.await.unwrap();
+        }
+        assert_eq!(s.spec().term, 9, "the newest term always wins");
+        assert_eq!(on_disk(&s), s.spec());
+    }
 }

@@ -33,7 +33,7 @@ pub async fn run(shared: Arc<Shared>) -> anyhow::Result<()> {
     let mut backoff = RESTART_BACKOFF_FIRST;
     loop {
         shared.set_phase(Phase::Starting);
-        let mut child = spawn_server(&shared, &shared.layout.data(), &[])?;
+        let mut child = spawn_server(&shared, &shared.layout.data(), &[]).await?;
         shared.set_pid(child.id());
         let started = tokio::select! {
             r = wait_until_answering(&shared, &mut child) => r,
@@ -75,16 +75,18 @@ enum Watch {
 async fn watch(shared: &Shared, child: &mut Child) -> Watch {
     let mut converged = false;
     loop {
-        if !converged || shared.server().phase != Phase::Running {
-            match role::converge(shared).await {
-                Ok(()) => {
-                    shared.set_phase(Phase::Running);
-                    converged = true;
-                }
-                Err(e) => tracing::warn!("cannot configure the server's role yet: {e:#}"),
+        let result = {
+            let ops = shared.server_ops().await;
+            role::converge(shared, &ops).await
+        };
+        match result {
+            Ok(()) if !converged || shared.server().phase != Phase::Running => {
+                shared.set_phase(Phase::Running);
+                converged = true;
             }
-        } else if let Err(e) = role::converge(shared).await {
-            tracing::warn!("re-converging the role failed: {e:#}");
+            Ok(()) => {}
+            Err(e) if converged => tracing::warn!("re-converging the role failed: {e:#}"),
+            Err(e) => tracing::warn!("cannot configure the server's role yet: {e:#}"),
         }
         tokio::select! {
             status = child.wait() => {
@@ -128,10 +130,14 @@ pub fn server_config(shared: &Shared, datadir: &Path) -> ServerConfig {
 }
 
 /// Renders the option file and starts mariadbd on `datadir` with `extra_args`.
-pub fn spawn_server(shared: &Shared, datadir: &Path, extra_args: &[&str]) -> anyhow::Result<Child> {
+pub async fn spawn_server(
+    shared: &Shared,
+    datadir: &Path,
+    extra_args: &[&str],
+) -> anyhow::Result<Child> {
     let layout = &shared.layout;
     let config = server_config(shared, datadir).render();
-    myset_os::write_atomic(&layout.server_config(), config.as_bytes(), 0o600)?;
+    crate::blocking::write_atomic(layout.server_config(), config.into_bytes(), 0o600).await?;
     let log = append_log(&layout.server_log())?;
     let child = Command::new(&shared.binaries.mariadbd)
         .arg(format!(

@@ -43,16 +43,61 @@ pub fn error_response(status: StatusCode, message: impl Into<String>) -> Respons
         .into_response()
 }
 
+/// Why a call failed. The variants never overlap, so a caller can tell a peer it cannot reach
+/// from one that answered in a way it did not expect.
 #[derive(Debug, thiserror::Error)]
 pub enum CallError {
+    /// No HTTP answer: connection refused, timeout, or the connection broke while the request
+    /// was sent or the answer received.
     #[error("cannot reach {url}: {source}")]
     Unreachable { url: String, source: reqwest::Error },
+    /// The server answered with an error status.
     #[error("{url} answered {status}: {message}")]
-    Refused {
+    Status {
         url: String,
         status: u16,
         message: String,
     },
+    /// The server answered with a success status, but the body is not what was asked for.
+    #[error("{url} answered with a body that does not decode: {source}")]
+    Undecodable {
+        url: String,
+        source: serde_json::Error,
+    },
+}
+
+impl CallError {
+    /// Whether the server sent an HTTP answer: the network path to it works.
+    pub fn answered(&self) -> bool {
+        match self {
+            CallError::Unreachable { .. } => false,
+            CallError::Status { .. } | CallError::Undecodable { .. } => true,
+        }
+    }
+
+    /// The HTTP status of an error answer.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            CallError::Status { status, .. } => Some(*status),
+            CallError::Unreachable { .. } | CallError::Undecodable { .. } => None,
+        }
+    }
+}
+
+/// How much of a non-JSON error body is quoted in a `Status` error.
+const ERROR_BODY_QUOTE: usize = 200;
+
+/// The message of an error answer: the `ApiError` text, or the start of whatever else came.
+fn error_message(body: &[u8]) -> String {
+    if let Ok(e) = serde_json::from_slice::<ApiError>(body) {
+        return e.error;
+    }
+    let text = String::from_utf8_lossy(body);
+    let text = text.trim();
+    if text.is_empty() {
+        return "no details".into();
+    }
+    text.chars().take(ERROR_BODY_QUOTE).collect()
 }
 
 /// A client for one control API.
@@ -115,39 +160,75 @@ impl Client {
         req
     }
 
+    fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    /// Sends `req` and returns the answer, whatever its status.
+    async fn answer(
+        &self,
+        req: reqwest::RequestBuilder,
+        path: &str,
+    ) -> Result<reqwest::Response, CallError> {
+        req.send().await.map_err(|source| CallError::Unreachable {
+            url: self.url(path),
+            source,
+        })
+    }
+
+    /// Sends `req` and returns a success answer; an error status becomes `CallError::Status`.
     async fn send(
         &self,
         req: reqwest::RequestBuilder,
         path: &str,
     ) -> Result<reqwest::Response, CallError> {
-        let url = format!("{}{}", self.base, path);
-        let resp = req.send().await.map_err(|source| CallError::Unreachable {
-            url: url.clone(),
-            source,
-        })?;
+        let resp = self.answer(req, path).await?;
         if resp.status().is_success() {
             return Ok(resp);
         }
         let status = resp.status().as_u16();
-        let message = match resp.json::<ApiError>().await {
-            Ok(e) => e.error,
-            Err(_) => "no details".into(),
-        };
-        Err(CallError::Refused {
-            url,
+        let body = self.body(resp, path).await?;
+        Err(CallError::Status {
+            url: self.url(path),
             status,
-            message,
+            message: error_message(&body),
         })
+    }
+
+    /// Reads a whole body; a connection that breaks meanwhile is `Unreachable`.
+    async fn body(&self, resp: reqwest::Response, path: &str) -> Result<bytes::Bytes, CallError> {
+        resp.bytes().await.map_err(|source| CallError::Unreachable {
+            url: self.url(path),
+            source,
+        })
+    }
+
+    async fn decode<T: DeserializeOwned>(
+        &self,
+        resp: reqwest::Response,
+        path: &str,
+    ) -> Result<T, CallError> {
+        let body = self.body(resp, path).await?;
+        serde_json::from_slice(&body).map_err(|source| CallError::Undecodable {
+            url: self.url(path),
+            source,
+        })
+    }
+
+    /// Checks that `path` answers, without reading the body: the HTTP status of any answer,
+    /// error statuses included. Only `CallError::Unreachable` is returned as an error.
+    pub async fn probe(&self, path: &str) -> Result<u16, CallError> {
+        let resp = self
+            .answer(self.request(reqwest::Method::GET, path), path)
+            .await?;
+        Ok(resp.status().as_u16())
     }
 
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, CallError> {
         let resp = self
             .send(self.request(reqwest::Method::GET, path), path)
             .await?;
-        let url = format!("{}{}", self.base, path);
-        resp.json()
-            .await
-            .map_err(|source| CallError::Unreachable { url, source })
+        self.decode(resp, path).await
     }
 
     pub async fn put<B: Serialize>(&self, path: &str, body: &B) -> Result<(), CallError> {
@@ -165,10 +246,7 @@ impl Client {
         let resp = self
             .send(self.request(reqwest::Method::POST, path).json(body), path)
             .await?;
-        let url = format!("{}{}", self.base, path);
-        resp.json()
-            .await
-            .map_err(|source| CallError::Unreachable { url, source })
+        self.decode(resp, path).await
     }
 
     pub async fn post(&self, path: &str) -> Result<(), CallError> {
@@ -187,6 +265,107 @@ impl Client {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    use axum::routing::get;
+    use axum::Router;
+    use std::net::SocketAddr;
+
+    /// An agent-like server with the token middleware, on a free loopback port.
+    async fn server() -> SocketAddr {
+        let app = Router::new()
+            .route("/text", get(|| async { "ok\n" }))
+            .route("/json", get(|| async { Json(serde_json::json!({"n": 1})) }))
+            .route(
+                "/unavailable",
+                get(|| async { error_response(StatusCode::SERVICE_UNAVAILABLE, "not ready") }),
+            )
+            .layer(axum::middleware::from_fn_with_state(
+                Token("secret".into()),
+                require_token,
+            ));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        addr
+    }
+
+    fn client(addr: SocketAddr, token: &str) -> Client {
+        Client::new(format!("http://{addr}"), token, Duration::from_secs(5))
+    }
+
+    /// A loopback port nothing listens on: bound, then released.
+    fn closed_port() -> SocketAddr {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_success_answer_that_does_not_decode_is_undecodable_and_answered() {
+        let c = client(server().await, "secret");
+        let err = c.get::<serde_json::Value>("/text").await.unwrap_err();
+        assert!(matches!(err, CallError::Undecodable { .. }), "{err:?}");
+        assert!(err.answered());
+        assert_eq!(err.status(), None);
+        let n: serde_json::Value = c.get("/json").await.unwrap();
+        assert_eq!(n["n"], 1);
+    }
+
+    #[tokio::test]
+    async fn an_error_status_is_status_and_answered() {
+        let addr = server().await;
+        let err = client(addr, "secret")
+            .get::<serde_json::Value>("/unavailable")
+            .await
+            .unwrap_err();
+        match &err {
+            CallError::Status {
+                status, message, ..
+            } => {
+                assert_eq!(*status, 503);
+                assert_eq!(message, "not ready");
+            }
+            other => panic!("expected Status, got {other:?}"),
+        }
+        assert!(err.answered());
+        let wrong_token = client(addr, "wrong")
+            .get::<serde_json::Value>("/json")
+            .await;
+        assert_eq!(wrong_token.unwrap_err().status(), Some(401));
+    }
+
+    #[tokio::test]
+    async fn a_closed_port_is_unreachable_and_not_answered() {
+        let err = client(closed_port(), "secret")
+            .get::<serde_json::Value>("/json")
+            .await
+            .unwrap_err();
+        assert!(matches!(err, CallError::Unreachable { .. }), "{err:?}");
+        assert!(!err.answered());
+    }
+
+    #[tokio::test]
+    async fn probe_reports_any_answer_without_decoding() {
+        let addr = server().await;
+        assert_eq!(client(addr, "secret").probe("/text").await.unwrap(), 200);
+        assert_eq!(
+            client(addr, "secret").probe("/unavailable").await.unwrap(),
+            503
+        );
+        assert_eq!(client(addr, "wrong").probe("/text").await.unwrap(), 401);
+        let err = client(closed_port(), "secret")
+            .probe("/text")
+            .await
+            .unwrap_err();
+        assert!(!err.answered());
+    }
+
+    #[test]
+    fn error_messages_quote_api_errors_or_plain_bodies() {
+        assert_eq!(error_message(br#"{"error":"no"}"#), "no");
+        assert_eq!(error_message(b"  plain words\n"), "plain words");
+        assert_eq!(error_message(b""), "no details");
+        assert_eq!(error_message(&[b'x'; 1000]).len(), ERROR_BODY_QUOTE);
+    }
 
     #[test]
     fn token_comparison() {

@@ -14,6 +14,24 @@ pub enum ClientError {
     Timeout(Duration),
     #[error("{0}")]
     Sql(#[from] mysql_async::Error),
+    /// The server answered, but not in the shape myset relies on (a column or row missing, a
+    /// value that does not parse): reading on would act on a guess.
+    #[error("unexpected answer to {statement:?}: {problem}")]
+    Unexpected {
+        statement: &'static str,
+        problem: String,
+    },
+}
+
+/// The primary side of semi-synchronous replication.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SemisyncState {
+    /// Commits wait for a replica's acknowledgement.
+    pub enabled: bool,
+    /// Replicas connected as acknowledgers.
+    pub clients: u32,
+    /// Sessions waiting for an acknowledgement right now.
+    pub waiting_sessions: u32,
 }
 
 /// A connection used for administration, every operation bounded by `timeout`.
@@ -94,7 +112,12 @@ impl AdminClient {
     pub async fn positions(&mut self) -> Result<(GtidPositions, bool), ClientError> {
         let row: Option<(String, String, String, i64)> =
             bounded(self.timeout, self.conn.query_first(sql::GTID_POSITIONS)).await?;
-        let (current, binlog, slave, read_only) = row.unwrap_or_default();
+        let Some((current, binlog, slave, read_only)) = row else {
+            return Err(ClientError::Unexpected {
+                statement: sql::GTID_POSITIONS,
+                problem: "no row".into(),
+            });
+        };
         Ok((
             GtidPositions {
                 current,
@@ -105,40 +128,45 @@ impl AdminClient {
         ))
     }
 
-    /// The replication threads, or None when the server is not configured as a replica.
+    /// The default connection's replication threads, or None when the server is not
+    /// configured as a replica.
     pub async fn replication(&mut self) -> Result<Option<ReplicationStatus>, ClientError> {
-        let rows = self.rows(sql::REPLICA_STATUS).await?;
-        let Some(row) = rows.into_iter().next() else {
-            return Ok(None);
-        };
-        let text = |name: &str| -> Option<String> {
-            row.get_opt::<Option<String>, _>(name)
-                .and_then(|r| r.ok())
-                .flatten()
-        };
-        let io = text("Slave_IO_Running").unwrap_or_default();
-        let sql_thread = text("Slave_SQL_Running").unwrap_or_default();
-        let last_error = [text("Last_IO_Error"), text("Last_SQL_Error")]
+        let timeout = self.timeout;
+        let conn = &mut self.conn;
+        let rows: Vec<Row> = bounded(timeout, conn.query(sql::REPLICA_STATUS)).await?;
+        for row in rows {
+            let columns = named_text(row);
+            let column = |name: &str| {
+                columns
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .map(|(_, v)| v.clone())
+            };
+            let unexpected = |problem| ClientError::Unexpected {
+                statement: sql::REPLICA_STATUS,
+                problem,
+            };
+            let name = column(sql::replica_status::CONNECTION_NAME)
+                .ok_or_else(|| unexpected("no Connection_name column".into()))?;
+            if name.as_deref() == Some("") {
+                return parse_replica_status(column).map(Some).map_err(unexpected);
+            }
+        }
+        Ok(None)
+    }
+
+    /// Semi-sync on the primary side; bounded like every call.
+    pub async fn semisync(&mut self) -> Result<SemisyncState, ClientError> {
+        let row = self
+            .text_rows(sql::SEMISYNC_STATE)
+            .await?
             .into_iter()
-            .flatten()
-            .find(|e| !e.is_empty());
-        let source = format!(
-            "{}:{}",
-            text("Master_Host").unwrap_or_default(),
-            text("Master_Port").unwrap_or_default()
-        );
-        Ok(Some(ReplicationStatus {
-            source,
-            received: text("Gtid_IO_Pos").unwrap_or_default(),
-            heartbeats: text("Slave_received_heartbeats")
-                .and_then(|h| h.parse().ok())
-                .unwrap_or_default(),
-            io_running: io == "Yes",
-            sql_running: sql_thread == "Yes",
-            seconds_behind: text("Seconds_Behind_Master").and_then(|s| s.parse().ok()),
-            last_error,
-            sql_error: text("Last_SQL_Error").filter(|e| !e.is_empty()),
-        }))
+            .next()
+            .unwrap_or_default();
+        parse_semisync(&row).map_err(|problem| ClientError::Unexpected {
+            statement: sql::SEMISYNC_STATE,
+            problem,
+        })
     }
 
     /// One scalar value of the first row, as text.
@@ -156,6 +184,73 @@ impl AdminClient {
     }
 }
 
+/// Reads one row of [`sql::REPLICA_STATUS`]. `column` looks a column up by name: None when the
+/// server's output has no such column, `Some(None)` for NULL. A missing column is an error,
+/// never a default: a column read as 0 because it does not exist is how a replica once counted
+/// no heartbeats from a live primary.
+pub fn parse_replica_status(
+    column: impl Fn(&str) -> Option<Option<String>>,
+) -> Result<ReplicationStatus, String> {
+    use sql::replica_status as col;
+    let nullable = |name: &str| column(name).ok_or_else(|| format!("no {name} column"));
+    let text = |name: &str| nullable(name)?.ok_or_else(|| format!("{name} is NULL"));
+    let number = |name: &str, value: &str| {
+        value
+            .parse::<u64>()
+            .map_err(|_| format!("{name} is {value:?}, not a number"))
+    };
+    let error = |name: &str| -> Result<Option<String>, String> {
+        Ok(nullable(name)?.filter(|e| !e.is_empty()))
+    };
+    let port = text(col::MASTER_PORT)?;
+    number(col::MASTER_PORT, &port)?;
+    let heartbeats = text(col::HEARTBEATS)?;
+    let seconds_behind = match nullable(col::SECONDS_BEHIND)? {
+        Some(s) => Some(number(col::SECONDS_BEHIND, &s)?),
+        None => None,
+    };
+    let io_error = error(col::LAST_IO_ERROR)?;
+    let sql_error = error(col::LAST_SQL_ERROR)?;
+    Ok(ReplicationStatus {
+        source: format!("{}:{port}", text(col::MASTER_HOST)?),
+        received: text(col::RECEIVED)?,
+        heartbeats: number(col::HEARTBEATS, &heartbeats)?,
+        // Anything but "Yes" ("No", "Connecting", "Preparing") means not receiving/applying.
+        io_running: text(col::IO_RUNNING)? == "Yes",
+        sql_running: text(col::SQL_RUNNING)? == "Yes",
+        seconds_behind,
+        last_error: io_error.or(sql_error.clone()),
+        sql_error,
+    })
+}
+
+/// Reads the row of [`sql::SEMISYNC_STATE`].
+pub fn parse_semisync(row: &[Option<String>]) -> Result<SemisyncState, String> {
+    let [enabled, clients, waiting] = row else {
+        return Err(format!("expected 3 values, got {}", row.len()));
+    };
+    let number = |what: &str, v: &Option<String>| -> Result<u32, String> {
+        let v = v.as_deref().ok_or_else(|| format!("{what} is missing"))?;
+        v.parse()
+            .map_err(|_| format!("{what} is {v:?}, not a number"))
+    };
+    Ok(SemisyncState {
+        enabled: number("rpl_semi_sync_master_enabled", enabled)? != 0,
+        clients: number("Rpl_semi_sync_master_clients", clients)?,
+        waiting_sessions: number("Rpl_semi_sync_master_wait_sessions", waiting)?,
+    })
+}
+
+/// A row's values as text, each with its column name.
+fn named_text(row: Row) -> Vec<(String, Option<String>)> {
+    let names: Vec<String> = row
+        .columns_ref()
+        .iter()
+        .map(|c| c.name_str().into_owned())
+        .collect();
+    names.into_iter().zip(row_text(row)).collect()
+}
+
 fn row_text(row: Row) -> Vec<Option<String>> {
     row.unwrap().into_iter().map(value_text).collect()
 }
@@ -170,5 +265,111 @@ fn value_text(v: mysql_async::Value) -> Option<String> {
         Value::Float(f) => Some(f.to_string()),
         Value::Double(d) => Some(d.to_string()),
         other => Some(other.as_sql(true).trim_matches('\'').to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    const CONNECTED: &str = include_str!("../tests/fixtures/show_all_slaves_status_10.11.txt");
+    const PRIMARY_GONE: &str =
+        include_str!("../tests/fixtures/show_all_slaves_status_primary_gone_10.11.txt");
+
+    /// The first row of the `mariadb` client's vertical (`\G`) output, NULL as None.
+    fn vertical_row(output: &str) -> BTreeMap<String, Option<String>> {
+        output
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .skip_while(|l| !l.contains(". row ***"))
+            .skip(1)
+            .take_while(|l| !l.contains(". row ***"))
+            .map(|l| {
+                let (name, value) = l.trim_start().split_once(':').expect("name: value");
+                let value = value.strip_prefix(' ').unwrap_or(value);
+                (
+                    name.to_string(),
+                    (value != "NULL").then(|| value.to_string()),
+                )
+            })
+            .collect()
+    }
+
+    fn parse(row: &BTreeMap<String, Option<String>>) -> Result<ReplicationStatus, String> {
+        parse_replica_status(|name| row.get(name).cloned())
+    }
+
+    #[test]
+    fn a_real_10_11_server_has_every_column_myset_reads() {
+        for fixture in [CONNECTED, PRIMARY_GONE] {
+            let row = vertical_row(fixture);
+            for name in sql::replica_status::ALL {
+                assert!(row.contains_key(name), "no {name} in the fixture");
+            }
+        }
+        let row = vertical_row(CONNECTED);
+        assert_eq!(row["Connection_name"].as_deref(), Some(""));
+    }
+
+    #[test]
+    fn a_replica_of_an_idle_primary_counts_its_heartbeats() {
+        let r = parse(&vertical_row(CONNECTED)).unwrap();
+        assert_eq!(
+            r,
+            ReplicationStatus {
+                source: "127.0.0.1:38683".into(),
+                received: "0-100-6".into(),
+                heartbeats: 21,
+                io_running: true,
+                sql_running: true,
+                seconds_behind: Some(0),
+                last_error: None,
+                sql_error: None,
+            }
+        );
+    }
+
+    #[test]
+    fn a_replica_whose_primary_is_gone_shows_a_connection_error() {
+        let r = parse(&vertical_row(PRIMARY_GONE)).unwrap();
+        assert!(!r.io_running);
+        assert!(r.sql_running);
+        assert_eq!(r.seconds_behind, None);
+        assert_eq!(r.heartbeats, 22);
+        assert!(r.last_error.unwrap().contains("Connection refused"));
+        assert_eq!(r.sql_error, None);
+    }
+
+    #[test]
+    fn a_missing_or_garbled_column_is_an_error_not_a_default() {
+        let mut row = vertical_row(CONNECTED);
+        // What SHOW SLAVE STATUS returns on 10.11: no heartbeat count.
+        row.remove("Slave_received_heartbeats");
+        assert!(parse(&row)
+            .unwrap_err()
+            .contains("Slave_received_heartbeats"));
+        let mut row = vertical_row(CONNECTED);
+        row.insert("Seconds_Behind_Master".into(), Some("soon".into()));
+        assert!(parse(&row).unwrap_err().contains("Seconds_Behind_Master"));
+        let mut row = vertical_row(CONNECTED);
+        row.insert("Gtid_IO_Pos".into(), None);
+        assert!(parse(&row).unwrap_err().contains("Gtid_IO_Pos"));
+    }
+
+    #[test]
+    fn semisync_state_is_read_strictly() {
+        let row = |v: [&str; 3]| v.map(|s| Some(s.to_string())).to_vec();
+        assert_eq!(
+            parse_semisync(&row(["1", "2", "0"])).unwrap(),
+            SemisyncState {
+                enabled: true,
+                clients: 2,
+                waiting_sessions: 0
+            }
+        );
+        assert!(parse_semisync(&row(["1", "x", "0"])).is_err());
+        assert!(parse_semisync(&[Some("1".into()), None, Some("0".into())]).is_err());
+        assert!(parse_semisync(&[]).is_err());
     }
 }

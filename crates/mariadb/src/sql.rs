@@ -91,12 +91,52 @@ pub const SET_READ_WRITE: &str = "SET GLOBAL read_only = 0";
 pub const STOP_REPLICA: &str = "STOP SLAVE";
 pub const START_REPLICA: &str = "START SLAVE";
 pub const RESET_REPLICA: &str = "RESET SLAVE ALL";
-pub const REPLICA_STATUS: &str = "SHOW SLAVE STATUS";
+/// Replication status, one row per connection; myset uses only the default connection
+/// (`Connection_name` ''). Not `SHOW SLAVE STATUS`: on 10.11 that lacks
+/// `Slave_received_heartbeats`, so an idle primary would look silent.
+pub const REPLICA_STATUS: &str = "SHOW ALL SLAVES STATUS";
+
+/// The columns of [`REPLICA_STATUS`] myset reads, pinned by a test against a real 10.11
+/// server's output (`tests/fixtures/`).
+pub mod replica_status {
+    pub const CONNECTION_NAME: &str = "Connection_name";
+    pub const MASTER_HOST: &str = "Master_Host";
+    pub const MASTER_PORT: &str = "Master_Port";
+    pub const IO_RUNNING: &str = "Slave_IO_Running";
+    pub const SQL_RUNNING: &str = "Slave_SQL_Running";
+    pub const SECONDS_BEHIND: &str = "Seconds_Behind_Master";
+    pub const LAST_IO_ERROR: &str = "Last_IO_Error";
+    pub const LAST_SQL_ERROR: &str = "Last_SQL_Error";
+    /// The GTID position received from the primary (relay log included).
+    pub const RECEIVED: &str = "Gtid_IO_Pos";
+    pub const HEARTBEATS: &str = "Slave_received_heartbeats";
+
+    /// Every column above.
+    pub const ALL: [&str; 10] = [
+        CONNECTION_NAME,
+        MASTER_HOST,
+        MASTER_PORT,
+        IO_RUNNING,
+        SQL_RUNNING,
+        SECONDS_BEHIND,
+        LAST_IO_ERROR,
+        LAST_SQL_ERROR,
+        RECEIVED,
+        HEARTBEATS,
+    ];
+}
 pub const GTID_POSITIONS: &str =
     "SELECT @@GLOBAL.gtid_current_pos, @@GLOBAL.gtid_binlog_pos, @@GLOBAL.gtid_slave_pos, @@GLOBAL.read_only";
 
 pub const STOP_RECEIVING: &str = "STOP SLAVE IO_THREAD";
-pub const SEMISYNC_STATE: &str = "SELECT @@GLOBAL.rpl_semi_sync_master_enabled";
+/// The primary side of semi-sync in one row: whether commits wait for an acknowledgement
+/// (0/1), how many replicas are connected as acknowledgers, and how many sessions are waiting
+/// for one right now. A status subquery is NULL when the server lacks that variable.
+pub const SEMISYNC_STATE: &str = "SELECT @@GLOBAL.rpl_semi_sync_master_enabled, \
+    (SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS \
+     WHERE VARIABLE_NAME = 'RPL_SEMI_SYNC_MASTER_CLIENTS'), \
+    (SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS \
+     WHERE VARIABLE_NAME = 'RPL_SEMI_SYNC_MASTER_WAIT_SESSIONS')";
 
 /// Whether commits on this server wait for a replica's acknowledgement (primary side only).
 pub fn set_semisync(enabled: bool) -> String {
@@ -114,8 +154,8 @@ pub fn sessions_of(user: &str) -> String {
     )
 }
 
-pub fn kill_session(id: &str) -> String {
-    format!("KILL CONNECTION {}", id.parse::<u64>().unwrap_or(0))
+pub fn kill_session(id: u64) -> String {
+    format!("KILL CONNECTION {id}")
 }
 
 /// Points a replica at `primary`, resuming from its own GTID position (`current_pos`, so a
@@ -138,14 +178,19 @@ pub fn set_replica_position(gtid: &str) -> String {
 }
 
 /// Reads the GTID of a prepared clone from mariadb-backup's `xtrabackup_binlog_info`
-/// (`file<TAB>position<TAB>gtid`). An empty or absent GTID means the donor had written nothing.
-pub fn clone_gtid(binlog_info: &str) -> String {
-    binlog_info
-        .lines()
-        .next()
-        .and_then(|l| l.split('\t').nth(2))
-        .map(|g| g.trim().to_string())
-        .unwrap_or_default()
+/// (`file<TAB>position<TAB>gtid`). An empty or absent third field means the donor had written
+/// nothing. None when the text is not of that form: the clone's position is then unknown, and
+/// guessing it would replicate from the wrong place.
+pub fn clone_gtid(binlog_info: &str) -> Option<String> {
+    let line = binlog_info.lines().next()?;
+    let mut fields = line.split('\t');
+    fields.next().filter(|file| !file.trim().is_empty())?;
+    fields.next()?.trim().parse::<u64>().ok()?;
+    let gtid = fields.next().map(str::trim).unwrap_or("");
+    if fields.next().is_some() {
+        return None;
+    }
+    Some(gtid.to_string())
 }
 
 #[cfg(test)]
@@ -166,12 +211,37 @@ mod tests {
 
     #[test]
     fn clone_gtid_reads_the_third_field() {
-        assert_eq!(clone_gtid("mysql-bin.000002\t1234\t0-100-7\n"), "0-100-7");
+        let gtid = |info: &str| clone_gtid(info);
         assert_eq!(
-            clone_gtid("mysql-bin.000002\t1234\t0-100-7,1-101-3"),
-            "0-100-7,1-101-3"
+            gtid("mysql-bin.000002\t1234\t0-100-7\n").as_deref(),
+            Some("0-100-7")
         );
-        assert_eq!(clone_gtid("mysql-bin.000001\t329\n"), "");
-        assert_eq!(clone_gtid(""), "");
+        assert_eq!(
+            gtid("mysql-bin.000002\t1234\t0-100-7,1-101-3").as_deref(),
+            Some("0-100-7,1-101-3")
+        );
+        assert_eq!(gtid("mysql-bin.000001\t329\n").as_deref(), Some(""));
+        assert_eq!(gtid("mysql-bin.000001\t329\t\n").as_deref(), Some(""));
+    }
+
+    #[test]
+    fn clone_gtid_refuses_what_is_not_a_binlog_info() {
+        for garbled in [
+            "",
+            "\n",
+            "mysql-bin.000001",
+            "mysql-bin.000001\tx\t0-1-2",
+            "\t329\t0-1-2",
+        ] {
+            assert_eq!(clone_gtid(garbled), None, "{garbled:?}");
+        }
+    }
+
+    #[test]
+    fn replica_status_reads_every_column_once() {
+        let mut names = replica_status::ALL.to_vec();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), replica_status::ALL.len());
     }
 }
