@@ -1,6 +1,6 @@
 //! What the CLI prints.
 
-use myset_api::{ClusterState, ClusterStatus, Credentials, Event, InstanceStatus};
+use myset_api::{ClusterState, ClusterStatus, Condition, Credentials, Event, InstanceStatus};
 use myset_local::ClusterDir;
 
 pub fn connection_help(status: &ClusterStatus, dir: &ClusterDir) {
@@ -35,15 +35,27 @@ fn split(address: &str) -> (&str, &str) {
 }
 
 pub fn status_table(s: &ClusterStatus) {
-    let running = if s.running { "running" } else { "stopped" };
+    let running = match s.controller_pid {
+        Some(pid) if s.running => format!("running (controller pid {pid})"),
+        _ if s.running => "running".to_string(),
+        _ => "stopped".to_string(),
+    };
     println!(
         "cluster {}  {running}  primary {}-{}  term {}  replicas {}",
         s.name, s.name, s.primary, s.term, s.replicas
     );
+    let durability = if s.durability_in_force == s.durability {
+        s.durability.to_string()
+    } else {
+        format!("{} (asked {})", s.durability_in_force, s.durability)
+    };
     println!(
-        "rw {}  ro {}  durability {}",
-        s.endpoints.rw, s.endpoints.ro, s.durability
+        "rw {}  ro {}  durability {durability}",
+        s.endpoints.rw, s.endpoints.ro
     );
+    for c in &s.conditions {
+        println!("warning: {}", condition(c, &s.name));
+    }
     if let Some(c) = &s.last_primary_change {
         println!(
             "last primary change: {} at {}, term {}, {}-{} -> {}-{}: {}",
@@ -81,6 +93,17 @@ pub fn status_table(s: &ClusterStatus) {
             opt(i.pid),
             opt(i.agent_pid),
         );
+    }
+}
+
+/// One condition in words, with times as people read them.
+fn condition(c: &Condition, cluster: &str) -> String {
+    match c {
+        Condition::CommitsWaiting { ordinal, since_ms } => format!(
+            "commits on {cluster}-{ordinal} have been waiting for a replica's acknowledgement since {}",
+            utc(*since_ms as f64 / 1000.0)
+        ),
+        other => other.to_string(),
     }
 }
 
@@ -136,7 +159,7 @@ fn escape(s: &str) -> String {
 
 pub fn events(events: &[Event]) {
     for e in events {
-        println!("{}  {:<16} {}", utc(e.at), e.kind, e.message);
+        println!("{}  {:<26} {}", utc(e.at), e.kind.to_string(), e.message);
     }
 }
 

@@ -36,6 +36,17 @@ fn main() -> ExitCode {
         }
     };
     init_tracing(&cli.command);
+    if !matches!(
+        cli.command,
+        Command::Agent { .. } | Command::Controller { .. }
+    ) {
+        // A CLI whose output is piped into `head` should end quietly when the pipe closes,
+        // as other command-line tools do, not panic on a failed print.
+        // SAFETY: setting a signal's disposition to the default before any thread starts.
+        unsafe {
+            nix::libc::signal(nix::libc::SIGPIPE, nix::libc::SIG_DFL);
+        }
+    }
     // Entering a network namespace only moves the calling thread, so it happens before the
     // async runtime starts its threads (they inherit it).
     let host_netns = match enter_netns(&cli.command) {

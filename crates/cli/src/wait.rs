@@ -7,6 +7,9 @@ use myset_local::{ClusterDir, ControllerInfo};
 use std::time::{Duration, Instant};
 
 const POLL: Duration = Duration::from_millis(250);
+/// A dead controller is restarted by an agent within a fraction of a second; gone longer than
+/// this, it is not coming back by itself (or keeps dying), and waiting is pointless.
+const CONTROLLER_GONE: Duration = Duration::from_secs(5);
 
 pub fn api_client(dir: &ClusterDir, info: &ControllerInfo) -> anyhow::Result<myset_http::Client> {
     let secrets = dir.load_secrets()?;
@@ -66,6 +69,8 @@ pub async fn converged(
     bar.enable_steady_tick(Duration::from_millis(120));
     let deadline = Instant::now() + timeout;
     let mut last: Option<ClusterStatus> = None;
+    let mut api = api.clone();
+    let mut missing_since: Option<Instant> = None;
     let result = loop {
         match api.get::<ClusterStatus>("/status").await {
             Ok(status) => {
@@ -75,14 +80,23 @@ pub async fn converged(
                 }
                 last = Some(status);
             }
-            Err(e) if ControllerInfo::find(dir).is_none() => {
-                break Err(anyhow::anyhow!(
-                    "the controller stopped ({e}): {} (log: {})",
-                    controller_last_words(dir),
-                    dir.controller_log().display()
-                ));
-            }
-            Err(_) => {}
+            Err(e) => match ControllerInfo::find(dir) {
+                // A controller that died is restarted by the agents: follow the new one.
+                Some(info) => {
+                    missing_since = None;
+                    api = api_client(dir, &info)?;
+                }
+                None => {
+                    let since = *missing_since.get_or_insert_with(Instant::now);
+                    if dir.stop_marker().exists() || since.elapsed() > CONTROLLER_GONE {
+                        break Err(anyhow::anyhow!(
+                            "the controller stopped ({e}): {} (log: {})",
+                            controller_last_words(dir),
+                            dir.controller_log().display()
+                        ));
+                    }
+                }
+            },
         }
         if Instant::now() > deadline {
             let detail = last.as_ref().map(summary).unwrap_or_default();
@@ -116,12 +130,8 @@ fn summary(status: &ClusterStatus) -> String {
 }
 
 pub async fn process_gone(pid: u32, limit: Duration) -> anyhow::Result<()> {
-    let deadline = Instant::now() + limit;
-    while myset_os::pid_alive(pid) {
-        if Instant::now() > deadline {
-            bail!("process {pid} did not stop within {}s", limit.as_secs());
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+    if !myset_os::wait_gone(pid, limit).await {
+        bail!("process {pid} did not stop within {}s", limit.as_secs());
     }
     Ok(())
 }

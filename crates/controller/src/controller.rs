@@ -49,6 +49,15 @@ impl Timing {
     }
 }
 
+/// How the agent of an instance is restarted when it keeps dying: a few times at once (a
+/// killed Pod comes back at once), then ever more slowly, like a Pod's CrashLoopBackOff.
+const AGENT_RESTARTS: myset_core::RestartPolicy = myset_core::RestartPolicy {
+    burst: 5,
+    window_ms: 60_000,
+    first_delay_ms: 1_000,
+    max_delay_ms: 30_000,
+};
+
 /// What the controller last saw of one ordinal.
 #[derive(Default)]
 pub(crate) struct Observed {
@@ -62,6 +71,9 @@ pub(crate) struct Observed {
     sent: Option<InstanceSpec>,
     /// Whether this controller has started the instance's agent before.
     started: bool,
+    /// When this controller started the instance's agent (ms), to space out restarts of an
+    /// agent that keeps dying.
+    starts: Vec<u64>,
 }
 
 /// The reconcile steps, for reporting a failing one once rather than every second.
@@ -568,8 +580,22 @@ impl<R: Runtime> Controller<R> {
         let ready = self.ready_ordinals();
         let busy = self.busy.lock().expect("busy lock").clone();
         let mut failures = Vec::new();
+        let now_ms = self.now_ms();
         for &ordinal in state.members.difference(&busy) {
             if self.runtime.agent_pid(ordinal).is_some() {
+                continue;
+            }
+            let starts = self.observed_starts(ordinal);
+            if let myset_core::RestartDecision::Later { at_ms, recent } =
+                myset_core::restart_decision(&starts, now_ms, AGENT_RESTARTS)
+            {
+                self.note(
+                    ordinal,
+                    format!(
+                        "its agent died {recent} times within a minute; next start in {:.1}s (see its agent.log)",
+                        at_ms.saturating_sub(now_ms) as f64 / 1000.0
+                    ),
+                );
                 continue;
             }
             let has_data = self.runtime.has_data(ordinal);
@@ -622,6 +648,8 @@ impl<R: Runtime> Controller<R> {
                     entry.sent = Some(spec);
                     entry.started = true;
                     entry.readiness = Readiness::default();
+                    entry.starts.push(now_ms);
+                    myset_core::restart::prune_history(&mut entry.starts, now_ms, AGENT_RESTARTS);
                 }
                 Err(e) => {
                     let why = format!("cannot start {name}: {e:#}");
@@ -635,6 +663,15 @@ impl<R: Runtime> Controller<R> {
         } else {
             anyhow::bail!("{}", failures.join("; "))
         }
+    }
+
+    fn observed_starts(&self, ordinal: u32) -> Vec<u64> {
+        self.observed
+            .lock()
+            .expect("observed lock")
+            .get(&ordinal)
+            .map(|ob| ob.starts.clone())
+            .unwrap_or_default()
     }
 
     fn note(&self, ordinal: u32, note: String) {
