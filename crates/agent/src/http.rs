@@ -46,7 +46,7 @@ async fn note_controller(
 ) -> Response {
     let term = req
         .headers()
-        .get(crate::state::CONTROLLER_TERM_HEADER)
+        .get(myset_api::CONTROLLER_TERM_HEADER)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if let Some(term) = term {

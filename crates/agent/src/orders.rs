@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// How long a promotion may wait for the relay log to be applied.
-const APPLY_TIMEOUT_SECONDS: u64 = 60;
 /// How long a peer may take to answer the isolation check.
 const PEER_CHECK_TIMEOUT: Duration = Duration::from_millis(500);
 /// How often a primary checks whether it is isolated.
@@ -175,7 +174,8 @@ async fn promote(
 /// Waits until the server's history (gtid_current_pos, which also covers a former primary's own
 /// binlog) contains `target`, failing fast if the SQL thread stops with an error.
 async fn wait_applied(c: &mut AdminClient, target: &GtidPos) -> Result<(), OrderError> {
-    let deadline = Instant::now() + Duration::from_secs(APPLY_TIMEOUT_SECONDS);
+    let limit = myset_api::limits::APPLY_TIMEOUT;
+    let deadline = Instant::now() + limit;
     loop {
         let (gtid, _) = c.positions().await?;
         // Never read as empty: an empty position is contained in everything.
@@ -195,7 +195,8 @@ async fn wait_applied(c: &mut AdminClient, target: &GtidPos) -> Result<(), Order
         }
         if Instant::now() > deadline {
             return Err(OrderError::Failed(anyhow::anyhow!(
-                "did not apply up to {target} within {APPLY_TIMEOUT_SECONDS}s (at {current})"
+                "did not apply up to {target} within {}s (at {current})",
+                limit.as_secs()
             )));
         }
         tokio::time::sleep(Duration::from_millis(10)).await;

@@ -57,9 +57,6 @@ pub struct Fencing {
     pub last_controller_contact: Instant,
 }
 
-/// The controller's calls carry its term in this header, which tells the agent it is in contact.
-pub const CONTROLLER_TERM_HEADER: &str = "x-myset-controller-term";
-
 #[derive(Debug, thiserror::Error)]
 pub enum SpecError {
     #[error("spec of term {offered} refused: this agent is at term {current}")]

@@ -216,16 +216,9 @@ async fn wait_until_answering(shared: &Shared, child: &mut Child) -> anyhow::Res
 /// not asked to stop: it may be a frozen former primary, and letting it run again, even to shut
 /// down, could commit writes nobody else has. InnoDB and sync_binlog make the kill safe.
 pub async fn stop_leftover_server(layout: &InstanceLayout) {
-    let Some(pid) = myset_os::read_pid(&layout.server_pid_file()) else {
-        return;
-    };
     let config = layout.server_config();
-    if myset_os::pid_matches(pid, &config.to_string_lossy()) {
+    if let Some(pid) = myset_os::owned_pid(&layout.server_pid_file(), &config.to_string_lossy()) {
         tracing::warn!(pid, "killing a mariadbd left behind by an earlier agent");
-        myset_os::signal(pid, nix::sys::signal::Signal::SIGKILL);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while myset_os::pid_alive(pid) && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        myset_os::kill_and_wait(pid).await;
     }
 }
