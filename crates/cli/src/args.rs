@@ -48,6 +48,10 @@ pub enum Command {
         /// The statement(s) to run
         #[arg(short = 'e', long = "execute")]
         execute: String,
+        /// Give up on the statement(s) after this many seconds (connecting has its own bound
+        /// of a few seconds)
+        #[arg(long, value_name = "SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=86_400))]
+        timeout: u64,
     },
     /// Change the number of instances and wait until the cluster converges
     Scale {
@@ -83,7 +87,8 @@ pub enum Command {
         #[arg(long)]
         seed: Option<u64>,
         /// Inject only this fault (kill-primary-server, kill-primary-instance, freeze-primary,
-        /// kill-replica, kill-controller-during-failover, restart-cluster, switchover)
+        /// kill-replica, kill-controller, kill-controller-during-failover, restart-cluster,
+        /// switchover, partition-primary)
         #[arg(long)]
         only: Option<myset_chaos::Fault>,
         #[arg(long, default_value_t = 13316, value_parser = clap::value_parser!(u16).range(1..))]
@@ -122,6 +127,9 @@ pub enum Command {
     Events {
         #[command(flatten)]
         name: NameArg,
+        /// Output format (json: one event object per line, with its structured fields)
+        #[arg(short = 'o', long, value_enum, default_value_t = Output::Table)]
+        output: Output,
     },
     /// Stop every process of the cluster; all data is kept
     Down {
@@ -140,6 +148,12 @@ pub enum Command {
         instance_dir: PathBuf,
         #[arg(long)]
         secrets: PathBuf,
+        /// The cluster's directory: the agent restarts the cluster's controller when it dies
+        #[arg(long)]
+        cluster_dir: Option<PathBuf>,
+        /// Run in this network namespace (a name under /run/netns)
+        #[arg(long)]
+        netns: Option<String>,
     },
     /// Run a cluster's controller (started by `up`)
     #[command(hide = true)]
@@ -148,6 +162,10 @@ pub enum Command {
         name: NameArg,
         #[arg(long)]
         cluster_dir: PathBuf,
+        /// The controller lock was taken by the agent that started this controller and is
+        /// open on descriptor 3
+        #[arg(long)]
+        inherited_lock: bool,
     },
 }
 
@@ -167,6 +185,11 @@ pub struct HaArgs {
     /// Seconds the primary must look dead before an automatic failover (0.5 to 600) [default: 3]
     #[arg(long, value_parser = parse_delay)]
     pub failover_delay: Option<f64>,
+    /// Seconds a replica's data may be stale and still serve reads through ro: behind a
+    /// connected primary, or since it last heard from an unreachable one (1 to 3600)
+    /// [default: 10]
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub max_read_staleness: Option<u64>,
 }
 
 impl HaArgs {

@@ -6,17 +6,18 @@ use anyhow::{bail, Context};
 use myset_api::{ClusterState, ClusterStatus, ScaleRequest, SwitchoverRequest};
 use myset_local::{ClusterDir, ControllerInfo};
 use myset_mariadb::client::Target;
-use myset_mariadb::AdminClient;
+use myset_mariadb::{AdminClient, ClientError};
 use std::path::PathBuf;
 use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
 
 const DEFAULT_REPLICAS: u32 = 3;
 const DEFAULT_RW_PORT: u16 = 13306;
 const DEFAULT_RO_PORT: u16 = 13307;
 const BIND_HOST: &str = "127.0.0.1";
-const SQL_TIMEOUT: Duration = Duration::from_secs(300);
 
-pub async fn run(cli: Cli) -> anyhow::Result<()> {
+/// `host_netns`: for an agent that entered a network namespace, the one it came from.
+pub async fn run(cli: Cli, host_netns: Option<std::os::fd::OwnedFd>) -> anyhow::Result<()> {
     let state_dir = state_dir(cli.state_dir)?;
     match cli.command {
         Command::Up(args) => up(&state_dir, &args).await,
@@ -56,7 +57,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             name,
             target,
             execute,
-        } => sql(&cluster(&state_dir, &name)?, &target, &execute).await,
+            timeout,
+        } => {
+            let dir = cluster(&state_dir, &name)?;
+            sql(&dir, &target, &execute, Duration::from_secs(timeout)).await
+        }
         Command::Scale {
             name,
             replicas,
@@ -69,10 +74,18 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             ordinal,
             heal,
         } => partition(&cluster(&state_dir, &name)?, ordinal, heal),
-        Command::Events { name } => {
+        Command::Events { name, output } => {
             let dir = cluster(&state_dir, &name)?;
             dir.load_state()?;
-            display::events(&dir.events());
+            let events = dir.events();
+            match output {
+                Output::Table => display::events(&events),
+                Output::Json => {
+                    for event in &events {
+                        println!("{}", serde_json::to_string(event)?);
+                    }
+                }
+            }
             Ok(())
         }
         Command::Down { name } => {
@@ -90,14 +103,23 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Agent {
             instance_dir,
             secrets,
+            cluster_dir,
+            netns: _,
         } => {
+            if let Some(root) = cluster_dir {
+                keep_controller(root, &instance_dir, host_netns)?;
+            }
             myset_agent::run(myset_agent::AgentOptions {
                 instance_dir,
                 secrets_file: secrets,
             })
             .await
         }
-        Command::Controller { name, cluster_dir } => {
+        Command::Controller {
+            name,
+            cluster_dir,
+            inherited_lock,
+        } => {
             let dir = ClusterDir::new(&state_dir, &name.name);
             if dir.root() != cluster_dir {
                 bail!(
@@ -105,9 +127,36 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                     cluster_dir.display()
                 );
             }
-            myset_local::run_controller(dir, std::env::current_exe()?).await
+            myset_local::run_controller(dir, std::env::current_exe()?, inherited_lock).await
         }
     }
+}
+
+/// Starts the agent's watch over its cluster's controller (see `myset_local::keeper`).
+/// `root` is `<state dir>/<name>`, as the controller passed it.
+fn keep_controller(
+    root: PathBuf,
+    instance_dir: &std::path::Path,
+    host_netns: Option<std::os::fd::OwnedFd>,
+) -> anyhow::Result<()> {
+    let (Some(state_dir), Some(name)) = (root.parent(), root.file_name().and_then(|n| n.to_str()))
+    else {
+        bail!("--cluster-dir {} is not <state dir>/<name>", root.display());
+    };
+    let who = instance_dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    myset_local::Keeper {
+        dir: ClusterDir::new(state_dir, name),
+        exe: std::env::current_exe()?,
+        state_dir: state_dir.to_path_buf(),
+        netns: host_netns,
+        who,
+        policy: Default::default(),
+    }
+    .spawn()?;
+    Ok(())
 }
 
 fn state_dir(flag: Option<PathBuf>) -> anyhow::Result<PathBuf> {
@@ -171,6 +220,9 @@ async fn up(state_dir: &std::path::Path, args: &UpArgs) -> anyhow::Result<()> {
         state.replicas = replicas.unwrap_or(state.replicas);
         state.durability = ha.durability.map(Into::into).unwrap_or(state.durability);
         state.failover_delay_ms = ha.failover_delay_ms().unwrap_or(state.failover_delay_ms);
+        state.max_staleness_seconds = ha
+            .max_read_staleness
+            .unwrap_or(state.max_staleness_seconds);
         state.rw_port = rw_port.unwrap_or(state.rw_port);
         state.ro_port = ro_port.unwrap_or(state.ro_port);
         check_ports(&state)?;
@@ -185,6 +237,9 @@ async fn up(state_dir: &std::path::Path, args: &UpArgs) -> anyhow::Result<()> {
             ro_port.unwrap_or(DEFAULT_RO_PORT),
         );
         state.durability = ha.durability.map(Into::into).unwrap_or_default();
+        if let Some(seconds) = ha.max_read_staleness {
+            state.max_staleness_seconds = seconds;
+        }
         if let Some(delay) = ha.failover_delay_ms() {
             state.failover_delay_ms = delay;
         }
@@ -201,6 +256,8 @@ async fn up(state_dir: &std::path::Path, args: &UpArgs) -> anyhow::Result<()> {
         }
         state
     };
+    // The user wants it running again: agents may restart its controller from now on.
+    remove_stop_marker(&dir)?;
     let exe = std::env::current_exe()?;
     let pid = myset_local::spawn_controller(&dir, &exe, state_dir)?;
     let api = wait::controller_started(&dir, pid).await?;
@@ -261,12 +318,21 @@ async fn status(dir: &ClusterDir, output: Output) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn sql(dir: &ClusterDir, target: &str, statement: &str) -> anyhow::Result<()> {
+/// How long `myset sql` waits for a TCP connection, then for the server's greeting, then for
+/// the login: each takes milliseconds on a healthy server, so waiting longer only hides a hang.
+const SQL_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+
+async fn sql(
+    dir: &ClusterDir,
+    target: &str,
+    statement: &str,
+    timeout: Duration,
+) -> anyhow::Result<()> {
     let state = dir.load_state()?;
     let secrets = dir.load_secrets()?;
-    let port = match target {
-        "rw" => state.rw_port,
-        "ro" => state.ro_port,
+    let (what, host, port) = match target {
+        "rw" => ("rw".to_string(), state.bind_host.clone(), state.rw_port),
+        "ro" => ("ro".to_string(), state.bind_host.clone(), state.ro_port),
         ordinal => {
             let o: u32 = ordinal.parse().map_err(|_| {
                 anyhow::anyhow!("unknown target {ordinal:?}: use rw, ro or an instance ordinal")
@@ -279,33 +345,116 @@ async fn sql(dir: &ClusterDir, target: &str, statement: &str) -> anyhow::Result<
                     members.join(", ")
                 );
             }
-            state.placements[&o].server.port
+            let server = &state.placements[&o].server;
+            (format!("instance {o}"), server.host.clone(), server.port)
         }
     };
-    let host = match target.parse::<u32>() {
-        Ok(o) => state.placements[&o].server.host.clone(),
-        Err(_) => state.bind_host.clone(),
-    };
-    let mut client = AdminClient::connect(
-        Target::Tcp { host: &host, port },
+    let what = format!("{what} ({host}:{port})");
+    let server = greeted_connection(dir, &state, &what, &host, port).await?;
+    let relay = relay(server).await?;
+    let relay_host = relay.ip().to_string();
+    let login = AdminClient::connect(
+        Target::Tcp {
+            host: &relay_host,
+            port: relay.port(),
+        },
         &secrets.user,
         &secrets.user_password,
-        SQL_TIMEOUT,
-    )
-    .await
-    .with_context(|| {
-        format!(
-            "cannot connect to {target} ({}:{port}); is the cluster up?",
-            host
-        )
+        timeout,
+    );
+    let mut client = match tokio::time::timeout(SQL_CONNECT_TIMEOUT, login).await {
+        Ok(Ok(client)) => client,
+        Ok(Err(e)) => bail!("{what} greeted but the login failed: {e}"),
+        Err(_) => bail!(
+            "{what} greeted but did not complete the login within {}s",
+            SQL_CONNECT_TIMEOUT.as_secs()
+        ),
+    };
+    let rows = client.text_rows(statement).await.map_err(|e| match e {
+        ClientError::Timeout(_) => anyhow::anyhow!(
+            "{what} did not finish the statement within {}s (--timeout)",
+            timeout.as_secs()
+        ),
+        other => anyhow::anyhow!("SQL failed on {what}: {other}"),
     })?;
-    let rows = client
-        .text_rows(statement)
-        .await
-        .map_err(|e| anyhow::anyhow!("SQL failed: {e}"))?;
     client.disconnect().await;
     display::rows(&rows);
     Ok(())
+}
+
+/// A TCP connection to `host:port` on which the server's greeting has begun to arrive, or an
+/// error saying which step did not happen: nothing listening, no connection, no greeting.
+async fn greeted_connection(
+    dir: &ClusterDir,
+    state: &ClusterState,
+    what: &str,
+    host: &str,
+    port: u16,
+) -> anyhow::Result<TcpStream> {
+    let secs = SQL_CONNECT_TIMEOUT.as_secs();
+    let stream =
+        match tokio::time::timeout(SQL_CONNECT_TIMEOUT, TcpStream::connect((host, port))).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                bail!(
+                    "cannot connect to {what}: nothing listens there; {}",
+                    controller_hint(dir, state)
+                )
+            }
+            Ok(Err(e)) => bail!(
+                "cannot connect to {what}: {e}; {}",
+                controller_hint(dir, state)
+            ),
+            Err(_) => bail!("cannot connect to {what}: no TCP connection within {secs}s"),
+        };
+    // Peeking leaves the greeting in place for the client library.
+    let mut first = [0u8; 1];
+    match tokio::time::timeout(SQL_CONNECT_TIMEOUT, stream.peek(&mut first)).await {
+        Ok(Ok(n)) if n > 0 => Ok(stream),
+        Ok(Ok(_)) => bail!(
+            "{what} accepted the connection and closed it without a server greeting (no server \
+             behind it answered); see `myset status --name {}`",
+            dir.name()
+        ),
+        Ok(Err(e)) => bail!("{what} accepted the connection, then failed: {e}"),
+        Err(_) => bail!("connected to {what} but no server greeting arrived within {secs}s"),
+    }
+}
+
+/// What runs of the cluster, for an error about something that did not answer.
+fn controller_hint(dir: &ClusterDir, state: &ClusterState) -> String {
+    let name = dir.name();
+    if let Some(info) = ControllerInfo::find(dir) {
+        return format!(
+            "the controller runs (pid {}); see `myset status --name {name}`",
+            info.pid
+        );
+    }
+    let agents_run = display::offline_status(dir, state)
+        .is_ok_and(|s| s.instances.iter().any(|i| i.agent_pid.is_some()));
+    if agents_run {
+        format!(
+            "the controller of cluster {name} is not running, but its instances' agents are and \
+             start a new one; retry shortly, or see `myset status --name {name}`"
+        )
+    } else {
+        format!("cluster {name} is not running: start it with `myset up --name {name}`")
+    }
+}
+
+/// Hands a connected server stream to the MariaDB client library, which only connects by
+/// itself, through a one-shot loopback relay. Connecting to the target a second time instead
+/// would cost another server connection and, through ro, skip a member of the rotation.
+async fn relay(server: TcpStream) -> anyhow::Result<std::net::SocketAddr> {
+    let listener = TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0)).await?;
+    let addr = listener.local_addr()?;
+    tokio::spawn(async move {
+        if let Ok((mut local, _)) = listener.accept().await {
+            let mut server = server;
+            let _ = tokio::io::copy_bidirectional(&mut local, &mut server).await;
+        }
+    });
+    Ok(addr)
 }
 
 async fn scale(
@@ -359,8 +508,7 @@ fn kill(dir: &ClusterDir, ordinal: u32) -> anyhow::Result<()> {
         ("agent", dir.agent_pid_file(ordinal)),
         ("mariadbd", dir.server_pid_file(ordinal)),
     ] {
-        if let Some(pid) = myset_os::read_pid(&file).filter(|&p| myset_os::pid_matches(p, &marker))
-        {
+        if let Some(pid) = myset_os::owned_pid(&file, &marker) {
             myset_os::signal(pid, nix::sys::signal::Signal::SIGKILL);
             killed.push(format!("{what} {pid}"));
         }
@@ -379,29 +527,61 @@ fn kill(dir: &ClusterDir, ordinal: u32) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Stops the controller (which stops every instance), then anything it left behind.
-async fn down(dir: &ClusterDir) -> anyhow::Result<()> {
-    if let Some(info) = ControllerInfo::find(dir) {
-        let api = wait::api_client(dir, &info)?;
-        if let Err(e) = api.post("/shutdown").await {
-            tracing::warn!("shutdown request failed ({e}); stopping the controller by signal");
-            myset_os::terminate(info.pid, Duration::from_secs(10)).await;
+fn remove_stop_marker(dir: &ClusterDir) -> anyhow::Result<()> {
+    match std::fs::remove_file(dir.stop_marker()) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(e).with_context(|| format!("cannot remove {}", dir.stop_marker().display()))
         }
-        wait::process_gone(info.pid, Duration::from_secs(300)).await?;
+        _ => Ok(()),
     }
+}
+
+/// Stops the controller (which stops every instance), then anything it left behind. The stop
+/// marker goes first, so no agent restarts the controller meanwhile; the leftovers are stopped
+/// while holding the controller lock, so no controller can start again under our feet.
+async fn down(dir: &ClusterDir) -> anyhow::Result<()> {
+    myset_os::write_atomic(&dir.stop_marker(), b"stopped by myset down\n", 0o600)
+        .with_context(|| format!("cannot write {}", dir.stop_marker().display()))?;
+    let lock = stop_controller(dir).await?;
     // Agents or servers left running by a controller that died.
     for ordinal in wait::instance_ordinals(dir) {
         let marker = dir.instance_dir(ordinal).to_string_lossy().into_owned();
         for file in [dir.agent_pid_file(ordinal), dir.server_pid_file(ordinal)] {
-            if let Some(pid) =
-                myset_os::read_pid(&file).filter(|&p| myset_os::pid_matches(p, &marker))
-            {
+            if let Some(pid) = myset_os::owned_pid(&file, &marker) {
                 myset_os::terminate(pid, Duration::from_secs(90)).await;
             }
         }
     }
     remove_namespaces(dir);
+    drop(lock);
     Ok(())
+}
+
+/// Asks the running controller (if any) to shut down, and returns holding the controller
+/// lock. A controller an agent was starting at that moment sees the stop marker and exits.
+async fn stop_controller(dir: &ClusterDir) -> anyhow::Result<myset_local::ControllerLock> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(300);
+    loop {
+        if let Some(info) = ControllerInfo::find(dir) {
+            let api = wait::api_client(dir, &info)?;
+            if let Err(e) = api.post("/shutdown").await {
+                tracing::warn!("shutdown request failed ({e}); stopping the controller by signal");
+                myset_os::terminate(info.pid, Duration::from_secs(10)).await;
+            }
+            wait::process_gone(info.pid, Duration::from_secs(300)).await?;
+        }
+        if let Some(lock) = myset_local::ControllerLock::try_acquire(dir)? {
+            return Ok(lock);
+        }
+        if std::time::Instant::now() > deadline {
+            bail!(
+                "a controller of cluster {} holds its lock and does not stop; see {}",
+                dir.name(),
+                dir.controller_log().display()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// Namespaces hold no data; they are made again at the next `up`. The bridge stays: it is the
