@@ -2,7 +2,7 @@
 //! and the history shows no two primaries taking writes at once.
 
 use crate::cluster::{Cluster, Credentials};
-use crate::load::{connect_to, TABLE};
+use crate::load::{connect_to, ReadStats, TABLE};
 use myset_api::EventKind;
 use mysql_async::prelude::Queryable;
 use std::collections::BTreeSet;
@@ -108,6 +108,32 @@ pub async fn verify(
     })
 }
 
+/// Reads through ro must have answered (at least `min_success` of those that counted) and
+/// none may have been staler than `limit`.
+pub fn reads(stats: &ReadStats, min_success: f64, limit: Duration) -> Vec<String> {
+    let mut problems = Vec::new();
+    match stats.success_ratio() {
+        None => problems.push("no read through ro was attempted".to_string()),
+        Some(ratio) if ratio < min_success => problems.push(format!(
+            "only {:.2}% of reads through ro succeeded ({} of {}); at least {:.0}% must",
+            ratio * 100.0,
+            stats.ok,
+            stats.ok + stats.failed,
+            min_success * 100.0
+        )),
+        Some(_) => {}
+    }
+    if stats.stale > 0 {
+        problems.push(format!(
+            "{} read(s) through ro were staler than {}s, the stalest by at least {:.1}s",
+            stats.stale,
+            limit.as_secs(),
+            stats.max_staleness.as_secs_f64()
+        ));
+    }
+    problems
+}
+
 /// Server ids of the successive primaries, from the controller's events.
 fn primary_sequence(cluster: &Cluster) -> Vec<u32> {
     let mut seq = vec![100];
@@ -161,6 +187,25 @@ mod tests {
         );
         assert_eq!(split_brain_windows(&[100, 102], &[100, 101, 102]), 0);
         assert_eq!(split_brain_windows(&[], &[100]), 0);
+    }
+
+    fn stats(ok: u64, failed: u64, stale: u64) -> ReadStats {
+        ReadStats {
+            ok,
+            failed,
+            failed_while_stopped: 7,
+            max_staleness: Duration::from_secs(if stale > 0 { 15 } else { 3 }),
+            stale,
+        }
+    }
+
+    #[test]
+    fn reads_pass_at_99_percent_and_none_stale() {
+        let limit = Duration::from_secs(12);
+        assert!(reads(&stats(990, 10, 0), 0.99, limit).is_empty());
+        assert_eq!(reads(&stats(989, 11, 0), 0.99, limit).len(), 1);
+        assert_eq!(reads(&stats(1000, 0, 1), 0.99, limit).len(), 1);
+        assert_eq!(reads(&stats(0, 0, 0), 0.99, limit).len(), 1);
     }
 
     #[test]

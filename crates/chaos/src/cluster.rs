@@ -120,6 +120,17 @@ impl Cluster {
         })
     }
 
+    /// How stale a Ready replica may be and still serve reads through ro
+    /// (`max_staleness_seconds` in the cluster's record).
+    pub fn read_staleness_bound(&self) -> anyhow::Result<Duration> {
+        let path = self.dir().join("cluster.json");
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let state: myset_api::ClusterState =
+            serde_json::from_str(&text).with_context(|| format!("{}", path.display()))?;
+        Ok(Duration::from_secs(state.max_staleness_seconds))
+    }
+
     /// The controller's pid, while one runs.
     pub fn controller_pid(&self) -> Option<u32> {
         let text = std::fs::read_to_string(self.dir().join("controller.json")).ok()?;

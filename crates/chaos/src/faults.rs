@@ -18,7 +18,11 @@ pub enum Fault {
     FreezePrimary,
     /// kill -9 of a replica's agent and mariadbd.
     KillReplica,
-    /// The controller is killed in the middle of a failover, then restarted.
+    /// kill -9 of the controller alone, with every member healthy; the cluster must start a
+    /// new one by itself.
+    KillController,
+    /// The controller is killed in the middle of a failover; the cluster must start a new one
+    /// by itself and converge.
     KillControllerDuringFailover,
     /// `myset down` then `myset up`.
     RestartCluster,
@@ -30,14 +34,20 @@ pub enum Fault {
 }
 
 impl Fault {
-    pub const ALL: [Fault; 6] = [
+    pub const ALL: [Fault; 7] = [
         Fault::KillPrimaryServer,
         Fault::KillPrimaryInstance,
         Fault::FreezePrimary,
         Fault::KillReplica,
+        Fault::KillController,
         Fault::KillControllerDuringFailover,
         Fault::RestartCluster,
     ];
+
+    /// The harness stops the whole cluster on purpose: reads failing meanwhile are no outage.
+    pub fn stops_the_cluster(self) -> bool {
+        self == Fault::RestartCluster
+    }
 }
 
 impl std::str::FromStr for Fault {
@@ -67,11 +77,15 @@ impl std::fmt::Display for Fault {
 /// How long a frozen primary stays frozen at most.
 const FREEZE_LIMIT: Duration = Duration::from_secs(20);
 
+/// Injects `fault` into a converged cluster whose status was `before`; returns once the fault
+/// is over (a frozen process thawed, a killed controller replaced), waiting at most `limit`
+/// for the cluster to replace a killed controller.
 pub async fn inject(
     cluster: &Cluster,
     fault: Fault,
     before: &ClusterStatus,
     rng: &mut impl Rng,
+    limit: Duration,
 ) -> anyhow::Result<()> {
     let primary = before
         .instances
@@ -99,6 +113,12 @@ pub async fn inject(
             wait_for_new_primary(cluster, before.primary).await;
             thaw(&pids);
         }
+        // Injected only into a converged cluster, so no failover is under way.
+        Fault::KillController => {
+            let controller = cluster.controller_pid().context("no controller running")?;
+            myset_os::kill_and_wait(controller).await;
+            wait_for_new_controller(cluster, controller, limit).await?;
+        }
         Fault::KillControllerDuringFailover => {
             let controller = cluster.controller_pid().context("no controller running")?;
             let seen = cluster.events().len();
@@ -113,12 +133,10 @@ pub async fn inject(
                 }
                 tokio::time::sleep(Duration::from_millis(5)).await;
             }
-            myset_os::signal(controller, Signal::SIGKILL);
-            while myset_os::pid_alive(controller) {
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
+            myset_os::kill_and_wait(controller).await;
             thaw(&pids);
-            cluster.up(&[]).await.context("restarting the controller")?;
+            // No `myset up`: bringing a controller back is the cluster's own job.
+            wait_for_new_controller(cluster, controller, limit).await?;
         }
         Fault::RestartCluster => {
             cluster.down().await?;
@@ -131,6 +149,27 @@ pub async fn inject(
             cluster.partition(primary.ordinal, true).await?;
         }
     }
+    Ok(())
+}
+
+/// Waits until a controller other than `old` serves the cluster's status.
+async fn wait_for_new_controller(
+    cluster: &Cluster,
+    old: u32,
+    limit: Duration,
+) -> anyhow::Result<()> {
+    let replaced = myset_os::poll_until_async(limit, Duration::from_millis(100), || async {
+        cluster.status().await.is_ok_and(|s| {
+            let serving = s.controller_pid.or_else(|| cluster.controller_pid());
+            s.running && serving.is_some_and(|pid| pid != old)
+        })
+    })
+    .await;
+    anyhow::ensure!(
+        replaced,
+        "no new controller within {}s of killing controller {old}",
+        limit.as_secs()
+    );
     Ok(())
 }
 

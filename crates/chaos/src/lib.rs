@@ -39,6 +39,13 @@ pub struct ChaosOptions {
     pub interval: Duration,
 }
 
+/// Reads through ro go beyond the cluster's read-staleness bound by at most this much: the
+/// probe period and the time for the controller to take a lagging replica out of ro.
+const STALENESS_MARGIN: Duration = Duration::from_secs(2);
+
+/// Reads through ro that must succeed, across the run.
+const MIN_READ_SUCCESS: f64 = 0.99;
+
 /// One injected fault and its outcome.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct FaultReport {
@@ -49,6 +56,12 @@ pub struct FaultReport {
     pub healed_in_s: f64,
     pub primary_before: u32,
     pub primary_after: u32,
+    /// Reads through ro started from the injection until the fault healed.
+    pub reads_ok: u64,
+    pub reads_failed: u64,
+    /// The stalest successful read in that time, in seconds (a lower bound: it lacked a write
+    /// acknowledged that long before it started).
+    pub max_read_staleness_s: f64,
     pub ok: bool,
     pub detail: String,
 }
@@ -62,8 +75,18 @@ pub struct ChaosReport {
     pub split_brain_windows: u64,
     pub all_rejoined: bool,
     pub converged: bool,
+    /// Reads through ro across the run: successful, failed, and failed while the harness had
+    /// stopped the cluster on purpose (not counted against it).
     pub reads_ok: u64,
     pub reads_failed: u64,
+    pub reads_failed_while_stopped: u64,
+    /// reads_ok / (reads_ok + reads_failed); must be at least 0.99.
+    pub read_success_ratio: f64,
+    /// The stalest successful read, in seconds (a lower bound, see [`FaultReport`]), the limit
+    /// (the cluster's read-staleness bound plus a margin), and how many reads exceeded it.
+    pub max_read_staleness_s: f64,
+    pub read_staleness_limit_s: f64,
+    pub stale_reads: u64,
     pub problems: Vec<String>,
 }
 
@@ -93,8 +116,10 @@ async fn drive(
 ) -> anyhow::Result<ChaosReport> {
     use rand::{Rng, SeedableRng};
     let credentials = cluster.credentials()?;
+    let staleness_limit = cluster.read_staleness_bound()? + STALENESS_MARGIN;
     load::prepare(&credentials, options.rw_port).await?;
-    let load = load::Load::start(credentials.clone(), options.rw_port, options.ro_port);
+    let mut load = load::Load::start(credentials.clone(), options.rw_port, options.ro_port);
+    let load_started = Instant::now();
     load.wait_for_acks(5, Duration::from_secs(30)).await?;
 
     let mut rng = rand::rngs::StdRng::seed_from_u64(options.seed);
@@ -115,8 +140,9 @@ async fn drive(
         let before = cluster.status().await?;
         let injected_at = Instant::now();
         let acks_before = load.acked_count();
+        let stopped = fault.stops_the_cluster().then(|| load.stopped_on_purpose());
         let healed: anyhow::Result<u32> = async {
-            faults::inject(cluster, fault, &before, &mut rng)
+            faults::inject(cluster, fault, &before, &mut rng, options.heal_timeout)
                 .await
                 .context("injecting failed")?;
             let status = cluster
@@ -133,6 +159,8 @@ async fn drive(
             Ok(primary) => (true, String::new(), primary),
             Err(e) => (false, format!("{e:#}"), before.primary),
         };
+        drop(stopped);
+        let reads = load.reads_between(injected_at, Instant::now(), staleness_limit);
         let report = FaultReport {
             index,
             fault,
@@ -140,6 +168,9 @@ async fn drive(
             healed_in_s: injected_at.elapsed().as_secs_f64(),
             primary_before: before.primary,
             primary_after: after_primary,
+            reads_ok: reads.ok,
+            reads_failed: reads.failed,
+            max_read_staleness_s: reads.max_staleness.as_secs_f64(),
             ok,
             detail,
         };
@@ -150,8 +181,12 @@ async fn drive(
             break;
         }
     }
-    let (acked, reads_ok, reads_failed) = load.stop().await;
-    let verdict = check::verify(cluster, &credentials, &acked, options.heal_timeout).await?;
+    let acked = load.stop().await;
+    let reads = load.reads_between(load_started, Instant::now(), staleness_limit);
+    let mut verdict = check::verify(cluster, &credentials, &acked, options.heal_timeout).await?;
+    verdict
+        .problems
+        .extend(check::reads(&reads, MIN_READ_SUCCESS, staleness_limit));
     Ok(ChaosReport {
         seed: options.seed,
         faults: reports,
@@ -160,8 +195,13 @@ async fn drive(
         split_brain_windows: verdict.split_brain,
         all_rejoined: verdict.all_rejoined,
         converged: verdict.converged,
-        reads_ok,
-        reads_failed,
+        reads_ok: reads.ok,
+        reads_failed: reads.failed,
+        reads_failed_while_stopped: reads.failed_while_stopped,
+        read_success_ratio: reads.success_ratio().unwrap_or_default(),
+        max_read_staleness_s: reads.max_staleness.as_secs_f64(),
+        read_staleness_limit_s: staleness_limit.as_secs_f64(),
+        stale_reads: reads.stale,
         problems: verdict.problems,
     })
 }

@@ -4,7 +4,7 @@ use crate::cluster::Credentials;
 use anyhow::bail;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, OptsBuilder};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -12,6 +12,9 @@ const HOST: &str = "127.0.0.1";
 /// A statement through an endpoint may take this long before the writer gives up on it.
 const STATEMENT_TIMEOUT: Duration = Duration::from_secs(3);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// A reader's pause after a successful read, and after a failed one.
+const READ_PAUSE: Duration = Duration::from_millis(50);
+const READ_RETRY_PAUSE: Duration = Duration::from_millis(100);
 
 pub const TABLE: &str = "chaos.writes";
 
@@ -49,20 +52,72 @@ pub async fn prepare(c: &Credentials, rw_port: u16) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// One read through ro, for the checker.
+#[derive(Debug, Clone, Copy)]
+struct Read {
+    started: Instant,
+    outcome: ReadOutcome,
+}
+
+#[derive(Debug, Clone, Copy)]
+enum ReadOutcome {
+    /// The read answered; `staleness` is how far behind it was at least: it lacked a write
+    /// acknowledged that long before the read started (zero when it lacked none).
+    Ok {
+        staleness: Duration,
+    },
+    Failed,
+    /// Failed while the harness had stopped the cluster on purpose (`myset down`).
+    FailedWhileStopped,
+}
+
+/// What the reads through ro saw over a period.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ReadStats {
+    pub ok: u64,
+    pub failed: u64,
+    /// Failures while the harness had stopped the cluster on purpose: not an outage.
+    pub failed_while_stopped: u64,
+    /// The largest staleness a successful read showed (a lower bound, see [`ReadOutcome`]).
+    pub max_staleness: Duration,
+    /// Successful reads staler than the limit given to [`Load::reads_between`].
+    pub stale: u64,
+}
+
+impl ReadStats {
+    /// Successful reads over reads that counted (failures while stopped on purpose do not).
+    pub fn success_ratio(&self) -> Option<f64> {
+        let total = self.ok + self.failed;
+        (total > 0).then(|| self.ok as f64 / total as f64)
+    }
+}
+
 pub struct Load {
-    acked: Arc<Mutex<Vec<(u64, Instant)>>>,
-    reads_ok: Arc<AtomicU64>,
-    reads_failed: Arc<AtomicU64>,
+    acked: Acked,
+    reads: Arc<Mutex<Vec<Read>>>,
+    stopped_on_purpose: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// Acknowledged write ids with when they were acknowledged, in acknowledgement order.
+type Acked = Arc<Mutex<Vec<(u64, Instant)>>>;
+
+/// While alive, failed reads count as failures during a deliberate stop of the cluster.
+pub struct StoppedOnPurpose(Arc<AtomicBool>);
+
+impl Drop for StoppedOnPurpose {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Relaxed);
+    }
 }
 
 impl Load {
     pub fn start(c: Credentials, rw_port: u16, ro_port: u16) -> Self {
         let load = Load {
             acked: Arc::default(),
-            reads_ok: Arc::default(),
-            reads_failed: Arc::default(),
+            reads: Arc::default(),
+            stopped_on_purpose: Arc::default(),
             stop: Arc::default(),
             tasks: Vec::new(),
         };
@@ -76,8 +131,9 @@ impl Load {
             tasks.push(tokio::spawn(read(
                 c.clone(),
                 ro_port,
-                load.reads_ok.clone(),
-                load.reads_failed.clone(),
+                load.acked.clone(),
+                load.reads.clone(),
+                load.stopped_on_purpose.clone(),
                 load.stop.clone(),
             )));
         }
@@ -86,6 +142,12 @@ impl Load {
 
     pub fn acked_count(&self) -> usize {
         self.acked.lock().expect("acked lock").len()
+    }
+
+    /// Marks the cluster as stopped on purpose until the returned guard is dropped.
+    pub fn stopped_on_purpose(&self) -> StoppedOnPurpose {
+        self.stopped_on_purpose.store(true, Ordering::Relaxed);
+        StoppedOnPurpose(self.stopped_on_purpose.clone())
     }
 
     pub async fn wait_for_acks(&self, count: usize, timeout: Duration) -> anyhow::Result<()> {
@@ -119,35 +181,46 @@ impl Load {
             .unwrap_or_default()
     }
 
-    /// Stops the load; returns the acknowledged ids and the read counts.
-    pub async fn stop(self) -> (Vec<u64>, u64, u64) {
+    /// The reads started from `from` to `until`; a successful read staler than `limit`
+    /// counts as stale.
+    pub fn reads_between(&self, from: Instant, until: Instant, limit: Duration) -> ReadStats {
+        let reads = self.reads.lock().expect("reads lock");
+        let mut stats = ReadStats::default();
+        for r in reads
+            .iter()
+            .filter(|r| r.started >= from && r.started <= until)
+        {
+            match r.outcome {
+                ReadOutcome::Ok { staleness } => {
+                    stats.ok += 1;
+                    stats.max_staleness = stats.max_staleness.max(staleness);
+                    stats.stale += u64::from(staleness > limit);
+                }
+                ReadOutcome::Failed => stats.failed += 1,
+                ReadOutcome::FailedWhileStopped => stats.failed_while_stopped += 1,
+            }
+        }
+        stats
+    }
+
+    /// Stops the load; returns the acknowledged ids.
+    pub async fn stop(&mut self) -> Vec<u64> {
         self.stop.store(true, Ordering::Relaxed);
-        for t in self.tasks {
+        for t in self.tasks.drain(..) {
             let _ = t.await;
         }
-        let acked = self
-            .acked
+        self.acked
             .lock()
             .expect("acked lock")
             .iter()
             .map(|(id, _)| *id)
-            .collect();
-        (
-            acked,
-            self.reads_ok.load(Ordering::Relaxed),
-            self.reads_failed.load(Ordering::Relaxed),
-        )
+            .collect()
     }
 }
 
 /// Writes ids 1, 2, 3, … through rw; an id is recorded only once its INSERT returned OK. An
 /// id whose outcome is unknown (error or timeout) is skipped, never retried.
-async fn write(
-    c: Credentials,
-    port: u16,
-    acked: Arc<Mutex<Vec<(u64, Instant)>>>,
-    stop: Arc<AtomicBool>,
-) {
+async fn write(c: Credentials, port: u16, acked: Acked, stop: Arc<AtomicBool>) {
     let mut conn: Option<Conn> = None;
     let mut next_id = 1u64;
     while !stop.load(Ordering::Relaxed) {
@@ -171,14 +244,18 @@ async fn write(
     }
 }
 
+/// Reads `COUNT(*)` over a new connection through ro each time (so reads rotate over the
+/// members), and records how stale each answer was at least.
 async fn read(
     c: Credentials,
     port: u16,
-    ok: Arc<AtomicU64>,
-    failed: Arc<AtomicU64>,
+    acked: Acked,
+    reads: Arc<Mutex<Vec<Read>>>,
+    stopped_on_purpose: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
 ) {
     while !stop.load(Ordering::Relaxed) {
+        let started = Instant::now();
         let result = async {
             let mut conn = connect(&c, port).await?;
             let n: Option<u64> = tokio::time::timeout(
@@ -187,13 +264,59 @@ async fn read(
             )
             .await??;
             let _ = conn.disconnect().await;
-            anyhow::Ok(n)
+            anyhow::Ok(n.unwrap_or_default())
         }
         .await;
-        match result {
-            Ok(_) => ok.fetch_add(1, Ordering::Relaxed),
-            Err(_) => failed.fetch_add(1, Ordering::Relaxed),
+        let outcome = match result {
+            Ok(count) => ReadOutcome::Ok {
+                staleness: staleness(&acked, count, started),
+            },
+            Err(_) if stopped_on_purpose.load(Ordering::Relaxed) => ReadOutcome::FailedWhileStopped,
+            Err(_) => ReadOutcome::Failed,
         };
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        reads
+            .lock()
+            .expect("reads lock")
+            .push(Read { started, outcome });
+        // Pace like an ordinary client; after a failure it waits a little longer before
+        // retrying, so one outage counts as a few failed reads, not thousands of instant ones.
+        let pause = match outcome {
+            ReadOutcome::Ok { .. } => READ_PAUSE,
+            _ => READ_RETRY_PAUSE,
+        };
+        tokio::time::sleep(pause).await;
+    }
+}
+
+/// How stale a read that counted `count` rows at `started` was at least. Rows only grow, and
+/// ids are acknowledged in order: a count of n means that among the first n+1 acknowledged
+/// writes at least one was missing, so the read lacked a write acknowledged no later than the
+/// (n+1)-th one.
+fn staleness(acked: &Acked, count: u64, started: Instant) -> Duration {
+    let acked = acked.lock().expect("acked lock");
+    usize::try_from(count)
+        .ok()
+        .and_then(|n| acked.get(n))
+        .map(|(_, at)| started.saturating_duration_since(*at))
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn staleness_is_the_age_of_the_first_write_a_read_may_lack() {
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let acked: Acked = Arc::new(Mutex::new(vec![(1, at(0)), (2, at(5)), (3, at(9))]));
+        // Counting 1 row at 20 s: the 2nd write (acknowledged at 5 s) may be missing: 15 s.
+        assert_eq!(staleness(&acked, 1, at(20)), Duration::from_secs(15));
+        assert_eq!(staleness(&acked, 0, at(20)), Duration::from_secs(20));
+        // Every acknowledged write may be there (more rows: writes of unknown outcome).
+        assert_eq!(staleness(&acked, 3, at(20)), Duration::ZERO);
+        assert_eq!(staleness(&acked, 7, at(20)), Duration::ZERO);
+        // Writes acknowledged after the read started do not count against it.
+        assert_eq!(staleness(&acked, 2, at(8)), Duration::ZERO);
     }
 }

@@ -9,8 +9,8 @@ pub async fn run(options: ChaosOptions, report_file: Option<PathBuf>) -> anyhow:
         options.name, options.faults, options.seed, options.seed
     );
     println!(
-        "{:>4}  {:<34} {:>8} {:>9} {:>8}  RESULT",
-        "#", "FAULT", "GAP_S", "HEALED_S", "PRIMARY"
+        "{:>4}  {:<34} {:>8} {:>9} {:>8} {:>13} {:>7}  RESULT",
+        "#", "FAULT", "GAP_S", "HEALED_S", "PRIMARY", "READS_OK/FAIL", "STALE_S"
     );
     let report = myset_chaos::run(options, print_fault).await?;
     if let Some(path) = report_file {
@@ -25,13 +25,15 @@ pub async fn run(options: ChaosOptions, report_file: Option<PathBuf>) -> anyhow:
 
 fn print_fault(f: &FaultReport) {
     println!(
-        "{:>4}  {:<34} {:>8.3} {:>9.1} {:>3} -> {:<2} {}",
+        "{:>4}  {:<34} {:>8.3} {:>9.1} {:>3} -> {:<2} {:>13} {:>7.1}  {}",
         f.index + 1,
         f.fault.to_string(),
         f.write_gap_s,
         f.healed_in_s,
         f.primary_before,
         f.primary_after,
+        format!("{}/{}", f.reads_ok, f.reads_failed),
+        f.max_read_staleness_s,
         if f.ok {
             "ok".to_string()
         } else {
@@ -53,12 +55,21 @@ fn summary(r: &ChaosReport) {
         r.acknowledged_writes, r.lost_writes, r.split_brain_windows, r.all_rejoined, r.converged
     );
     println!(
-        "write gap over all faults: median {:.3}s, p95 {:.3}s, max {:.3}s; reads through ro ok {}, failed {}",
+        "write gap over all faults: median {:.3}s, p95 {:.3}s, max {:.3}s",
         pick(0.5),
         pick(0.95),
         gaps.last().copied().unwrap_or_default(),
+    );
+    println!(
+        "reads through ro: ok {}, failed {} ({:.2}% succeeded), failed while stopped on purpose {}; \
+         stalest read {:.1}s (limit {:.0}s), {} stale",
         r.reads_ok,
-        r.reads_failed
+        r.reads_failed,
+        r.read_success_ratio * 100.0,
+        r.reads_failed_while_stopped,
+        r.max_read_staleness_s,
+        r.read_staleness_limit_s,
+        r.stale_reads
     );
     for p in &r.problems {
         println!("problem: {p}");

@@ -51,6 +51,20 @@ pub fn poll_for<T>(timeout: Duration, mut probe: impl FnMut() -> Option<T>) -> O
     found
 }
 
+/// Runs `check` over and over for `duration`: for what must hold throughout a period (that
+/// nothing happens while a fault lasts), not for waiting on a condition.
+pub fn throughout(duration: Duration, mut check: impl FnMut()) {
+    let end = Instant::now() + duration;
+    loop {
+        check();
+        let left = end.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return;
+        }
+        std::thread::sleep(POLL.min(left));
+    }
+}
+
 /// Two distinct free loopback ports (both held while the second is picked).
 pub fn free_ports() -> (u16, u16) {
     let a = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
@@ -357,13 +371,25 @@ impl Cluster {
 
     /// `myset up` on this cluster's ports.
     pub fn up(&self, replicas: Option<u32>) -> Run {
-        let (rw, ro) = (self.rw_port.to_string(), self.ro_port.to_string());
         let replicas = replicas.map(|r| r.to_string());
-        let mut args = vec!["up", "--rw-port", &rw, "--ro-port", &ro, "--timeout", "280"];
+        let mut extra = Vec::new();
         if let Some(r) = &replicas {
-            args.extend(["--replicas", r.as_str()]);
+            extra.extend(["--replicas", r.as_str()]);
         }
+        self.up_with(&extra)
+    }
+
+    /// `myset up` on this cluster's ports, with `extra` arguments.
+    pub fn up_with(&self, extra: &[&str]) -> Run {
+        let (rw, ro) = (self.rw_port.to_string(), self.ro_port.to_string());
+        let mut args = vec!["up", "--rw-port", &rw, "--ro-port", &ro, "--timeout", "280"];
+        args.extend_from_slice(extra);
         self.cmd_timeout(&args, SLOW)
+    }
+
+    /// Waits until the cluster is converged (every instance Ready); returns that status.
+    pub fn wait_converged(&self, timeout: Duration) -> Option<ClusterStatus> {
+        poll_for(timeout, || self.try_status().filter(|s| s.converged()))
     }
 
     pub fn scale(&self, replicas: u32, delete_data: bool) -> Run {
