@@ -175,32 +175,36 @@ async fn promote(
 /// binlog) contains `target`, failing fast if the SQL thread stops with an error.
 async fn wait_applied(c: &mut AdminClient, target: &GtidPos) -> Result<(), OrderError> {
     let limit = myset_api::limits::APPLY_TIMEOUT;
-    let deadline = Instant::now() + limit;
-    loop {
+    // The connection and the last position seen, shared by the successive checks.
+    let state = &tokio::sync::Mutex::new((c, String::new()));
+    let applied = myset_os::poll_for(limit, Duration::from_millis(10), || async move {
+        let mut guard = state.lock().await;
+        let (c, last) = &mut *guard;
         let (gtid, _) = c.positions().await?;
         // Never read as empty: an empty position is contained in everything.
         let current = GtidPos::parse(&gtid.current)
             .map_err(|e| anyhow::anyhow!("the server's gtid_current_pos is unusable: {e}"))?;
         if target.contained_in(&current) {
-            return Ok(());
+            return Ok(Some(()));
         }
+        *last = current.to_string();
         if let Some(r) = c.replication().await? {
-            if !r.sql_running {
-                if let Some(e) = r.last_error {
-                    return Err(OrderError::Failed(anyhow::anyhow!(
-                        "cannot apply up to {target}: {e}"
-                    )));
-                }
+            if let (false, Some(e)) = (r.sql_running, r.last_error) {
+                return Err(OrderError::Failed(anyhow::anyhow!(
+                    "cannot apply up to {target}: {e}"
+                )));
             }
         }
-        if Instant::now() > deadline {
-            return Err(OrderError::Failed(anyhow::anyhow!(
-                "did not apply up to {target} within {}s (at {current})",
-                limit.as_secs()
-            )));
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+        Ok(None)
+    })
+    .await?;
+    applied.ok_or_else(|| {
+        let last = state.try_lock().map(|g| g.1.clone()).unwrap_or_default();
+        OrderError::Failed(anyhow::anyhow!(
+            "did not apply up to {target} within {}s (at {last})",
+            limit.as_secs()
+        ))
+    })
 }
 
 async fn positions(c: &mut AdminClient) -> Result<OrderResult, OrderError> {

@@ -10,7 +10,7 @@ use myset_mariadb::{AdminClient, ServerConfig};
 use std::path::Path;
 use std::process::Stdio;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::process::{Child, Command};
 
 /// How long a starting server (crash recovery included) may take to answer.
@@ -180,36 +180,33 @@ pub fn append_log(path: &Path) -> std::io::Result<std::fs::File> {
 
 /// Waits until the server accepts admin logins over TCP, or fails if it exits first.
 async fn wait_until_answering(shared: &Shared, child: &mut Child) -> anyhow::Result<()> {
-    let spec = shared.spec();
-    let deadline = Instant::now() + START_DEADLINE;
-    loop {
-        if let Some(status) = child.try_wait()? {
-            anyhow::bail!(
-                "mariadbd exited with {status} while starting; see {}",
-                shared.layout.server_log().display()
-            );
+    let spec = &shared.spec();
+    let s = &shared.secrets;
+    let answered = myset_os::poll_for(START_DEADLINE, Duration::from_millis(100), || {
+        let exited = child.try_wait();
+        async move {
+            if let Some(status) = exited? {
+                anyhow::bail!(
+                    "mariadbd exited with {status} while starting; see {}",
+                    shared.layout.server_log().display()
+                );
+            }
+            let target = Target::Tcp {
+                host: &spec.server.host,
+                port: spec.server.port,
+            };
+            let login = Duration::from_secs(2);
+            match AdminClient::connect(target, &s.admin_user, &s.admin_password, login).await {
+                Ok(c) => {
+                    c.disconnect().await;
+                    Ok(Some(()))
+                }
+                Err(_) => Ok(None),
+            }
         }
-        let target = Target::Tcp {
-            host: &spec.server.host,
-            port: spec.server.port,
-        };
-        let s = &shared.secrets;
-        if let Ok(c) = AdminClient::connect(
-            target,
-            &s.admin_user,
-            &s.admin_password,
-            Duration::from_secs(2),
-        )
-        .await
-        {
-            c.disconnect().await;
-            return Ok(());
-        }
-        if Instant::now() > deadline {
-            anyhow::bail!("mariadbd did not answer within {START_DEADLINE:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    })
+    .await?;
+    answered.ok_or_else(|| anyhow::anyhow!("mariadbd did not answer within {START_DEADLINE:?}"))
 }
 
 /// A previous agent may have died and left its mariadbd running on our data dir. It is killed,

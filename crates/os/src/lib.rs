@@ -3,7 +3,7 @@
 mod poll;
 mod process;
 
-pub use poll::{poll_until, poll_until_async};
+pub use poll::{poll_for, poll_until, poll_until_async};
 pub use process::{
     cmdline, kill_and_wait, owned_pid, pid_alive, pid_matches, read_pid, signal, terminate,
     wait_gone,

@@ -20,13 +20,31 @@ where
     F: FnMut() -> Fut,
     Fut: Future<Output = bool>,
 {
+    let step = || {
+        let check = condition();
+        async move { Ok::<_, std::convert::Infallible>(check.await.then_some(())) }
+    };
+    matches!(poll_for(limit, period, step).await, Ok(Some(())))
+}
+
+/// Runs `step` every `period` until it yields a value (`Ok(Some)`) or fails (`Err`, which ends
+/// the wait at once), at most `limit`. `Ok(None)` means the deadline passed first.
+pub async fn poll_for<T, E, F, Fut>(
+    limit: Duration,
+    period: Duration,
+    mut step: F,
+) -> Result<Option<T>, E>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Result<Option<T>, E>>,
+{
     let deadline = Instant::now() + limit;
     loop {
-        if condition().await {
-            return true;
+        if let Some(value) = step().await? {
+            return Ok(Some(value));
         }
         if Instant::now() >= deadline {
-            return false;
+            return Ok(None);
         }
         tokio::time::sleep(period.min(deadline - Instant::now())).await;
     }
@@ -46,6 +64,26 @@ mod tests {
         .await;
         assert!(held);
         assert_eq!(calls.load(Ordering::Relaxed), 4);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_error_ends_the_wait_at_once() {
+        let start = Instant::now();
+        let calls = AtomicU32::new(0);
+        let result: Result<Option<()>, &str> =
+            poll_for(Duration::from_secs(10), Duration::from_millis(100), || {
+                let n = calls.fetch_add(1, Ordering::Relaxed) + 1;
+                async move {
+                    if n == 3 {
+                        Err("exited")
+                    } else {
+                        Ok(None)
+                    }
+                }
+            })
+            .await;
+        assert_eq!(result, Err("exited"));
+        assert_eq!(start.elapsed(), Duration::from_millis(200));
     }
 
     #[tokio::test(start_paused = true)]
