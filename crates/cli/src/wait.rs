@@ -33,10 +33,10 @@ fn controller_last_words(dir: &ClusterDir) -> String {
 
 /// Waits until the controller `pid` publishes its API.
 pub async fn controller_started(dir: &ClusterDir, pid: u32) -> anyhow::Result<myset_http::Client> {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
+    let limit = Duration::from_secs(30);
+    let info = myset_os::poll_for(limit, POLL, || async {
         if let Some(info) = ControllerInfo::find(dir).filter(|i| i.pid == pid) {
-            return api_client(dir, &info);
+            return Ok(Some(info));
         }
         if !myset_os::pid_alive(pid) {
             bail!(
@@ -45,13 +45,16 @@ pub async fn controller_started(dir: &ClusterDir, pid: u32) -> anyhow::Result<my
                 dir.controller_log().display()
             );
         }
-        if Instant::now() > deadline {
-            bail!(
-                "the controller did not start within 30s; see {}",
-                dir.controller_log().display()
-            );
-        }
-        tokio::time::sleep(POLL).await;
+        Ok(None)
+    })
+    .await?;
+    match info {
+        Some(info) => api_client(dir, &info),
+        None => bail!(
+            "the controller did not start within {}s; see {}",
+            limit.as_secs(),
+            dir.controller_log().display()
+        ),
     }
 }
 
