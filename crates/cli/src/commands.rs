@@ -220,9 +220,7 @@ async fn up(state_dir: &std::path::Path, args: &UpArgs) -> anyhow::Result<()> {
         state.replicas = replicas.unwrap_or(state.replicas);
         state.durability = ha.durability.map(Into::into).unwrap_or(state.durability);
         state.failover_delay_ms = ha.failover_delay_ms().unwrap_or(state.failover_delay_ms);
-        state.max_staleness_seconds = ha
-            .max_read_staleness
-            .unwrap_or(state.max_staleness_seconds);
+        state.max_staleness_seconds = ha.max_read_staleness.unwrap_or(state.max_staleness_seconds);
         state.rw_port = rw_port.unwrap_or(state.rw_port);
         state.ro_port = ro_port.unwrap_or(state.ro_port);
         check_ports(&state)?;
