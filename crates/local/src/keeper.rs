@@ -18,8 +18,9 @@ use std::os::fd::OwnedFd;
 use std::path::PathBuf;
 use std::time::Duration;
 
-/// How often an agent checks the lock: a dead controller is replaced within about this long.
-const CHECK_PERIOD: Duration = Duration::from_millis(200);
+/// How long a keeper pauses while the cluster is stopped or a restart must wait, before
+/// looking again.
+const PAUSE: Duration = Duration::from_millis(200);
 
 /// What a keeper needs to restart its cluster's controller.
 pub struct Keeper {
@@ -57,24 +58,28 @@ impl Keeper {
         std::thread::Builder::new()
             .name("controller-keeper".into())
             .spawn(move || loop {
-                std::thread::sleep(CHECK_PERIOD);
-                if let Err(e) = self.check() {
-                    tracing::warn!("keeping the controller alive: {e:#}");
+                match self.check() {
+                    Ok(Some(pause)) => std::thread::sleep(pause),
+                    Ok(None) => {}
+                    Err(e) => {
+                        tracing::warn!("keeping the controller alive: {e:#}");
+                        std::thread::sleep(PAUSE);
+                    }
                 }
             })
     }
 
-    /// One look at the lock; restarts the controller if it is free and should run.
-    fn check(&self) -> anyhow::Result<()> {
+    /// Waits until no controller holds the lock, then restarts it if the cluster should run.
+    /// Returns how long to pause before the next look, when the answer was "not now".
+    fn check(&self) -> anyhow::Result<Option<Duration>> {
         if self.dir.stop_marker().exists() || !self.dir.state_file().exists() {
-            return Ok(());
+            return Ok(Some(PAUSE));
         }
-        let Some(lock) = ControllerLock::try_acquire(&self.dir)? else {
-            return Ok(());
-        };
+        // Blocks while a controller lives, and wakes the moment it dies.
+        let lock = ControllerLock::acquire_blocking(&self.dir)?;
         // Under the lock: no controller runs, and none can start until it is released.
-        if self.dir.stop_marker().exists() {
-            return Ok(());
+        if self.dir.stop_marker().exists() || !self.dir.state_file().exists() {
+            return Ok(Some(PAUSE));
         }
         let now = now_ms();
         let mut history = self.load_history();
@@ -93,7 +98,10 @@ impl Keeper {
                     .reason(format!("{recent} restarts within {}s", self.policy.window_ms / 1000)),
                 );
             }
-            return Ok(());
+            drop(lock);
+            return Ok(Some(
+                Duration::from_millis(at_ms.saturating_sub(now)).min(PAUSE),
+            ));
         }
         let previous = crate::ControllerInfo::find(&self.dir)
             .map(|i| i.pid)
@@ -131,7 +139,7 @@ impl Keeper {
                 ));
             }
         });
-        Ok(())
+        Ok(None)
     }
 
     /// The pid of a controller that died without cleaning up its info file.

@@ -18,16 +18,28 @@ pub struct ControllerLock(File);
 impl ControllerLock {
     /// Takes the lock if no controller holds it; None when one does.
     pub fn try_acquire(dir: &ClusterDir) -> std::io::Result<Option<Self>> {
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(dir.controller_lock())?;
+        let file = Self::open(dir)?;
         match file.try_lock() {
             Ok(()) => Ok(Some(ControllerLock(file))),
             Err(std::fs::TryLockError::WouldBlock) => Ok(None),
             Err(std::fs::TryLockError::Error(e)) => Err(e),
         }
+    }
+
+    /// Waits until no controller holds the lock, then takes it. The kernel wakes the waiter
+    /// the moment the holder dies, so nothing needs to poll.
+    pub fn acquire_blocking(dir: &ClusterDir) -> std::io::Result<Self> {
+        let file = Self::open(dir)?;
+        file.lock()?;
+        Ok(ControllerLock(file))
+    }
+
+    fn open(dir: &ClusterDir) -> std::io::Result<File> {
+        std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.controller_lock())
     }
 
     /// The lock a parent took and handed over on `INHERITED_LOCK_FD`. Checked, and made
