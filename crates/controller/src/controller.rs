@@ -325,17 +325,20 @@ impl<R: Runtime> Controller<R> {
     /// Adds ordinals on scale-up; on scale-down starts removing the highest non-primary ones
     /// in the background, so the loop (and a failover) never waits for a graceful stop.
     async fn converge_membership(self: &Arc<Self>) -> anyhow::Result<()> {
-        let state = self.state();
+        let mut state = self.state();
         for ordinal in myset_core::scale_up_additions(&state.members, state.replicas) {
+            // Placed against the record as updated by the previous addition, so two new
+            // ordinals never get the same ports.
             let placement = match state.placements.get(&ordinal) {
                 Some(p) => p.clone(),
                 None => self.runtime.place(ordinal, &state)?,
             };
-            self.update_state(|s| {
-                s.members.insert(ordinal);
-                s.placements.insert(ordinal, placement);
-            })
-            .await?;
+            state = self
+                .update_state(|s| {
+                    s.members.insert(ordinal);
+                    s.placements.insert(ordinal, placement);
+                })
+                .await?;
             self.record_event(
                 Event::new(
                     EventKind::MemberAdded,

@@ -57,6 +57,24 @@ async fn a_dead_primary_is_replaced_by_the_most_advanced_replica_and_rejoins() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn every_member_gets_ports_of_its_own() {
+    let s = Scenario::new(3).await;
+    s.controller.request_scale(5, false).await.unwrap();
+    assert!(
+        s.run_until(SOON, |s| s.controller.status().converged()
+            && s.controller.state().members.len() == 5)
+            .await
+    );
+    let state = s.controller.state();
+    let ports: std::collections::BTreeSet<u16> = state
+        .placements
+        .values()
+        .flat_map(|p| [p.server.port, p.agent.port])
+        .collect();
+    assert_eq!(ports.len(), 10, "shared ports: {:?}", state.placements);
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_switchover_moves_the_primary_without_losing_a_write() {
     let s = Scenario::new(3).await;
     s.write(4);

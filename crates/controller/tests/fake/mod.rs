@@ -413,14 +413,22 @@ impl Runtime for FakeRuntime {
         &self.agents
     }
 
-    fn place(&self, ordinal: u32, _state: &ClusterState) -> anyhow::Result<Placement> {
-        let address = |port| Address {
+    /// Like the local runtime: the lowest ports the record does not use yet, so a controller
+    /// that placed two ordinals against a stale record would give them the same ports.
+    fn place(&self, _ordinal: u32, state: &ClusterState) -> anyhow::Result<Placement> {
+        let taken: BTreeSet<u16> = state
+            .placements
+            .values()
+            .flat_map(|p| [p.server.port, p.agent.port])
+            .collect();
+        let mut free = (10_000u16..).filter(|p| !taken.contains(p));
+        let mut address = || Address {
             host: "fake".into(),
-            port,
+            port: free.next().expect("a free port"),
         };
         Ok(Placement {
-            server: address(10_000 + ordinal as u16 * 2),
-            agent: address(10_001 + ordinal as u16 * 2),
+            server: address(),
+            agent: address(),
         })
     }
 
