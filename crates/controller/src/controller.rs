@@ -52,6 +52,7 @@ impl Timing {
 /// How the agent of an instance is restarted when it keeps dying: a few times at once (a
 /// killed Pod comes back at once), then ever more slowly, like a Pod's CrashLoopBackOff.
 const AGENT_RESTARTS: myset_core::RestartPolicy = myset_core::RestartPolicy {
+    stable_ms: 10_000,
     burst: 5,
     window_ms: 60_000,
     first_delay_ms: 1_000,
@@ -71,9 +72,9 @@ pub(crate) struct Observed {
     sent: Option<InstanceSpec>,
     /// Whether this controller has started the instance's agent before.
     started: bool,
-    /// When this controller started the instance's agent (ms), to space out restarts of an
-    /// agent that keeps dying.
-    starts: Vec<u64>,
+    /// When this controller started the instance's agent, to space out restarts of an agent
+    /// that keeps dying young.
+    starts: myset_core::RestartHistory,
 }
 
 /// The reconcile steps, for reporting a failing one once rather than every second.
@@ -588,14 +589,19 @@ impl<R: Runtime> Controller<R> {
             if self.runtime.agent_pid(ordinal).is_some() {
                 continue;
             }
-            let starts = self.observed_starts(ordinal);
-            if let myset_core::RestartDecision::Later { at_ms, recent } =
-                myset_core::restart_decision(&starts, now_ms, AGENT_RESTARTS)
-            {
+            let decision = self
+                .observed
+                .lock()
+                .expect("observed lock")
+                .entry(ordinal)
+                .or_default()
+                .starts
+                .decide(now_ms, AGENT_RESTARTS);
+            if let myset_core::RestartDecision::Later { at_ms, recent } = decision {
                 self.note(
                     ordinal,
                     format!(
-                        "its agent died {recent} times within a minute; next start in {:.1}s (see its agent.log)",
+                        "its agent died soon after starting {recent} times within a minute; next start in {:.1}s (see its agent.log)",
                         at_ms.saturating_sub(now_ms) as f64 / 1000.0
                     ),
                 );
@@ -651,8 +657,7 @@ impl<R: Runtime> Controller<R> {
                     entry.sent = Some(spec);
                     entry.started = true;
                     entry.readiness = Readiness::default();
-                    entry.starts.push(now_ms);
-                    myset_core::restart::prune_history(&mut entry.starts, now_ms, AGENT_RESTARTS);
+                    entry.starts.started(now_ms, AGENT_RESTARTS);
                 }
                 Err(e) => {
                     let why = format!("cannot start {name}: {e:#}");
@@ -666,15 +671,6 @@ impl<R: Runtime> Controller<R> {
         } else {
             anyhow::bail!("{}", failures.join("; "))
         }
-    }
-
-    fn observed_starts(&self, ordinal: u32) -> Vec<u64> {
-        self.observed
-            .lock()
-            .expect("observed lock")
-            .get(&ordinal)
-            .map(|ob| ob.starts.clone())
-            .unwrap_or_default()
     }
 
     fn note(&self, ordinal: u32, note: String) {

@@ -18,6 +18,6 @@ pub use gtid::GtidPos;
 pub use health::readiness;
 pub use membership::{scale_down_victims, scale_up_additions};
 pub use readiness::{Readiness, Transition};
-pub use restart::{restart_decision, RestartDecision, RestartPolicy};
+pub use restart::{RestartDecision, RestartHistory, RestartPolicy};
 pub use routing::{conditions, serves_reads, ClusterView};
 pub use start::{start_plan, StartPlan};

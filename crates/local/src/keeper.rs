@@ -12,7 +12,7 @@ use crate::controller_process::spawn_controller_holding;
 use crate::layout::ClusterDir;
 use crate::lock::ControllerLock;
 use myset_api::{Event, EventKind};
-use myset_core::{restart_decision, RestartDecision, RestartPolicy};
+use myset_core::{RestartDecision, RestartHistory, RestartPolicy};
 use serde::{Deserialize, Serialize};
 use std::os::fd::OwnedFd;
 use std::path::PathBuf;
@@ -38,10 +38,27 @@ pub struct Keeper {
 /// The restarts agents made, shared through a file written only under the controller lock.
 #[derive(Debug, Default, Serialize, Deserialize)]
 struct History {
-    /// When each recent restart happened (ms since the epoch).
+    /// When each counted restart happened (ms since the epoch).
     restarts: Vec<u64>,
+    /// The restart whose controller's death was already noted.
+    #[serde(default)]
+    death_noted_for: Option<u64>,
     /// The delayed restart last reported in the events, so it is reported once.
     reported_delay_until: Option<u64>,
+}
+
+impl History {
+    fn tracker(&self) -> RestartHistory {
+        RestartHistory {
+            starts: self.restarts.clone(),
+            death_noted_for: self.death_noted_for,
+        }
+    }
+
+    fn keep(&mut self, tracker: RestartHistory) {
+        self.restarts = tracker.starts;
+        self.death_noted_for = tracker.death_noted_for;
+    }
 }
 
 fn now_ms() -> u64 {
@@ -83,9 +100,13 @@ impl Keeper {
         }
         let now = now_ms();
         let mut history = self.load_history();
-        if let RestartDecision::Later { at_ms, recent } =
-            restart_decision(&history.restarts, now, self.policy)
-        {
+        let mut tracker = history.tracker();
+        let decision = tracker.decide(now, self.policy);
+        if tracker != history.tracker() {
+            history.keep(tracker);
+            self.save_history(&history)?;
+        }
+        if let RestartDecision::Later { at_ms, recent } = decision {
             if history.reported_delay_until != Some(at_ms) {
                 history.reported_delay_until = Some(at_ms);
                 self.save_history(&history)?;
@@ -93,9 +114,9 @@ impl Keeper {
                 self.dir.append_event(
                     &Event::new(
                         EventKind::ControllerRestartDelayed,
-                        format!("the controller died again ({recent} restarts within {}s); the next restart waits {wait:.1}s; see controller.log", self.policy.window_ms / 1000),
+                        format!("the controller keeps dying soon after it starts ({recent} restarts within {}s); the next restart waits {wait:.1}s; see controller.log", self.policy.window_ms / 1000),
                     )
-                    .reason(format!("{recent} restarts within {}s", self.policy.window_ms / 1000)),
+                    .reason(format!("{recent} short-lived runs within {}s", self.policy.window_ms / 1000)),
                 );
             }
             drop(lock);
@@ -106,8 +127,9 @@ impl Keeper {
         let previous = crate::ControllerInfo::find(&self.dir)
             .map(|i| i.pid)
             .or_else(|| self.stale_controller_pid());
-        history.restarts.push(now);
-        myset_core::restart::prune_history(&mut history.restarts, now, self.policy);
+        let mut tracker = history.tracker();
+        tracker.started(now, self.policy);
+        history.keep(tracker);
         self.save_history(&history)?;
         let mut child = spawn_controller_holding(
             &self.dir,
