@@ -52,7 +52,7 @@ impl Timing {
 /// How the agent of an instance is restarted when it keeps dying: a few times at once (a
 /// killed Pod comes back at once), then ever more slowly, like a Pod's CrashLoopBackOff.
 const AGENT_RESTARTS: myset_core::RestartPolicy = myset_core::RestartPolicy {
-    stable_ms: 10_000,
+    stable_ms: 3_000,
     burst: 5,
     window_ms: 60_000,
     first_delay_ms: 1_000,

@@ -19,7 +19,9 @@ pub struct RestartPolicy {
 impl Default for RestartPolicy {
     fn default() -> Self {
         RestartPolicy {
-            stable_ms: 10_000,
+            // A crash loop dies within a second or two of starting (bad settings, a panic at
+            // start); a process that served this long was killed, not broken.
+            stable_ms: 3_000,
             burst: 3,
             window_ms: 60_000,
             first_delay_ms: 2_000,
