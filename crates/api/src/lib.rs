@@ -499,6 +499,8 @@ pub enum EventKind {
     Suspect,
     /// A step of the reconcile loop failed; the loop went on.
     ReconcileFailed,
+    /// An agent reported a newer term than the record's; the cluster moved past it.
+    TermAdopted,
     Failover,
     FailoverHeld,
     FailoverFailed,

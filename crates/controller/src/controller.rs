@@ -480,7 +480,7 @@ impl<R: Runtime> Controller<R> {
         match result {
             Ok(_) => self.record_event(
                 Event::new(
-                    EventKind::ReconcileFailed,
+                    EventKind::TermAdopted,
                     format!("an agent reported term {seen}, newer than the record's; the cluster moves to term {term}"),
                 )
                 .term(term)

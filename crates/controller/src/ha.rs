@@ -135,6 +135,12 @@ impl<R: Runtime> Controller<R> {
         }
     }
 
+    /// Starts the next term of a change of primary. It is durable before anyone acts on it,
+    /// and agents refuse anything of an older term from then on.
+    async fn new_term(&self) -> anyhow::Result<ClusterState> {
+        self.update_state(|s| s.term += 1).await
+    }
+
     async fn order(
         &self,
         ordinal: u32,
@@ -158,10 +164,8 @@ impl<R: Runtime> Controller<R> {
     }
 
     async fn fail_over(&self, reason: &str) -> anyhow::Result<()> {
-        let before = self.state();
-        let old = before.primary;
-        // The new term is durable before anyone acts on it: nothing of the old term is trusted.
-        let state = self.update_state(|s| s.term += 1).await?;
+        let old = self.state().primary;
+        let state = self.new_term().await?;
         let term = state.term;
         self.record_event(
             Event::new(
@@ -371,7 +375,7 @@ impl<R: Runtime> Controller<R> {
                     .ok_or_else(|| anyhow!("no Ready replica to switch over to"))?
             }
         };
-        let state = self.update_state(|s| s.term += 1).await?;
+        let state = self.new_term().await?;
         let term = state.term;
         self.record_event(
             Event::new(

@@ -227,7 +227,11 @@ async fn an_agent_at_a_newer_term_moves_the_cluster_past_it() {
             .await
     );
     assert_eq!(s.primary(), 0, "no change of primary on that account");
-    assert!(s.world.events().iter().any(|e| e.term == Some(term + 8)));
+    assert!(s
+        .world
+        .events()
+        .iter()
+        .any(|e| e.kind == EventKind::TermAdopted && e.term == Some(term + 8)));
 }
 
 #[tokio::test(start_paused = true)]
