@@ -343,7 +343,14 @@ async fn sql(
                     members.join(", ")
                 );
             }
-            let server = &state.placements[&o].server;
+            let Some(placement) = state.placements.get(&o) else {
+                bail!(
+                    "{} has no placement in {}: restore that file from a backup",
+                    state.instance_name(o),
+                    dir.state_file().display()
+                );
+            };
+            let server = &placement.server;
             (format!("instance {o}"), server.host.clone(), server.port)
         }
     };
