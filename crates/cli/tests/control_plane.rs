@@ -205,3 +205,48 @@ fn a_frozen_member_never_hangs_ro_clients() {
         );
     }
 }
+
+#[test]
+fn a_controller_that_keeps_dying_is_restarted_ever_more_slowly() {
+    let cluster = Cluster::new("cploop");
+    cluster.up_with(&["--replicas", "1"]).ok();
+    let status = cluster.wait_converged(SLOW).expect("the cluster converges");
+    let agent = status.instances[0].agent_pid.expect("an agent pid");
+    let controller = status.controller_pid.expect("a controller pid");
+    // While the only agent is frozen, kill the controller and take its rw port, so every
+    // controller the agent starts dies at once: a crash loop.
+    signal(agent, Signal::SIGSTOP);
+    let agent_frozen = ContinueOnDrop(agent);
+    signal(controller, Signal::SIGKILL);
+    assert!(wait_until(QUICK, || !pid_alive(controller)));
+    let squatter =
+        std::net::TcpListener::bind(("127.0.0.1", cluster.rw_port)).expect("take the rw port");
+    let start = Instant::now();
+    drop(agent_frozen);
+
+    let count = |kind: EventKind| cluster.events().iter().filter(|e| e.kind == kind).count();
+    assert!(
+        wait_until(RECOVERY, || count(EventKind::ControllerRestartDelayed) > 0),
+        "no delayed restart reported: {:?}",
+        cluster.event_messages_since(0)
+    );
+    assert!(
+        count(EventKind::ControllerExited) >= 3,
+        "the dead controllers' exits are not reported"
+    );
+    // Three restarts at once, then ever longer waits: no storm.
+    let restarts = count(EventKind::ControllerRestarted);
+    assert!(
+        (3..=5).contains(&restarts),
+        "{restarts} restarts within {:?}",
+        start.elapsed()
+    );
+
+    // Once the port is free again the next restart sticks, and rw serves.
+    drop(squatter);
+    assert!(
+        wait_until(RECOVERY, || cluster.sql("rw", "SELECT 1").success()),
+        "the controller did not come back once it could start"
+    );
+    assert!(cluster.try_status().is_some_and(|s| s.running));
+}
