@@ -9,7 +9,6 @@ use myset_mariadb::{sql, AdminClient};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// How long a promotion may wait for the relay log to be applied.
 /// How long a peer may take to answer the isolation check.
 const PEER_CHECK_TIMEOUT: Duration = Duration::from_millis(500);
 /// How often a primary checks whether it is isolated.
