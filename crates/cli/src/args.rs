@@ -141,6 +141,9 @@ pub enum Command {
         #[command(flatten)]
         name: NameArg,
     },
+    /// Kubernetes: print the MySet CRD, or the objects the operator creates for a MySet
+    #[command(subcommand)]
+    Operator(OperatorCommand),
     /// Run one instance's agent (started by the controller)
     #[command(hide = true)]
     Agent {
@@ -166,6 +169,20 @@ pub enum Command {
         /// open on descriptor 3
         #[arg(long)]
         inherited_lock: bool,
+    },
+}
+
+/// `myset operator ...`
+#[derive(Subcommand, Debug)]
+pub enum OperatorCommand {
+    /// Print the MySet CustomResourceDefinition as YAML (deploy/crd.yaml is this output)
+    Crd,
+    /// Print every object the operator would create for a MySet, as a multi-document YAML
+    /// stream (like `helm template`), with freshly generated credentials
+    Render {
+        /// The MySet manifest (YAML)
+        #[arg(short = 'f', long = "filename", value_name = "CLUSTER.yaml")]
+        file: PathBuf,
     },
 }
 

@@ -4,6 +4,7 @@ mod args;
 mod chaos;
 mod commands;
 mod display;
+mod operator;
 mod wait;
 
 use args::{Cli, Command};
