@@ -517,3 +517,51 @@ fn bad_manifests_get_one_clear_line() {
         assert!(!message.contains('\n'), "{message:?} spans lines");
     }
 }
+
+#[test]
+fn rbac_has_no_wildcards_and_covers_what_the_operator_manages() {
+    use serde::Deserialize;
+    let text = include_str!("../../../deploy/rbac.yaml");
+    let mut granted = Vec::new();
+    for document in serde_norway::Deserializer::from_str(text) {
+        let doc = serde_norway::Value::deserialize(document).unwrap();
+        let Some(rules) = doc.get("rules").and_then(|r| r.as_sequence()) else {
+            continue;
+        };
+        for rule in rules {
+            let list = |key: &str| -> Vec<String> {
+                rule[key]
+                    .as_sequence()
+                    .unwrap()
+                    .iter()
+                    .map(|v| v.as_str().unwrap().to_string())
+                    .collect()
+            };
+            for key in ["apiGroups", "resources", "verbs"] {
+                assert!(
+                    !list(key).iter().any(|v| v.contains('*')),
+                    "wildcard in {key}: {rule:?}"
+                );
+            }
+            assert!(rule.get("nonResourceURLs").is_none());
+            for resource in list("resources") {
+                granted.push(resource);
+            }
+        }
+    }
+    for needed in [
+        "mysets",
+        "mysets/status",
+        "pods",
+        "persistentvolumeclaims",
+        "services",
+        "secrets",
+        "configmaps",
+        "poddisruptionbudgets",
+        "events",
+        "leases",
+        "nodes",
+    ] {
+        assert!(granted.iter().any(|g| g == needed), "{needed} not granted");
+    }
+}
