@@ -165,3 +165,52 @@ async fn shutdown(State(shared): State<Arc<Shared>>) -> StatusCode {
     shared.stop.cancel();
     StatusCode::ACCEPTED
 }
+
+/// What the probe port reports on: nothing until the agent has a spec, then its state.
+pub type ProbeTarget = Arc<std::sync::OnceLock<Arc<Shared>>>;
+
+/// The kubelet's port: `GET /healthz` and `GET /readyz` without the token, answering 200 or
+/// 503 with a bare verdict and no reason (anyone who reaches the Pod can call it), and
+/// nothing else. The kubelet cannot present the token: probe headers are literal strings in
+/// the Pod spec.
+pub async fn serve_probes(target: ProbeTarget, listener: tokio::net::TcpListener) {
+    let app = Router::new()
+        .route("/healthz", get(pod_healthz))
+        .route("/readyz", get(pod_readyz))
+        .fallback(|| async { StatusCode::NOT_FOUND })
+        .with_state(target);
+    if let Err(e) = axum::serve(listener, app).await {
+        tracing::error!("probe listener stopped: {e}");
+    }
+}
+
+/// Liveness for the kubelet ([`probe::pod_live`]). An agent still waiting for its first spec
+/// is live: it waits for the operator, and a restart would not bring the spec sooner.
+async fn pod_healthz(State(target): State<ProbeTarget>) -> Response {
+    let Some(shared) = target.get() else {
+        return bare_verdict(true);
+    };
+    let server = shared.server();
+    let server_live = server.phase == Phase::Running && probe::evaluate(shared).await.live;
+    bare_verdict(probe::pod_live(
+        &server.phase,
+        server_live,
+        server.progress_at.elapsed(),
+    ))
+}
+
+/// Readiness, exactly as the authenticated `/readyz` decides it.
+async fn pod_readyz(State(target): State<ProbeTarget>) -> Response {
+    match target.get() {
+        Some(shared) => bare_verdict(probe::evaluate(shared).await.ready),
+        None => bare_verdict(false),
+    }
+}
+
+fn bare_verdict(ok: bool) -> Response {
+    if ok {
+        (StatusCode::OK, "ok\n").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "not ok\n").into_response()
+    }
+}

@@ -4,6 +4,7 @@
 //! ordinal and role, supervises mariadbd and restarts it when it dies, converges replication to
 //! what the controller asks, and serves probes, a status document and a clone stream over HTTP.
 
+mod awaiting;
 mod blocking;
 mod clocks;
 mod clone;
@@ -16,37 +17,164 @@ mod role;
 mod state;
 mod supervisor;
 
+pub use awaiting::Identity;
 pub use layout::InstanceLayout;
 
 use anyhow::Context;
 use myset_api::{InstanceSpec, Secrets};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-/// What an agent process is started with.
+/// What an agent process is started with. Everything after `secrets_file` is for running as
+/// a Kubernetes Pod's PID 1; left unset (as the local runtime does), the agent behaves as it
+/// always has.
 #[derive(Debug, Clone)]
 pub struct AgentOptions {
     /// The instance's directory: spec file, data dir ("volume"), sockets and logs.
     pub instance_dir: PathBuf,
     pub secrets_file: PathBuf,
+    /// Where the API listens, instead of the spec's agent address.
+    pub listen: Option<SocketAddr>,
+    /// Where to serve the kubelet's token-free `/healthz` and `/readyz`; off when None.
+    pub probe_listen: Option<SocketAddr>,
+    /// With no spec on disk, wait for one over the API (needs `listen` and `identity`)
+    /// instead of failing.
+    pub await_spec: bool,
+    /// The member this agent runs; a spec naming another is refused.
+    pub identity: Option<Identity>,
+    /// The host mariadbd binds (and the API, without `listen`), instead of the spec's hosts,
+    /// which peers keep using to reach them.
+    pub bind_host: Option<String>,
+    /// A directory of the user's option files: `all.cnf`, `primary.cnf`, `replica.cnf`.
+    pub server_options_dir: Option<PathBuf>,
+}
+
+impl AgentOptions {
+    /// An agent as the local runtime starts it: everything in the spec.
+    pub fn local(instance_dir: PathBuf, secrets_file: PathBuf) -> Self {
+        AgentOptions {
+            instance_dir,
+            secrets_file,
+            listen: None,
+            probe_listen: None,
+            await_spec: false,
+            identity: None,
+            bind_host: None,
+            server_options_dir: None,
+        }
+    }
 }
 
 /// Runs the agent until it is told to stop (SIGTERM, SIGINT or `POST /shutdown`).
 pub async fn run(options: AgentOptions) -> anyhow::Result<()> {
-    let layout = InstanceLayout::new(options.instance_dir);
-    let spec: InstanceSpec = read_json(&layout.spec_file())?;
+    let layout = InstanceLayout::new(options.instance_dir.clone());
+    let awaiting = options.await_spec && !layout.spec_file().exists();
+    let spec: Option<InstanceSpec> = if awaiting {
+        None
+    } else {
+        Some(read_json(&layout.spec_file())?)
+    };
+    if let (Some(spec), Some(identity)) = (&spec, &options.identity) {
+        identity
+            .check(spec)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", layout.spec_file().display()))?;
+    }
     let secrets: Secrets = read_json(&options.secrets_file)?;
     let binaries = myset_mariadb::Binaries::find()?;
     layout.create_dirs()?;
     supervisor::stop_leftover_server(&layout).await;
 
-    let shared = Arc::new(state::Shared::new(spec, secrets, layout, binaries));
-    let listener = tokio::net::TcpListener::bind((
-        shared.spec().agent.host.as_str(),
-        shared.spec().agent.port,
-    ))
-    .await
-    .with_context(|| format!("agent cannot listen on {}", shared.spec().agent))?;
+    let probe_target = http::ProbeTarget::default();
+    let probes = match options.probe_listen {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("agent cannot listen for probes on {addr}"))?;
+            Some(tokio::spawn(http::serve_probes(
+                probe_target.clone(),
+                listener,
+            )))
+        }
+        None => None,
+    };
+    let result = run_with(options, layout, spec, secrets, binaries, probe_target).await;
+    if let Some(probes) = probes {
+        probes.abort();
+    }
+    result
+}
+
+async fn run_with(
+    options: AgentOptions,
+    layout: InstanceLayout,
+    spec: Option<InstanceSpec>,
+    secrets: Secrets,
+    binaries: myset_mariadb::Binaries,
+    probe_target: http::ProbeTarget,
+) -> anyhow::Result<()> {
+    // A listener given by flag is bound before any spec exists: while the agent waits for
+    // its spec and then, as the same socket, for the API.
+    let mut listener = match options.listen {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("agent cannot listen on {addr}"))?
+                .into_std()?,
+        ),
+        None => None,
+    };
+    // Signals stop a wait for the spec; after it, state::stop_on_signal takes over as always.
+    let early_stop = tokio_util::sync::CancellationToken::new();
+    let spec = match spec {
+        Some(spec) => spec,
+        None => {
+            let (Some(std_listener), Some(identity)) = (&listener, options.identity.clone()) else {
+                anyhow::bail!("waiting for a spec needs the address to listen on and the identity of the member (--listen, --cluster, --ordinal)");
+            };
+            let signals = tokio::spawn(stop_on_signal(early_stop.clone()));
+            let waiting = tokio::net::TcpListener::from_std(std_listener.try_clone()?)?;
+            let received = awaiting::await_spec(
+                waiting,
+                &layout,
+                identity,
+                &secrets.api_token,
+                early_stop.clone(),
+            )
+            .await;
+            // Left running: a signal from now on reaches the agent through the link below.
+            drop(signals);
+            match received? {
+                Some(spec) => spec,
+                None => return Ok(()),
+            }
+        }
+    };
+
+    let mut shared = state::Shared::new(spec, secrets, layout, binaries);
+    shared.overrides = state::Overrides {
+        bind_host: options.bind_host.clone(),
+        server_options_dir: options.server_options_dir.clone(),
+    };
+    let shared = Arc::new(shared);
+    let _ = probe_target.set(shared.clone());
+    let link = {
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            early_stop.cancelled().await;
+            shared.stop.cancel();
+        })
+    };
+    let listener = match listener.take() {
+        Some(l) => tokio::net::TcpListener::from_std(l)?,
+        None => {
+            let spec = shared.spec();
+            let host = options.bind_host.as_deref().unwrap_or(&spec.agent.host);
+            tokio::net::TcpListener::bind((host, spec.agent.port))
+                .await
+                .with_context(|| format!("agent cannot listen on {host}:{}", spec.agent.port))?
+        }
+    };
     let server = tokio::spawn(http::serve(shared.clone(), listener));
     let signals = tokio::spawn(state::stop_on_signal(shared.clone()));
     let fence_watch = tokio::spawn(orders::self_fence_watch(shared.clone()));
@@ -57,7 +185,25 @@ pub async fn run(options: AgentOptions) -> anyhow::Result<()> {
     signals.abort();
     fence_watch.abort();
     sampler.abort();
+    link.abort();
     result
+}
+
+/// Turns SIGTERM and SIGINT into cancelling `stop`.
+async fn stop_on_signal(stop: tokio_util::sync::CancellationToken) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    tracing::info!("stop requested by signal");
+    stop.cancel();
 }
 
 fn read_json<T: serde::de::DeserializeOwned>(path: &std::path::Path) -> anyhow::Result<T> {

@@ -78,6 +78,34 @@ async fn query(shared: &Shared) -> anyhow::Result<Probe> {
     })
 }
 
+/// How long a clone may go without receiving a byte, or a wait for a donor without another
+/// attempt, before the kubelet's liveness probe calls the agent stuck.
+pub const CLONE_STALL_LIMIT: Duration = Duration::from_secs(300);
+/// How long creating a data dir or preparing a received clone may take before the kubelet's
+/// liveness probe calls the agent stuck. Neither reports progress while it runs, and the
+/// prepare of a large clone replays all the redo written during the copy.
+pub const STEP_LIMIT: Duration = Duration::from_secs(4 * 3600);
+
+/// Liveness as the kubelet sees it (the probe port's `/healthz`): whether restarting the
+/// container could help. A running server is live when it answers, as on the authenticated
+/// API. Before the server runs, the agent is live while it makes progress on its data dir:
+/// a clone receiving bytes, a bootstrap or a prepare that has not run absurdly long, a wait
+/// for a donor between attempts. A starting or stopping server is not live: the agent
+/// restarts a server that fails to start itself, and the kubelet steps in only when that has
+/// not worked for as long as its probe allows.
+///
+/// `since_progress` is the time since the phase last changed kind or a clone last received
+/// bytes. The controller keeps reading the server-only `live` of the status document: this
+/// verdict is for the kubelet alone.
+pub fn pod_live(phase: &Phase, server_live: bool, since_progress: Duration) -> bool {
+    match phase {
+        Phase::Running => server_live,
+        Phase::Initializing | Phase::Preparing { .. } => since_progress < STEP_LIMIT,
+        Phase::Cloning { .. } | Phase::Waiting { .. } => since_progress < CLONE_STALL_LIMIT,
+        Phase::Starting | Phase::Stopping => false,
+    }
+}
+
 /// How often a replica samples its primary's stream, so the silence it reports is accurate to
 /// this much rather than to the controller's probe period.
 const STREAM_SAMPLE_PERIOD: Duration = Duration::from_millis(250);
@@ -106,6 +134,54 @@ pub async fn sample_primary_stream(shared: std::sync::Arc<Shared>) {
             }
             Ok(Ok(None)) => {}
             _ => conn = None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_running_server_is_live_when_it_answers() {
+        assert!(pod_live(&Phase::Running, true, Duration::ZERO));
+        assert!(!pod_live(&Phase::Running, false, Duration::ZERO));
+    }
+
+    #[test]
+    fn a_clone_is_live_while_bytes_arrive_and_stuck_when_they_stop() {
+        let cloning = Phase::Cloning {
+            donor: 0,
+            bytes: 1 << 30,
+        };
+        assert!(pod_live(&cloning, false, Duration::from_secs(1)));
+        assert!(pod_live(
+            &cloning,
+            false,
+            CLONE_STALL_LIMIT - Duration::from_secs(1)
+        ));
+        assert!(!pod_live(&cloning, false, CLONE_STALL_LIMIT));
+        let waiting = Phase::Waiting {
+            reason: "no donor to clone from".into(),
+        };
+        assert!(pod_live(&waiting, false, Duration::from_secs(2)));
+        assert!(!pod_live(&waiting, false, CLONE_STALL_LIMIT));
+    }
+
+    #[test]
+    fn a_bootstrap_or_prepare_is_live_until_it_runs_absurdly_long() {
+        for phase in [Phase::Initializing, Phase::Preparing { donor: 2 }] {
+            assert!(pod_live(&phase, false, Duration::from_secs(1800)));
+            assert!(!pod_live(&phase, false, STEP_LIMIT));
+        }
+    }
+
+    #[test]
+    fn a_starting_or_stopping_server_is_not_live() {
+        // The agent's own restarts come first; the kubelet's probe budget covers them.
+        for phase in [Phase::Starting, Phase::Stopping] {
+            assert!(!pod_live(&phase, false, Duration::ZERO));
+            assert!(!pod_live(&phase, true, Duration::ZERO));
         }
     }
 }

@@ -14,9 +14,10 @@ const ADMIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub async fn admin(shared: &Shared) -> anyhow::Result<AdminClient> {
     let spec = shared.spec();
+    let host = shared.overrides.server_local_host(&spec);
     let s = &shared.secrets;
     let target = Target::Tcp {
-        host: &spec.server.host,
+        host: &host,
         port: spec.server.port,
     };
     Ok(AdminClient::connect(target, &s.admin_user, &s.admin_password, ADMIN_TIMEOUT).await?)

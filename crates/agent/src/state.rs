@@ -2,8 +2,9 @@
 
 use crate::clocks::{StreamClock, WaitClock};
 use crate::layout::InstanceLayout;
-use myset_api::{InstanceSpec, Phase, Secrets};
+use myset_api::{InstanceSpec, Phase, Role, Secrets};
 use myset_mariadb::Binaries;
+use std::path::PathBuf;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use tokio::sync::Notify;
@@ -15,6 +16,49 @@ pub struct ServerState {
     pub phase: Phase,
     pub pid: Option<u32>,
     pub restarts: u32,
+    /// When the agent last made progress on preparing its server: entered another phase, or
+    /// received more of a clone. Only the kubelet's liveness probe reads it.
+    pub progress_at: Instant,
+}
+
+/// How the agent binds and configures its server when it does not run as the local runtime
+/// started it (on Kubernetes). The defaults change nothing.
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    /// The host mariadbd binds, instead of the spec's server host (which peers keep using to
+    /// reach it, for example a DNS name of the Pod).
+    pub bind_host: Option<String>,
+    /// A directory with the user's option files `all.cnf`, `primary.cnf` and `replica.cnf`.
+    pub server_options_dir: Option<PathBuf>,
+}
+
+impl Overrides {
+    /// The address mariadbd binds.
+    pub fn server_bind_host(&self, spec: &InstanceSpec) -> String {
+        self.bind_host
+            .clone()
+            .unwrap_or_else(|| spec.server.host.clone())
+    }
+
+    /// The host the agent reaches its own server at over TCP: where it binds, or loopback when
+    /// it binds every address.
+    pub fn server_local_host(&self, spec: &InstanceSpec) -> String {
+        match self.bind_host.as_deref() {
+            None => spec.server.host.clone(),
+            Some("" | "*" | "0.0.0.0" | "::" | "[::]") => "127.0.0.1".into(),
+            Some(host) => host.into(),
+        }
+    }
+
+    /// The user's option files for a server of `role`: the common file, then the role's.
+    /// MariaDB reads options only at start, so a promotion or demotion applies the new
+    /// role's file at the server's next start; the server is not restarted for it.
+    pub fn server_option_files(&self, role: Role) -> Vec<PathBuf> {
+        match &self.server_options_dir {
+            None => Vec::new(),
+            Some(dir) => vec![dir.join("all.cnf"), dir.join(format!("{role}.cnf"))],
+        }
+    }
 }
 
 pub struct Shared {
@@ -31,6 +75,7 @@ pub struct Shared {
     pub secrets: Secrets,
     pub layout: InstanceLayout,
     pub binaries: Binaries,
+    pub overrides: Overrides,
     pub stop: CancellationToken,
     pub fencing: Mutex<Fencing>,
     /// When a replica last saw its primary's heartbeats or events advance.
@@ -81,10 +126,12 @@ impl Shared {
                 phase: Phase::Starting,
                 pid: None,
                 restarts: 0,
+                progress_at: Instant::now(),
             }),
             secrets,
             layout,
             binaries,
+            overrides: Overrides::default(),
             stop: CancellationToken::new(),
             fencing: Mutex::new(Fencing {
                 fence_term: 0,
@@ -187,6 +234,9 @@ impl Shared {
         if s.phase != phase {
             tracing::info!(%phase, "phase");
         }
+        if made_progress(&s.phase, &phase) {
+            s.progress_at = Instant::now();
+        }
         s.phase = phase;
     }
 
@@ -203,6 +253,17 @@ impl Shared {
     /// Waits for a spec change, at most `limit`.
     pub async fn wait_for_spec_change(&self, limit: Duration) {
         let _ = tokio::time::timeout(limit, self.spec_changed.notified()).await;
+    }
+}
+
+/// Whether going from phase `from` to `to` is progress: another kind of phase, or more bytes
+/// of a clone. A phase repeated as it is (a wait, a stalled clone) is not.
+pub fn made_progress(from: &Phase, to: &Phase) -> bool {
+    match (from, to) {
+        (Phase::Cloning { donor: a, bytes: x }, Phase::Cloning { donor: b, bytes: y }) => {
+            a != b || x != y
+        }
+        (from, to) => std::mem::discriminant(from) != std::mem::discriminant(to),
     }
 }
 
@@ -228,6 +289,51 @@ mod tests {
     use crate::testing::{shared, spec};
     use myset_api::{InstanceSpec, Role};
     use std::sync::Arc;
+
+    #[test]
+    fn progress_is_a_new_kind_of_phase_or_more_clone_bytes() {
+        use super::made_progress;
+        use myset_api::Phase;
+        let cloning = |bytes| Phase::Cloning { donor: 1, bytes };
+        let waiting = |r: &str| Phase::Waiting { reason: r.into() };
+        assert!(made_progress(&Phase::Starting, &Phase::Initializing));
+        assert!(made_progress(&waiting("a"), &cloning(0)));
+        assert!(made_progress(&cloning(0), &cloning(10)));
+        assert!(made_progress(&cloning(10), &Phase::Preparing { donor: 1 }));
+        assert!(!made_progress(&cloning(10), &cloning(10)));
+        assert!(!made_progress(&waiting("a"), &waiting("b")));
+        assert!(!made_progress(&Phase::Running, &Phase::Running));
+    }
+
+    #[test]
+    fn without_overrides_the_spec_decides_where_the_server_binds() {
+        use super::Overrides;
+        let mut s = spec(Role::Primary, 1, None);
+        s.server.host = "db-0.db.ns.svc".into();
+        let none = Overrides::default();
+        assert_eq!(none.server_bind_host(&s), "db-0.db.ns.svc");
+        assert_eq!(none.server_local_host(&s), "db-0.db.ns.svc");
+        assert!(none.server_option_files(Role::Primary).is_empty());
+
+        let every = Overrides {
+            bind_host: Some("0.0.0.0".into()),
+            server_options_dir: Some("/etc/o".into()),
+        };
+        assert_eq!(every.server_bind_host(&s), "0.0.0.0");
+        assert_eq!(every.server_local_host(&s), "127.0.0.1");
+        assert_eq!(
+            every.server_option_files(Role::Replica),
+            [
+                std::path::PathBuf::from("/etc/o/all.cnf"),
+                "/etc/o/replica.cnf".into()
+            ]
+        );
+        let pod_ip = Overrides {
+            bind_host: Some("10.1.2.3".into()),
+            ..Overrides::default()
+        };
+        assert_eq!(pod_ip.server_local_host(&s), "10.1.2.3");
+    }
 
     fn on_disk(shared: &super::Shared) -> InstanceSpec {
         serde_json::from_slice(&std::fs::read(shared.layout.spec_file()).unwrap()).unwrap()

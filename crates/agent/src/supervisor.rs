@@ -117,7 +117,7 @@ pub fn server_config(shared: &Shared, datadir: &Path) -> ServerConfig {
     ServerConfig {
         server_id: spec.server_id,
         role: spec.role,
-        bind_address: spec.server.host.clone(),
+        bind_address: shared.overrides.server_bind_host(&spec),
         port: spec.server.port,
         datadir: datadir.to_path_buf(),
         socket: layout.socket(),
@@ -126,6 +126,7 @@ pub fn server_config(shared: &Shared, datadir: &Path) -> ServerConfig {
         run_as_root: nix::unistd::geteuid().is_root(),
         admin_user: shared.secrets.admin_user.clone(),
         admin_password: shared.secrets.admin_password.clone(),
+        includes: shared.overrides.server_option_files(spec.role),
     }
 }
 
@@ -181,6 +182,7 @@ pub fn append_log(path: &Path) -> std::io::Result<std::fs::File> {
 /// Waits until the server accepts admin logins over TCP, or fails if it exits first.
 async fn wait_until_answering(shared: &Shared, child: &mut Child) -> anyhow::Result<()> {
     let spec = &shared.spec();
+    let host = &shared.overrides.server_local_host(spec);
     let s = &shared.secrets;
     let answered = myset_os::poll_for(START_DEADLINE, Duration::from_millis(100), || {
         let exited = child.try_wait();
@@ -192,7 +194,7 @@ async fn wait_until_answering(shared: &Shared, child: &mut Child) -> anyhow::Res
                 );
             }
             let target = Target::Tcp {
-                host: &spec.server.host,
+                host,
                 port: spec.server.port,
             };
             let login = Duration::from_secs(2);

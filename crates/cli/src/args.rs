@@ -157,6 +157,31 @@ pub enum Command {
         /// Run in this network namespace (a name under /run/netns)
         #[arg(long)]
         netns: Option<String>,
+        /// Serve the API at ADDR:PORT instead of the spec's agent address
+        #[arg(long, value_name = "ADDR:PORT")]
+        listen: Option<std::net::SocketAddr>,
+        /// Also serve GET /healthz and GET /readyz at ADDR:PORT, without the API token and
+        /// with a bare verdict (for the kubelet's probes)
+        #[arg(long, value_name = "ADDR:PORT")]
+        probe_listen: Option<std::net::SocketAddr>,
+        /// When the instance dir has no spec.json, serve the API and wait for the first spec
+        /// (PUT /spec) naming --cluster and --ordinal, instead of failing
+        #[arg(long, requires_all = ["listen", "cluster", "ordinal"])]
+        await_spec: bool,
+        /// The cluster this agent belongs to; a spec naming another is refused
+        #[arg(long, requires = "ordinal")]
+        cluster: Option<String>,
+        /// The ordinal this agent runs; a spec naming another is refused
+        #[arg(long, requires = "cluster")]
+        ordinal: Option<u32>,
+        /// Bind mariadbd (and the API, without --listen) to HOST instead of the spec's
+        /// hosts, which peers keep using to reach them
+        #[arg(long, value_name = "HOST")]
+        bind_host: Option<String>,
+        /// Include DIR/all.cnf and DIR/<role>.cnf in the server's options, before the
+        /// settings myset decides (a role change applies at the server's next start)
+        #[arg(long, value_name = "DIR")]
+        server_options_dir: Option<PathBuf>,
     },
     /// Run a cluster's controller (started by `up`)
     #[command(hide = true)]

@@ -109,13 +109,29 @@ pub async fn run(cli: Cli, host_netns: Option<std::os::fd::OwnedFd>) -> anyhow::
             secrets,
             cluster_dir,
             netns: _,
+            listen,
+            probe_listen,
+            await_spec,
+            cluster,
+            ordinal,
+            bind_host,
+            server_options_dir,
         } => {
             if let Some(root) = cluster_dir {
                 keep_controller(root, &instance_dir, host_netns)?;
             }
+            let identity = match (cluster, ordinal) {
+                (Some(cluster), Some(ordinal)) => Some(myset_agent::Identity { cluster, ordinal }),
+                _ => None,
+            };
             myset_agent::run(myset_agent::AgentOptions {
-                instance_dir,
-                secrets_file: secrets,
+                listen,
+                probe_listen,
+                await_spec,
+                identity,
+                bind_host,
+                server_options_dir,
+                ..myset_agent::AgentOptions::local(instance_dir, secrets)
             })
             .await
         }

@@ -20,6 +20,10 @@ pub struct ServerConfig {
     /// The admin account, for mariadb-backup and local clients reading this file.
     pub admin_user: String,
     pub admin_password: String,
+    /// Option files of the user's own (on Kubernetes, the operator's ConfigMap: `all.cnf` and
+    /// the file of the server's role), included where they can tune the server but never
+    /// override what myset sets itself. Empty locally.
+    pub includes: Vec<PathBuf>,
 }
 
 impl ServerConfig {
@@ -27,9 +31,21 @@ impl ServerConfig {
     pub fn render(&self) -> String {
         // mariadb-backup reads [mariadbd] for the datadir, so server options live there.
         let mut s = String::from("[mariadbd]\n");
-        let mut line = |k: &str, v: &dyn std::fmt::Display| {
+        let line = |s: &mut String, k: &str, v: &dyn std::fmt::Display| {
             let _ = writeln!(s, "{k} = {v}");
         };
+        // Defaults a user may tune. When an option occurs more than once, MariaDB keeps the
+        // last occurrence, so these come before the user's files and everything myset must
+        // decide comes after them.
+        line(&mut s, "innodb-buffer-pool-size", &"128M");
+        line(&mut s, "character-set-server", &"utf8mb4");
+        line(&mut s, "max-connections", &300);
+        // An included file's groups end with it: what follows is in [mariadbd] again. A
+        // missing file is skipped by MariaDB.
+        for file in &self.includes {
+            let _ = writeln!(s, "!include {}", file.display());
+        }
+        let mut line = |k: &str, v: &dyn std::fmt::Display| line(&mut s, k, v);
         line("datadir", &self.datadir.display());
         line("port", &self.port);
         line("bind-address", &self.bind_address);
@@ -53,9 +69,6 @@ impl ServerConfig {
         line("read-only", &"ON");
         line("sync-binlog", &1);
         line("innodb-flush-log-at-trx-commit", &1);
-        line("innodb-buffer-pool-size", &"128M");
-        line("character-set-server", &"utf8mb4");
-        line("max-connections", &300);
         // Semi-synchronous replication: the primary side is switched on at run time, and only on
         // the primary; a timeout of ~49 days means it never silently falls back to async.
         line("rpl-semi-sync-slave-enabled", &"ON");
@@ -95,6 +108,7 @@ mod tests {
             run_as_root: false,
             admin_user: "admin".into(),
             admin_password: "pw".into(),
+            includes: Vec::new(),
         }
     }
 
@@ -124,5 +138,27 @@ mod tests {
         let text = c.render();
         assert!(!text.contains("relay-log-recovery"));
         assert!(text.contains("user = root"));
+    }
+
+    #[test]
+    fn user_files_come_after_tunable_defaults_and_before_what_myset_decides() {
+        let mut c = config(Role::Primary);
+        c.includes = vec!["/etc/o/all.cnf".into(), "/etc/o/primary.cnf".into()];
+        let text = c.render();
+        let at = |needle: &str| {
+            text.find(needle)
+                .unwrap_or_else(|| panic!("missing {needle:?} in\n{text}"))
+        };
+        let all = at("!include /etc/o/all.cnf\n");
+        let role = at("!include /etc/o/primary.cnf\n");
+        assert!(all < role);
+        // The last occurrence of an option wins: a user's max-connections overrides the
+        // default, and nothing the user writes overrides server-id or read-only.
+        assert!(at("max-connections = 300") < all);
+        assert!(role < at("server-id = 102"));
+        assert!(role < at("read-only = ON"));
+        assert!(role < at("bind-address"));
+        assert!(role < at("[client]"));
+        assert!(!config(Role::Primary).render().contains("!include"));
     }
 }

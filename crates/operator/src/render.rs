@@ -39,8 +39,8 @@ pub const AGENT_PORT: i32 = 8080;
 /// The kubelet's probes. The kubelet cannot present the API token (probe headers are literal
 /// strings in the Pod spec, readable by anyone who can read Pods, and cannot come from a
 /// Secret), so the probes go to a separate port on which the agent answers `/healthz` and
-/// `/readyz` with a bare verdict and nothing else; the API port keeps requiring the token.
-/// The agent does not serve this port yet (see the README's Kubernetes section).
+/// `/readyz` with a bare verdict and nothing else (`--probe-listen`); the API port keeps
+/// requiring the token.
 pub const PROBE_PORT: i32 = 8081;
 
 /// The PVC's mount: the agent's instance directory (data dir, spec, sockets, logs).
@@ -400,6 +400,9 @@ impl<'a> Context<'a> {
             image_pull_policy: Some("IfNotPresent".into()),
             // The agent is PID 1 and supervises mariadbd as its child, as locally (and as
             // CloudNativePG's instance manager); no shell in between.
+            // The Pod starts before the operator sends the agent its spec (`PUT /spec`);
+            // the agent waits for one naming this member. Peers reach the Pod by its DNS name
+            // (the spec's addresses); the server and the API bind every address of the Pod.
             command: Some(vec![
                 "myset".into(),
                 "agent".into(),
@@ -407,6 +410,19 @@ impl<'a> Context<'a> {
                 INSTANCE_DIR.into(),
                 "--secrets".into(),
                 format!("{SECRETS_DIR}/{SECRETS_KEY}"),
+                "--await-spec".into(),
+                "--cluster".into(),
+                self.name.clone(),
+                "--ordinal".into(),
+                ordinal.to_string(),
+                "--listen".into(),
+                format!("0.0.0.0:{AGENT_PORT}"),
+                "--probe-listen".into(),
+                format!("0.0.0.0:{PROBE_PORT}"),
+                "--bind-host".into(),
+                "0.0.0.0".into(),
+                "--server-options-dir".into(),
+                SERVER_CONFIG_DIR.into(),
             ]),
             env: Some(vec![
                 env("MYSET_CLUSTER", &self.name),
@@ -420,8 +436,9 @@ impl<'a> Context<'a> {
                 container_port("agent", AGENT_PORT),
                 container_port("probes", PROBE_PORT),
             ]),
-            // Bootstrap or clone: /healthz fails until mariadbd runs, for as long as a large
-            // clone takes; the liveness probe only starts once this one passes.
+            // The agent's liveness for the kubelet holds while it waits for its spec and
+            // while a bootstrap, clone or prepare makes progress; this budget is a backstop
+            // for a first start, and the liveness probe only starts once this one passes.
             startup_probe: Some(Probe {
                 http_get: Some(http_probe("/healthz")),
                 period_seconds: Some(STARTUP_PERIOD_SECONDS),

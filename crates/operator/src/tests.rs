@@ -184,7 +184,30 @@ fn every_pod_has_startup_readiness_and_liveness_probes_on_the_probe_port() {
             "startup budget {budget} s is short for a clone"
         );
         // The agent is PID 1: no shell around it.
-        assert_eq!(c.command.as_ref().unwrap()[..2], ["myset", "agent"]);
+        let command = c.command.as_ref().unwrap();
+        assert_eq!(command[..2], ["myset", "agent"]);
+        // It waits for its spec from the operator, as this member, and serves the probes
+        // on the port they go to.
+        let flag = |name: &str| {
+            let at = command.iter().position(|a| a == name);
+            at.map(|i| command.get(i + 1).cloned().unwrap_or_default())
+        };
+        assert!(command.iter().any(|a| a == "--await-spec"));
+        assert_eq!(flag("--cluster").as_deref(), Some("db"));
+        let ordinal = &pod.metadata.labels.as_ref().unwrap()[crate::render::LABEL_ORDINAL];
+        assert_eq!(flag("--ordinal").as_ref(), Some(ordinal));
+        assert_eq!(
+            flag("--probe-listen"),
+            Some(format!("0.0.0.0:{}", crate::render::PROBE_PORT))
+        );
+        assert_eq!(
+            flag("--listen"),
+            Some(format!("0.0.0.0:{}", crate::render::AGENT_PORT))
+        );
+        assert_eq!(
+            flag("--server-options-dir").as_deref(),
+            Some(crate::render::SERVER_CONFIG_DIR)
+        );
         let sc = c.security_context.as_ref().unwrap();
         assert_eq!(sc.read_only_root_filesystem, Some(true));
         assert_eq!(sc.allow_privilege_escalation, Some(false));
