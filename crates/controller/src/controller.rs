@@ -66,6 +66,8 @@ pub(crate) struct Observed {
     pub(crate) status: Option<AgentStatus>,
     /// When the instance was last seen live (agent answering, server answering).
     pub(crate) last_live: Option<Instant>,
+    /// When this controller last started the instance's agent.
+    pub(crate) started_at: Option<Instant>,
     /// Why the instance is not running or not ready, in words.
     note: Option<String>,
     /// The last spec the agent accepted.
@@ -656,6 +658,7 @@ impl<R: Runtime> Controller<R> {
                     let entry = observed.entry(ordinal).or_default();
                     entry.sent = Some(spec);
                     entry.started = true;
+                    entry.started_at = Some(Instant::now());
                     entry.readiness = Readiness::default();
                     entry.starts.started(now_ms, AGENT_RESTARTS);
                 }

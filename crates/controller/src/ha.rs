@@ -63,7 +63,18 @@ impl<R: Runtime> Controller<R> {
             let healthy = p
                 .and_then(|o| o.status.as_ref())
                 .is_some_and(|s| s.live && s.role == Role::Primary && s.term == state.term);
-            let last_live = p.and_then(|o| o.last_live).unwrap_or(self.started);
+            // Unhealthy since it was last seen live, or since it was (re)started, or since this
+            // controller started: whichever is latest. An instance just started gets the
+            // whole failover delay to come up.
+            let last_live = [
+                Some(self.started),
+                p.and_then(|o| o.last_live),
+                p.and_then(|o| o.started_at),
+            ]
+            .into_iter()
+            .flatten()
+            .max()
+            .unwrap_or(self.started);
             let primary = PrimaryView {
                 healthy,
                 unhealthy_for_ms: if healthy {

@@ -257,6 +257,43 @@ async fn a_controller_restarted_in_the_middle_of_a_failover_finishes_it() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_primary_started_late_after_a_full_restart_is_not_failed_over() {
+    let s = Scenario::new(3).await;
+    s.write(3);
+    // The whole cluster stops (`myset down`); its record stays.
+    let record = s.controller.state();
+    s.controller.request_stop();
+    s.world.with(|w| {
+        for (o, a) in w.agents.iter_mut() {
+            a.running = false;
+            w.disk.insert(*o, a.executed);
+        }
+        // At the next start, the primary cannot be observed for 2.5 s: less than the
+        // failover delay, counted from when it is started, not from the controller's start.
+        w.slow_start.insert(0, Duration::from_millis(2500));
+    });
+    let world = s.world.clone();
+    drop(s);
+    let s = Scenario::resume(world, record);
+    // The instances start 1.5 s after the controller (as when their network namespaces are
+    // not ready at its first pass).
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        s.run_until(SOON, |s| s.controller.status().converged())
+            .await,
+        "{:?}",
+        s.controller.status()
+    );
+    assert_eq!(
+        s.primary(),
+        0,
+        "the slowly starting primary was failed over"
+    );
+    assert!(!kinds(&s).contains(&EventKind::Failover));
+    assert!(s.no_write_lost());
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_failover_never_waits_behind_a_slow_scale_down() {
     let s = Scenario::new(3).await;
     s.write(2);

@@ -101,7 +101,14 @@ pub fn ensure(cluster: &str, index: u8, ordinal: u32) -> anyhow::Result<()> {
     }
     ip(&["-n", &ns, "link", "set", "lo", "up"])?;
     let host = host_link(index, ordinal);
-    if !exists("link", &host) {
+    // A namespace deleted by `down` takes its end of the cable with it, but the kernel removes
+    // the host end a moment later: a host end without its peer is stale, and is replaced.
+    let has_cable = ip(&["-n", &ns, "link", "show", "eth0"]).is_ok();
+    if !has_cable && exists("link", &host) {
+        // It may vanish on its own meanwhile: a failed delete is fine, the add below says.
+        let _ = ip(&["link", "del", &host]);
+    }
+    if !has_cable {
         ip(&[
             "link", "add", &host, "type", "veth", "peer", "name", "eth0", "netns", &ns,
         ])?;

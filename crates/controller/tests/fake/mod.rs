@@ -66,6 +66,9 @@ pub struct Inner {
     pub acked: Vec<u64>,
     /// Primaries that were writable at the same moment, if ever.
     pub split_brain: Vec<Vec<u32>>,
+    /// Instances whose next start leaves them unreachable for a while (a slow start: the
+    /// controller cannot observe them yet).
+    pub slow_start: BTreeMap<u32, Duration>,
 }
 
 pub struct World {
@@ -433,43 +436,54 @@ impl Runtime for FakeRuntime {
     }
 
     async fn start(&self, spec: &InstanceSpec) -> anyhow::Result<()> {
-        self.world.with(|w| {
-            let data = w.disk.get(&spec.ordinal).copied();
-            let position = match data {
-                Some(p) => p,
-                None if spec.bootstrap => (spec.server_id, 0),
-                None => {
-                    // A clone copies the first running donor's data.
-                    let donor = spec
-                        .donors
-                        .iter()
-                        .find_map(|d| {
-                            w.agents
-                                .get(&d.ordinal)
-                                .filter(|a| a.running && !a.isolated)
-                        })
-                        .ok_or_else(|| anyhow::anyhow!("no donor reachable"))?;
-                    donor.executed
+        self.world
+            .with(|w| {
+                let data = w.disk.get(&spec.ordinal).copied();
+                let position = match data {
+                    Some(p) => p,
+                    None if spec.bootstrap => (spec.server_id, 0),
+                    None => {
+                        // A clone copies the first running donor's data.
+                        let donor = spec
+                            .donors
+                            .iter()
+                            .find_map(|d| {
+                                w.agents
+                                    .get(&d.ordinal)
+                                    .filter(|a| a.running && !a.isolated)
+                            })
+                            .ok_or_else(|| anyhow::anyhow!("no donor reachable"))?;
+                        donor.executed
+                    }
+                };
+                w.next_pid += 10;
+                w.disk.insert(spec.ordinal, position);
+                let slow = w.slow_start.remove(&spec.ordinal);
+                w.agents.insert(
+                    spec.ordinal,
+                    FakeAgent {
+                        pid: w.next_pid,
+                        running: true,
+                        isolated: slow.is_some(),
+                        partitioned: false,
+                        spec: spec.clone(),
+                        fence_term: 0,
+                        executed: position,
+                        received: position,
+                        last_heard: None,
+                    },
+                );
+                Ok(slow)
+            })
+            .map(|slow| {
+                if let Some(delay) = slow {
+                    let (world, ordinal) = (self.world.clone(), spec.ordinal);
+                    tokio::spawn(async move {
+                        tokio::time::sleep(delay).await;
+                        world.heal(ordinal);
+                    });
                 }
-            };
-            w.next_pid += 10;
-            w.disk.insert(spec.ordinal, position);
-            w.agents.insert(
-                spec.ordinal,
-                FakeAgent {
-                    pid: w.next_pid,
-                    running: true,
-                    isolated: false,
-                    partitioned: false,
-                    spec: spec.clone(),
-                    fence_term: 0,
-                    executed: position,
-                    received: position,
-                    last_heard: None,
-                },
-            );
-            Ok(())
-        })
+            })
     }
 
     fn agent_pid(&self, ordinal: u32) -> Option<u32> {
