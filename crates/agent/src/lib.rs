@@ -132,7 +132,7 @@ async fn run_with(
             let (Some(std_listener), Some(identity)) = (&listener, options.identity.clone()) else {
                 anyhow::bail!("waiting for a spec needs the address to listen on and the identity of the member (--listen, --cluster, --ordinal)");
             };
-            let signals = tokio::spawn(stop_on_signal(early_stop.clone()));
+            let signals = tokio::spawn(state::stop_on_signal(early_stop.clone()));
             let waiting = tokio::net::TcpListener::from_std(std_listener.try_clone()?)?;
             let received = awaiting::await_spec(
                 waiting,
@@ -176,7 +176,7 @@ async fn run_with(
         }
     };
     let server = tokio::spawn(http::serve(shared.clone(), listener));
-    let signals = tokio::spawn(state::stop_on_signal(shared.clone()));
+    let signals = tokio::spawn(state::stop_on_signal(shared.stop.clone()));
     let fence_watch = tokio::spawn(orders::self_fence_watch(shared.clone()));
     let sampler = tokio::spawn(probe::sample_primary_stream(shared.clone()));
 
@@ -187,23 +187,6 @@ async fn run_with(
     sampler.abort();
     link.abort();
     result
-}
-
-/// Turns SIGTERM and SIGINT into cancelling `stop`.
-async fn stop_on_signal(stop: tokio_util::sync::CancellationToken) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let (Ok(mut term), Ok(mut int)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) else {
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
-    tracing::info!("stop requested by signal");
-    stop.cancel();
 }
 
 fn read_json<T: serde::de::DeserializeOwned>(path: &std::path::Path) -> anyhow::Result<T> {

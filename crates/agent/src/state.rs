@@ -267,8 +267,8 @@ pub fn made_progress(from: &Phase, to: &Phase) -> bool {
     }
 }
 
-/// Turns SIGTERM and SIGINT into a graceful stop.
-pub async fn stop_on_signal(shared: std::sync::Arc<Shared>) {
+/// Turns SIGTERM and SIGINT into cancelling `stop` (a graceful stop of the agent).
+pub async fn stop_on_signal(stop: CancellationToken) {
     use tokio::signal::unix::{signal, SignalKind};
     let (Ok(mut term), Ok(mut int)) = (
         signal(SignalKind::terminate()),
@@ -281,7 +281,7 @@ pub async fn stop_on_signal(shared: std::sync::Arc<Shared>) {
         _ = int.recv() => {}
     }
     tracing::info!("stop requested by signal");
-    shared.stop.cancel();
+    stop.cancel();
 }
 
 #[cfg(test)]

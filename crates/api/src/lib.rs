@@ -613,6 +613,22 @@ pub struct Secrets {
     pub api_token: String,
 }
 
+impl Secrets {
+    /// myset's three accounts and the API token, each secret drawn from `random` (the caller
+    /// brings the randomness, so this crate stays free of I/O).
+    pub fn generate(mut random: impl FnMut() -> String) -> Self {
+        Secrets {
+            admin_user: "myset_admin".into(),
+            admin_password: random(),
+            repl_user: "myset_repl".into(),
+            repl_password: random(),
+            user: "myset".into(),
+            user_password: random(),
+            api_token: random(),
+        }
+    }
+}
+
 impl fmt::Debug for Secrets {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Secrets { .. }")

@@ -153,15 +153,7 @@ impl ClusterDir {
 
 fn generate_secrets() -> Secrets {
     let random = || Alphanumeric.sample_string(&mut rand::rng(), 32);
-    Secrets {
-        admin_user: "myset_admin".into(),
-        admin_password: random(),
-        repl_user: "myset_repl".into(),
-        repl_password: random(),
-        user: "myset".into(),
-        user_password: random(),
-        api_token: random(),
-    }
+    Secrets::generate(random)
 }
 
 #[cfg(test)]

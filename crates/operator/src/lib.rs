@@ -102,15 +102,7 @@ fn one_line(s: &str) -> String {
 pub fn generate_credentials() -> Secrets {
     use rand::distr::{Alphanumeric, SampleString};
     let random = || Alphanumeric.sample_string(&mut rand::rng(), 32);
-    Secrets {
-        admin_user: "myset_admin".into(),
-        admin_password: random(),
-        repl_user: "myset_repl".into(),
-        repl_password: random(),
-        user: "myset".into(),
-        user_password: random(),
-        api_token: random(),
-    }
+    Secrets::generate(random)
 }
 
 #[cfg(test)]
