@@ -37,10 +37,18 @@ fn main() -> ExitCode {
         }
     };
     init_tracing(&cli.command);
-    if !matches!(
+    if matches!(
         cli.command,
         Command::Agent { .. } | Command::Controller { .. }
     ) {
+        // Daemons have no terminal. When a controller dies while one of its agents is stopped
+        // (SIGSTOP, a frozen host), the agent's process group becomes orphaned and the kernel
+        // sends it SIGHUP, whose default action would kill the agent and its keeper with it.
+        // SAFETY: setting a signal's disposition before any thread starts.
+        unsafe {
+            nix::libc::signal(nix::libc::SIGHUP, nix::libc::SIG_IGN);
+        }
+    } else {
         // A CLI whose output is piped into `head` should end quietly when the pipe closes,
         // as other command-line tools do, not panic on a failed print.
         // SAFETY: setting a signal's disposition to the default before any thread starts.
