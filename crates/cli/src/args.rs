@@ -223,7 +223,7 @@ pub struct HaArgs {
     /// semisync: a commit returns once a replica has it (no acknowledged write is lost on
     /// failover); async: faster commits, a failover may lose the last ones [default: semisync]
     #[arg(long, value_enum)]
-    pub durability: Option<Durability>,
+    pub durability: Option<myset_api::Durability>,
     /// Seconds the primary must look dead before an automatic failover (0.5 to 600) [default: 3]
     #[arg(long, value_parser = parse_delay)]
     pub failover_delay: Option<f64>,
@@ -248,21 +248,6 @@ fn parse_delay(text: &str) -> Result<f64, String> {
         Ok(seconds)
     } else {
         Err(format!("{seconds} is outside 0.5 to 600 seconds"))
-    }
-}
-
-#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Durability {
-    Semisync,
-    Async,
-}
-
-impl From<Durability> for myset_api::Durability {
-    fn from(d: Durability) -> Self {
-        match d {
-            Durability::Semisync => myset_api::Durability::Semisync,
-            Durability::Async => myset_api::Durability::Async,
-        }
     }
 }
 

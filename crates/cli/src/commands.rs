@@ -239,7 +239,7 @@ async fn up(state_dir: &std::path::Path, args: &UpArgs) -> anyhow::Result<()> {
             );
         }
         state.replicas = replicas.unwrap_or(state.replicas);
-        state.durability = ha.durability.map(Into::into).unwrap_or(state.durability);
+        state.durability = ha.durability.unwrap_or(state.durability);
         state.failover_delay_ms = ha.failover_delay_ms().unwrap_or(state.failover_delay_ms);
         state.max_staleness_seconds = ha.max_read_staleness.unwrap_or(state.max_staleness_seconds);
         state.rw_port = rw_port.unwrap_or(state.rw_port);
@@ -255,7 +255,7 @@ async fn up(state_dir: &std::path::Path, args: &UpArgs) -> anyhow::Result<()> {
             rw_port.unwrap_or(DEFAULT_RW_PORT),
             ro_port.unwrap_or(DEFAULT_RO_PORT),
         );
-        state.durability = ha.durability.map(Into::into).unwrap_or_default();
+        state.durability = ha.durability.unwrap_or_default();
         if let Some(seconds) = ha.max_read_staleness {
             state.max_staleness_seconds = seconds;
         }

@@ -51,7 +51,7 @@ pub struct MySetSpec {
     /// semisync: a commit returns once a replica has it, so a failover loses no acknowledged
     /// write; async: faster commits, a failover may lose the last ones.
     #[serde(default)]
-    pub durability: Durability,
+    pub durability: myset_api::Durability,
     /// Seconds the primary must look dead (or its node unreachable) before an automatic
     /// failover (1 to 600).
     #[serde(default = "default_failover_delay_seconds")]
@@ -77,24 +77,6 @@ pub struct MySetSpec {
 
 fn default_failover_delay_seconds() -> u32 {
     3
-}
-
-/// Durability of acknowledged writes.
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, Default, PartialEq, Eq, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum Durability {
-    #[default]
-    Semisync,
-    Async,
-}
-
-impl From<Durability> for myset_api::Durability {
-    fn from(d: Durability) -> Self {
-        match d {
-            Durability::Semisync => myset_api::Durability::Semisync,
-            Durability::Async => myset_api::Durability::Async,
-        }
-    }
 }
 
 /// Each instance's PersistentVolumeClaim.
