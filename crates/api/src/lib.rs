@@ -346,25 +346,6 @@ pub enum Condition {
     },
 }
 
-impl fmt::Display for Condition {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Condition::CommitsWaiting { ordinal, since_ms } => write!(
-                f,
-                "commits on instance {ordinal} are waiting for a replica's acknowledgement (since {since_ms} ms after the epoch)"
-            ),
-            Condition::NoFailoverCandidate { reason } => {
-                write!(f, "no replica to fail over to: {reason}")
-            }
-            Condition::DurabilityDegraded {
-                asked,
-                in_force,
-                reason,
-            } => write!(f, "durability {in_force} in force, {asked} asked: {reason}"),
-        }
-    }
-}
-
 /// The two client endpoints, like the tutorial's Services.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Endpoints {

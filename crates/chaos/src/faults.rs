@@ -5,7 +5,7 @@ use anyhow::Context;
 use myset_api::{ClusterStatus, Role};
 use nix::sys::signal::Signal;
 use rand::Rng;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -123,16 +123,15 @@ pub async fn inject(
             let controller = cluster.controller_pid().context("no controller running")?;
             let seen = cluster.events().len();
             let pids = freeze(primary)?;
-            let deadline = Instant::now() + FREEZE_LIMIT;
-            while Instant::now() < deadline {
-                if cluster.events()[seen.min(cluster.events().len())..]
+            // Killed as soon as the failover has begun, or after the limit anyway.
+            myset_os::poll_until(FREEZE_LIMIT, Duration::from_millis(5), || {
+                cluster
+                    .events()
                     .iter()
+                    .skip(seen)
                     .any(|e| e.kind == myset_api::EventKind::Failover)
-                {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
+            })
+            .await;
             myset_os::kill_and_wait(controller).await;
             thaw(&pids);
             // No `myset up`: bringing a controller back is the cluster's own job.
@@ -175,13 +174,10 @@ async fn wait_for_new_controller(
 
 /// Waits until the cluster has replaced `old` as primary, or gives up after `FREEZE_LIMIT`.
 async fn wait_for_new_primary(cluster: &Cluster, old: u32) {
-    let deadline = Instant::now() + FREEZE_LIMIT;
-    while Instant::now() < deadline {
-        if cluster.status().await.is_ok_and(|s| s.primary != old) {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    myset_os::poll_until_async(FREEZE_LIMIT, Duration::from_millis(100), || async {
+        cluster.status().await.is_ok_and(|s| s.primary != old)
+    })
+    .await;
 }
 
 fn freeze(primary: &myset_api::InstanceStatus) -> anyhow::Result<Vec<u32>> {

@@ -586,28 +586,26 @@ async fn down(dir: &ClusterDir) -> anyhow::Result<()> {
 /// Asks the running controller (if any) to shut down, and returns holding the controller
 /// lock. A controller an agent was starting at that moment sees the stop marker and exits.
 async fn stop_controller(dir: &ClusterDir) -> anyhow::Result<myset_local::ControllerLock> {
-    let deadline = std::time::Instant::now() + Duration::from_secs(300);
-    loop {
+    let limit = Duration::from_secs(300);
+    let lock = myset_os::poll_for(limit, Duration::from_millis(50), || async {
         if let Some(info) = ControllerInfo::find(dir) {
             let api = wait::api_client(dir, &info)?;
             if let Err(e) = api.post("/shutdown").await {
                 tracing::warn!("shutdown request failed ({e}); stopping the controller by signal");
                 myset_os::terminate(info.pid, Duration::from_secs(10)).await;
             }
-            wait::process_gone(info.pid, Duration::from_secs(300)).await?;
+            wait::process_gone(info.pid, limit).await?;
         }
-        if let Some(lock) = myset_local::ControllerLock::try_acquire(dir)? {
-            return Ok(lock);
-        }
-        if std::time::Instant::now() > deadline {
-            bail!(
-                "a controller of cluster {} holds its lock and does not stop; see {}",
-                dir.name(),
-                dir.controller_log().display()
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+        Ok::<_, anyhow::Error>(myset_local::ControllerLock::try_acquire(dir)?)
+    })
+    .await?;
+    lock.ok_or_else(|| {
+        anyhow::anyhow!(
+            "a controller of cluster {} holds its lock and does not stop; see {}",
+            dir.name(),
+            dir.controller_log().display()
+        )
+    })
 }
 
 /// Namespaces hold no data; they are made again at the next `up`. The bridge stays: it is the

@@ -103,7 +103,14 @@ fn condition(c: &Condition, cluster: &str) -> String {
             "commits on {cluster}-{ordinal} have been waiting for a replica's acknowledgement since {}",
             utc(*since_ms as f64 / 1000.0)
         ),
-        other => other.to_string(),
+        Condition::NoFailoverCandidate { reason } => {
+            format!("no replica to fail over to: {reason}")
+        }
+        Condition::DurabilityDegraded {
+            asked,
+            in_force,
+            reason,
+        } => format!("durability {in_force} in force, {asked} asked: {reason}"),
     }
 }
 

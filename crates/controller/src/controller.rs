@@ -72,8 +72,6 @@ pub(crate) struct Observed {
     note: Option<String>,
     /// The last spec the agent accepted.
     sent: Option<InstanceSpec>,
-    /// Whether this controller has started the instance's agent before.
-    started: bool,
     /// When this controller started the instance's agent, to space out restarts of an agent
     /// that keeps dying young.
     starts: myset_core::RestartHistory,
@@ -634,7 +632,7 @@ impl<R: Runtime> Controller<R> {
                 .lock()
                 .expect("observed lock")
                 .get(&ordinal)
-                .is_some_and(|ob| ob.started);
+                .is_some_and(|ob| ob.started_at.is_some());
             match self.runtime.start(&spec).await {
                 Ok(()) => {
                     let how = if bootstrap {
@@ -657,7 +655,6 @@ impl<R: Runtime> Controller<R> {
                     let mut observed = self.observed.lock().expect("observed lock");
                     let entry = observed.entry(ordinal).or_default();
                     entry.sent = Some(spec);
-                    entry.started = true;
                     entry.started_at = Some(Instant::now());
                     entry.readiness = Readiness::default();
                     entry.starts.started(now_ms, AGENT_RESTARTS);

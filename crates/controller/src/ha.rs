@@ -152,26 +152,26 @@ impl<R: Runtime> Controller<R> {
         self.update_state(|s| s.term += 1).await
     }
 
+    /// Sends `order` to the agent of `ordinal`. A member without a placement cannot be
+    /// reached at all: that is an error of the record, not of the agent.
     async fn order(
         &self,
         ordinal: u32,
         order: Order,
         timeout: Duration,
-    ) -> Result<OrderResult, AgentError> {
+    ) -> anyhow::Result<Result<OrderResult, AgentError>> {
         let state = self.state();
-        let Some(placement) = state.placements.get(&ordinal) else {
-            return Err(AgentError::Refused {
-                agent: myset_api::Address {
-                    host: String::new(),
-                    port: 0,
-                },
-                detail: format!("{} has no placement", state.instance_name(ordinal)),
-            });
-        };
-        self.runtime
+        let placement = state.placements.get(&ordinal).ok_or_else(|| {
+            anyhow!(
+                "{} has no placement in the cluster record",
+                state.instance_name(ordinal)
+            )
+        })?;
+        Ok(self
+            .runtime
             .agents()
             .order(&placement.agent, &order, timeout)
-            .await
+            .await)
     }
 
     async fn fail_over(&self, reason: &str) -> anyhow::Result<()> {
@@ -219,7 +219,8 @@ impl<R: Runtime> Controller<R> {
                 term,
                 action: OrderAction::Fence,
             };
-            (o, self.order(o, order, self.timing.fence_timeout()).await)
+            let result = self.order(o, order, self.timing.fence_timeout()).await;
+            (o, result.and_then(|r| Ok(r?)))
         };
         let mut fenced = Vec::new();
         let mut unfenced = Vec::new();
@@ -227,8 +228,8 @@ impl<R: Runtime> Controller<R> {
             match result {
                 Ok(r) => fenced.push((o, r)),
                 Err(e) => {
-                    tracing::warn!(ordinal = o, "fence failed: {e}");
-                    unfenced.push(format!("{} ({e})", state.instance_name(o)));
+                    tracing::warn!(ordinal = o, "fence failed: {e:#}");
+                    unfenced.push(format!("{} ({e:#})", state.instance_name(o)));
                 }
             }
         }
@@ -265,7 +266,7 @@ impl<R: Runtime> Controller<R> {
                 },
                 self.timing.promote_timeout(),
             )
-            .await;
+            .await?;
         let held_at = match promotion {
             Ok(promoted) => promoted.executed,
             // The order was delivered and the agent finishes it on its own (it runs orders to
@@ -409,7 +410,7 @@ impl<R: Runtime> Controller<R> {
                 },
                 self.timing.demote_timeout(),
             )
-            .await?;
+            .await??;
         let promotion = self
             .order(
                 target,
@@ -421,7 +422,7 @@ impl<R: Runtime> Controller<R> {
                 },
                 self.timing.promote_timeout(),
             )
-            .await;
+            .await?;
         match promotion {
             Ok(_) => {}
             // Delivered: the agent finishes it, and the old primary is read-only already, so

@@ -22,9 +22,14 @@ pub struct ControllerInfo {
 impl ControllerInfo {
     /// The running controller of `dir`, if there is one.
     pub fn find(dir: &ClusterDir) -> Option<ControllerInfo> {
+        Self::read(dir)
+            .filter(|info| myset_os::pid_matches(info.pid, &dir.root().to_string_lossy()))
+    }
+
+    /// What the last controller wrote, alive or not (a killed one leaves its file behind).
+    pub fn read(dir: &ClusterDir) -> Option<ControllerInfo> {
         let text = std::fs::read_to_string(dir.controller_info()).ok()?;
-        let info: ControllerInfo = serde_json::from_str(&text).ok()?;
-        myset_os::pid_matches(info.pid, &dir.root().to_string_lossy()).then_some(info)
+        serde_json::from_str(&text).ok()
     }
 }
 

@@ -124,9 +124,8 @@ impl Keeper {
                 Duration::from_millis(at_ms.saturating_sub(now)).min(PAUSE),
             ));
         }
-        let previous = crate::ControllerInfo::find(&self.dir)
-            .map(|i| i.pid)
-            .or_else(|| self.stale_controller_pid());
+        // Under the lock no controller lives: this is the one that died, if it wrote its file.
+        let previous = crate::ControllerInfo::read(&self.dir).map(|i| i.pid);
         let mut tracker = history.tracker();
         tracker.started(now, self.policy);
         history.keep(tracker);
@@ -162,14 +161,6 @@ impl Keeper {
             }
         });
         Ok(None)
-    }
-
-    /// The pid of a controller that died without cleaning up its info file.
-    fn stale_controller_pid(&self) -> Option<u32> {
-        let text = std::fs::read_to_string(self.dir.controller_info()).ok()?;
-        serde_json::from_str::<crate::ControllerInfo>(&text)
-            .ok()
-            .map(|i| i.pid)
     }
 
     fn load_history(&self) -> History {
