@@ -37,6 +37,9 @@ pub struct ChaosOptions {
     /// At least this long between two injections (so the flap guard does not hold a failover
     /// when measuring one).
     pub interval: Duration,
+    /// Before destroying the cluster, copy its logs, events and record here, with the failed
+    /// reads and the faults' times, to find out afterwards what a slow fault did.
+    pub keep_logs: Option<PathBuf>,
 }
 
 /// Reads through ro go beyond the cluster's read-staleness bound by at most this much: the
@@ -51,6 +54,8 @@ const MIN_READ_SUCCESS: f64 = 0.99;
 pub struct FaultReport {
     pub index: usize,
     pub fault: Fault,
+    /// When it was injected, in seconds since the Unix epoch (as the cluster's events are).
+    pub injected_at_unix: f64,
     /// Last acknowledged write before the fault to the first one after it, in seconds.
     pub write_gap_s: f64,
     pub healed_in_s: f64,
@@ -104,15 +109,53 @@ pub async fn run(
     let cluster = cluster::Cluster::create(&options)
         .await
         .context("cannot create the chaos cluster")?;
-    let result = drive(&options, &cluster, progress).await;
+    let mut failed_reads = String::new();
+    let result = drive(&options, &cluster, progress, &mut failed_reads).await;
+    if let Some(dir) = &options.keep_logs {
+        if let Err(e) = keep_logs(&cluster.dir(), dir, &failed_reads, result.as_ref().ok()) {
+            eprintln!("cannot keep the logs in {}: {e:#}", dir.display());
+        }
+    }
     cluster.destroy().await;
     result
+}
+
+/// Copies every file of the cluster's directory except the servers' data, and writes the
+/// failed reads and the report beside them.
+fn keep_logs(
+    cluster_dir: &std::path::Path,
+    to: &std::path::Path,
+    failed_reads: &str,
+    report: Option<&ChaosReport>,
+) -> anyhow::Result<()> {
+    fn copy_tree(from: &std::path::Path, to: &std::path::Path) -> anyhow::Result<()> {
+        std::fs::create_dir_all(to)?;
+        for entry in std::fs::read_dir(from)? {
+            let entry = entry?;
+            let kind = entry.file_type()?;
+            let target = to.join(entry.file_name());
+            if kind.is_dir() && entry.file_name() != "data" {
+                copy_tree(&entry.path(), &target)?;
+            } else if kind.is_file() {
+                std::fs::copy(entry.path(), &target)
+                    .with_context(|| format!("cannot copy {}", entry.path().display()))?;
+            }
+        }
+        Ok(())
+    }
+    copy_tree(cluster_dir, to)?;
+    std::fs::write(to.join("failed-reads.log"), failed_reads)?;
+    if let Some(report) = report {
+        std::fs::write(to.join("report.json"), serde_json::to_vec_pretty(report)?)?;
+    }
+    Ok(())
 }
 
 async fn drive(
     options: &ChaosOptions,
     cluster: &cluster::Cluster,
     progress: impl Fn(&FaultReport),
+    failed_reads: &mut String,
 ) -> anyhow::Result<ChaosReport> {
     use rand::{Rng, SeedableRng};
     let credentials = cluster.credentials()?;
@@ -139,6 +182,10 @@ async fn drive(
             .unwrap_or_else(|| kinds[rng.random_range(0..kinds.len())]);
         let before = cluster.status().await?;
         let injected_at = Instant::now();
+        let injected_at_unix = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs_f64();
         let acks_before = load.acked_count();
         let stopped = fault.stops_the_cluster().then(|| load.stopped_on_purpose());
         let healed: anyhow::Result<u32> = async {
@@ -164,6 +211,7 @@ async fn drive(
         let report = FaultReport {
             index,
             fault,
+            injected_at_unix,
             write_gap_s: load.gap_between(injected_at, Instant::now()).as_secs_f64(),
             healed_in_s: injected_at.elapsed().as_secs_f64(),
             primary_before: before.primary,
@@ -182,6 +230,7 @@ async fn drive(
         }
     }
     let acked = load.stop().await;
+    *failed_reads = load.failed_reads();
     let reads = load.reads_between(load_started, Instant::now(), staleness_limit);
     let mut verdict = check::verify(cluster, &credentials, &acked, options.heal_timeout).await?;
     verdict

@@ -53,20 +53,24 @@ pub async fn prepare(c: &Credentials, rw_port: u16) -> anyhow::Result<()> {
 }
 
 /// One read through ro, for the checker.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Read {
     started: Instant,
+    /// Seconds since the Unix epoch, as in the cluster's events, to line a failure up with them.
+    started_unix: f64,
     outcome: ReadOutcome,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 enum ReadOutcome {
     /// The read answered; `staleness` is how far behind it was at least: it lacked a write
     /// acknowledged that long before the read started (zero when it lacked none).
     Ok {
         staleness: Duration,
     },
-    Failed,
+    Failed {
+        error: String,
+    },
     /// Failed while the harness had stopped the cluster on purpose (`myset down`).
     FailedWhileStopped,
 }
@@ -196,11 +200,25 @@ impl Load {
                     stats.max_staleness = stats.max_staleness.max(staleness);
                     stats.stale += u64::from(staleness > limit);
                 }
-                ReadOutcome::Failed => stats.failed += 1,
+                ReadOutcome::Failed { .. } => stats.failed += 1,
                 ReadOutcome::FailedWhileStopped => stats.failed_while_stopped += 1,
             }
         }
         stats
+    }
+
+    /// One line per read that failed and counted (time since the Unix epoch, error), for the
+    /// logs `myset chaos --keep-logs` keeps.
+    pub fn failed_reads(&self) -> String {
+        self.reads
+            .lock()
+            .expect("reads lock")
+            .iter()
+            .filter_map(|r| match &r.outcome {
+                ReadOutcome::Failed { error } => Some(format!("{:.3} {error}\n", r.started_unix)),
+                _ => None,
+            })
+            .collect()
     }
 
     /// Stops the load; returns the acknowledged ids.
@@ -256,6 +274,7 @@ async fn read(
 ) {
     while !stop.load(Ordering::Relaxed) {
         let started = Instant::now();
+        let started_unix = unix_now();
         let result = async {
             let mut conn = connect(&c, port).await?;
             let n: Option<u64> = tokio::time::timeout(
@@ -272,20 +291,30 @@ async fn read(
                 staleness: staleness(&acked, count, started),
             },
             Err(_) if stopped_on_purpose.load(Ordering::Relaxed) => ReadOutcome::FailedWhileStopped,
-            Err(_) => ReadOutcome::Failed,
+            Err(e) => ReadOutcome::Failed {
+                error: format!("{e:#}"),
+            },
         };
-        reads
-            .lock()
-            .expect("reads lock")
-            .push(Read { started, outcome });
-        // Pace like an ordinary client; after a failure it waits a little longer before
-        // retrying, so one outage counts as a few failed reads, not thousands of instant ones.
         let pause = match outcome {
             ReadOutcome::Ok { .. } => READ_PAUSE,
             _ => READ_RETRY_PAUSE,
         };
+        reads.lock().expect("reads lock").push(Read {
+            started,
+            started_unix,
+            outcome,
+        });
+        // Pace like an ordinary client; after a failure it waits a little longer before
+        // retrying, so one outage counts as a few failed reads, not thousands of instant ones.
         tokio::time::sleep(pause).await;
     }
+}
+
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64()
 }
 
 /// How stale a read that counted `count` rows at `started` was at least. Rows only grow, and

@@ -107,6 +107,10 @@ pub enum Command {
         /// Also write the report as JSON to this file
         #[arg(long)]
         report: Option<PathBuf>,
+        /// Before destroying the cluster, copy its logs and events into this directory, with
+        /// every failed read and the report
+        #[arg(long, value_name = "DIR")]
+        keep_logs: Option<PathBuf>,
     },
     /// Cut one instance off from the network, or reconnect it (clusters made with --netns)
     Partition {

@@ -36,6 +36,7 @@ pub async fn run(cli: Cli, host_netns: Option<std::os::fd::OwnedFd>) -> anyhow::
             interval,
             netns,
             report,
+            keep_logs,
         } => {
             let name = NameArg { name };
             cluster(&state_dir, &name)?;
@@ -52,6 +53,7 @@ pub async fn run(cli: Cli, host_netns: Option<std::os::fd::OwnedFd>) -> anyhow::
                 ro_port,
                 heal_timeout: Duration::from_secs(heal_timeout),
                 interval: Duration::from_secs(interval),
+                keep_logs,
             };
             crate::chaos::run(options, report).await
         }

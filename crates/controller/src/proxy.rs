@@ -32,12 +32,21 @@ struct GreetingBounds {
     /// server sends it within milliseconds; the agents' probes give a whole query 0.9 s, so a
     /// server that takes twice that merely to greet is hung, not busy.
     single: Duration,
+    /// How long a client is held while no backend is usable (none listed, or none greeted):
+    /// the list is retried on every change and every [`RETRY_PAUSE`] until then. This carries
+    /// clients over short gaps, such as a restarted controller's first probes or a change of
+    /// primary, instead of closing them at once.
+    hold: Duration,
 }
 
 const BOUNDS: GreetingBounds = GreetingBounds {
     several: Duration::from_millis(500),
     single: Duration::from_secs(2),
+    hold: Duration::from_secs(2),
 };
+
+/// Between two tries of an unchanged list of backends that all refused or failed.
+const RETRY_PAUSE: Duration = Duration::from_millis(100);
 
 /// The largest first packet accepted as a greeting; a MariaDB greeting is about 100 bytes, so
 /// anything bigger is not a MySQL-protocol server.
@@ -96,7 +105,6 @@ async fn serve_with(
             },
             _ = stop.cancelled() => return,
         };
-        let candidates = backends.borrow().clone();
         let start = next.fetch_add(1, Ordering::Relaxed);
         let stop = stop.clone();
         let watched = backends.clone();
@@ -104,9 +112,7 @@ async fn serve_with(
         tokio::spawn(async move {
             let _ = client.set_nodelay(true);
             let picked = tokio::select! {
-                picked = connect_first(name, &candidates, start, bounds, &on_suspect) => picked,
-                // rw: the primary changed while we waited for the old one; the client retries.
-                _ = removed_any(watched.clone(), &candidates, cut_removed) => None,
+                picked = pick_backend(name, watched.clone(), start, cut_removed, bounds, &on_suspect) => picked,
                 _ = stop.cancelled() => None,
             };
             let Some((backend, mut server, greeting)) = picked else {
@@ -158,6 +164,43 @@ async fn removed_any(
         }
     }
     std::future::pending::<()>().await
+}
+
+/// Finds a backend for one client, holding it up to `bounds.hold` while none is usable. With
+/// `cut_removed` (rw), a backend that leaves the list while its greeting is awaited is given up
+/// at once and the new list is tried: a client connecting during a change of primary reaches
+/// the new one, never the old.
+async fn pick_backend(
+    endpoint: &'static str,
+    mut backends: watch::Receiver<Vec<Address>>,
+    start: usize,
+    cut_removed: bool,
+    bounds: GreetingBounds,
+    on_suspect: &OnSuspect,
+) -> Option<(Address, TcpStream, Vec<u8>)> {
+    let deadline = tokio::time::Instant::now() + bounds.hold;
+    loop {
+        let candidates = backends.borrow_and_update().clone();
+        if !candidates.is_empty() {
+            tokio::select! {
+                picked = connect_first(endpoint, &candidates, start, bounds, on_suspect) => {
+                    if picked.is_some() {
+                        return picked;
+                    }
+                }
+                _ = removed_any(backends.clone(), &candidates, cut_removed) => continue,
+            }
+        }
+        let now = tokio::time::Instant::now();
+        if now >= deadline {
+            return None;
+        }
+        // A new list is tried at once; an unchanged one after a pause.
+        let wait = RETRY_PAUSE.min(deadline - now);
+        if let Ok(Err(_)) = tokio::time::timeout(wait, backends.changed()).await {
+            return None;
+        }
+    }
 }
 
 /// Tries the backends in rotation starting at `start` until one connects and greets within
@@ -239,6 +282,7 @@ mod tests {
     const TEST_BOUNDS: GreetingBounds = GreetingBounds {
         several: Duration::from_millis(100),
         single: Duration::from_millis(150),
+        hold: Duration::from_millis(150),
     };
     /// Scheduling delay tolerated on a busy machine beyond a bound.
     const SLACK: Duration = Duration::from_millis(400);
@@ -410,7 +454,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn rw_gives_up_on_an_old_primary_as_soon_as_it_is_replaced() {
+    async fn rw_moves_a_waiting_client_to_the_new_primary() {
         let (old, mut accepted) = silent_watched().await;
         let e = endpoint(vec![old], true).await;
         let mut c = TcpStream::connect(e.addr).await.expect("connect");
@@ -420,16 +464,67 @@ mod tests {
             .expect("the proxy connects to the old primary");
         let started = Instant::now();
         e.backends.send_replace(vec![live(3).await]);
-        let mut buf = [0u8; 1];
-        let n = tokio::time::timeout(Duration::from_secs(1), c.read(&mut buf))
+        let mut buf = vec![0u8; 14];
+        tokio::time::timeout(Duration::from_secs(1), c.read_exact(&mut buf))
             .await
-            .expect("closed within a second")
-            .unwrap_or(0);
-        assert_eq!(n, 0, "the client is closed, not greeted by the old primary");
+            .expect("greeted within a second")
+            .expect("greeted, not closed");
+        assert_eq!(buf, greeting_of(3), "the new primary greets, not the old");
         assert!(
             started.elapsed() < TEST_BOUNDS.single,
             "{:?}",
             started.elapsed()
+        );
+    }
+
+    #[tokio::test]
+    async fn an_empty_endpoint_holds_a_client_until_a_backend_appears() {
+        let e = endpoint(Vec::new(), false).await;
+        let mut c = TcpStream::connect(e.addr).await.expect("connect");
+        e.backends.send_replace(vec![live(6).await]);
+        let mut buf = vec![0u8; 14];
+        tokio::time::timeout(Duration::from_secs(1), c.read_exact(&mut buf))
+            .await
+            .expect("greeted within a second")
+            .expect("greeted, not closed");
+        assert_eq!(buf, greeting_of(6));
+    }
+
+    #[tokio::test]
+    async fn a_client_is_held_while_the_only_backend_refuses_then_served() {
+        // A port that refuses now and listens a moment later: a server restarting.
+        let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let a = address(&l);
+        drop(l);
+        let e = endpoint(vec![a.clone()], false).await;
+        let mut c = TcpStream::connect(e.addr).await.expect("connect");
+        tokio::time::sleep(RETRY_PAUSE / 2).await;
+        let l = TcpListener::bind((a.host.as_str(), a.port))
+            .await
+            .expect("rebind");
+        tokio::spawn(async move {
+            let (mut s, _) = l.accept().await.expect("accept");
+            s.write_all(&greeting_of(7)).await.expect("greet");
+            std::future::pending::<()>().await;
+        });
+        let mut buf = vec![0u8; 14];
+        tokio::time::timeout(Duration::from_secs(1), c.read_exact(&mut buf))
+            .await
+            .expect("greeted within a second")
+            .expect("greeted, not closed");
+        assert_eq!(buf, greeting_of(7));
+    }
+
+    #[tokio::test]
+    async fn an_endpoint_that_stays_empty_closes_the_client_after_the_hold() {
+        let e = endpoint(Vec::new(), false).await;
+        let started = Instant::now();
+        let (_c, greeting) = first_packet(&e).await;
+        let took = started.elapsed();
+        assert_eq!(greeting, None);
+        assert!(
+            took >= TEST_BOUNDS.hold && took < TEST_BOUNDS.hold + SLACK,
+            "{took:?}"
         );
     }
 
