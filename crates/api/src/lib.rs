@@ -41,6 +41,7 @@ impl fmt::Display for Role {
 
 /// A network address of a server or agent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 pub struct Address {
     pub host: String,
     pub port: u16,
@@ -149,6 +150,7 @@ pub struct OrderResult {
 
 /// A change of primary, as recorded in the cluster state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 pub struct PrimaryChange {
     /// Milliseconds since the Unix epoch.
     pub at_ms: u64,
@@ -161,6 +163,7 @@ pub struct PrimaryChange {
 
 /// Why the primary changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum ChangeKind {
     /// Automatic: the primary failed.
@@ -498,6 +501,10 @@ pub enum EventKind {
     /// Commits on the primary stopped waiting.
     CommitsResumed,
     Shutdown,
+    /// Kubernetes: a fenced member's Pod on a node that stopped reporting was force-deleted.
+    PodForceDeleted,
+    /// Kubernetes: a member whose node was lost with its volume gets a fresh one, cloned.
+    MemberRebuilt,
     /// A kind this version does not know (written by another version).
     #[serde(other)]
     Other,
@@ -623,6 +630,7 @@ pub const STATE_FORMAT: &str = "myset-cluster/v1";
 
 /// Where one instance listens.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 pub struct Placement {
     pub server: Address,
     pub agent: Address,
@@ -630,6 +638,7 @@ pub struct Placement {
 
 /// The controller's durable record of a cluster: intent plus what must survive restarts.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 pub struct ClusterState {
     pub format: String,
     pub name: String,

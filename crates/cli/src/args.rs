@@ -213,6 +213,19 @@ pub enum OperatorCommand {
         #[arg(short = 'f', long = "filename", value_name = "CLUSTER.yaml")]
         file: PathBuf,
     },
+    /// Run the operator: watch MySets and drive each one (in a Pod: its service account;
+    /// elsewhere: the current kubeconfig)
+    Run {
+        /// Watch MySets in this namespace only [default: every namespace]
+        #[arg(long)]
+        namespace: Option<String>,
+        /// The namespace of the operator's Lease (one active operator at a time)
+        #[arg(long, env = "POD_NAMESPACE", default_value = "myset-system")]
+        lease_namespace: String,
+        /// This operator replica's name in the Lease [default: the host name]
+        #[arg(long, env = "POD_NAME")]
+        identity: Option<String>,
+    },
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]

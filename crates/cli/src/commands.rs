@@ -19,8 +19,8 @@ const BIND_HOST: &str = "127.0.0.1";
 /// `host_netns`: for an agent that entered a network namespace, the one it came from.
 pub async fn run(cli: Cli, host_netns: Option<std::os::fd::OwnedFd>) -> anyhow::Result<()> {
     if let Command::Operator(command) = &cli.command {
-        // No state dir: these only read a manifest and print.
-        return crate::operator::run(command);
+        // No state dir: the operator keeps everything in the Kubernetes API.
+        return crate::operator::run(command).await;
     }
     let state_dir = state_dir(cli.state_dir)?;
     match cli.command {
@@ -137,7 +137,7 @@ pub async fn run(cli: Cli, host_netns: Option<std::os::fd::OwnedFd>) -> anyhow::
             })
             .await
         }
-        Command::Operator(command) => crate::operator::run(&command),
+        Command::Operator(command) => crate::operator::run(&command).await,
         Command::Controller {
             name,
             cluster_dir,

@@ -9,8 +9,27 @@ use std::io::Write;
 /// garbage collector, so output applied by hand goes away rather than being adopted wrongly.
 const PLACEHOLDER_UID: &str = "00000000-0000-0000-0000-000000000000";
 
-pub fn run(command: &OperatorCommand) -> anyhow::Result<()> {
+pub async fn run(command: &OperatorCommand) -> anyhow::Result<()> {
     let text = match command {
+        OperatorCommand::Run {
+            namespace,
+            lease_namespace,
+            identity,
+        } => {
+            let identity = match identity {
+                Some(id) => id.clone(),
+                None => nix::unistd::gethostname()
+                    .context("cannot read the host name; pass --identity")?
+                    .to_string_lossy()
+                    .into_owned(),
+            };
+            return myset_operator::operator::run(myset_operator::operator::Options {
+                namespace: namespace.clone(),
+                lease_namespace: lease_namespace.clone(),
+                identity,
+            })
+            .await;
+        }
         OperatorCommand::Crd => myset_operator::crd_yaml(),
         OperatorCommand::Render { file } => {
             let manifest = std::fs::read_to_string(file)

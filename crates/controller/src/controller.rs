@@ -185,6 +185,16 @@ impl<R: Runtime> Controller<R> {
         ));
         tokio::spawn(crate::api::serve(self.clone(), api_listener));
         on_listening()?;
+        self.clone().run_loop().await;
+        self.shutdown().await;
+        Ok(())
+    }
+
+    /// Reconciles every probe period, and at once when woken, until asked to stop. Serves no
+    /// endpoint and leaves every instance running when it returns: the Kubernetes operator
+    /// runs it directly (Services route clients there, and instances must outlive a change
+    /// of operator leader), and [`Controller::run_with`] adds the local endpoints around it.
+    pub async fn run_loop(self: Arc<Self>) {
         self.record_event(
             Event::new(
                 EventKind::ControllerStarted,
@@ -192,7 +202,6 @@ impl<R: Runtime> Controller<R> {
             )
             .term(self.state().term),
         );
-
         let mut ticker = tokio::time::interval(self.timing.probe_period);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -203,8 +212,18 @@ impl<R: Runtime> Controller<R> {
             }
             self.reconcile().await;
         }
-        self.shutdown().await;
-        Ok(())
+    }
+
+    /// The cluster record as it changes (each value is durable), for runtimes that route
+    /// clients themselves, such as relabelling the primary's Pod.
+    pub fn watch_record(&self) -> watch::Receiver<ClusterState> {
+        self.snapshot.subscribe()
+    }
+
+    /// The runtime it drives, for what the runtime does beside the loop (the Kubernetes
+    /// operator's listing and labelling).
+    pub fn runtime(&self) -> &R {
+        &self.runtime
     }
 
     /// The latest durable cluster record.
@@ -240,7 +259,7 @@ impl<R: Runtime> Controller<R> {
     }
 
     /// Logs and records an event with its structured fields.
-    pub(crate) fn record_event(&self, event: Event) {
+    pub fn record_event(&self, event: Event) {
         tracing::info!(kind = %event.kind, "{}", event.message);
         self.runtime.record_event(&event);
     }

@@ -57,6 +57,12 @@ pub struct MySetSpec {
     #[serde(default = "default_failover_delay_seconds")]
     #[schemars(range(min = 1, max = 600))]
     pub failover_delay_seconds: u32,
+    /// A member whose Pod cannot run for this long (its node is gone with its local volume,
+    /// say) is rebuilt on another node with a fresh volume cloned from a peer, unless it is
+    /// the primary or the last copy of the data (60 to 86400).
+    #[serde(default = "default_node_loss_timeout_seconds")]
+    #[schemars(range(min = 60, max = 86400))]
+    pub node_loss_timeout_seconds: u32,
     /// Container image with the myset binary, mariadbd and mariadb-backup.
     pub image: String,
     /// Each instance's data volume.
@@ -77,6 +83,10 @@ pub struct MySetSpec {
 
 fn default_failover_delay_seconds() -> u32 {
     3
+}
+
+fn default_node_loss_timeout_seconds() -> u32 {
+    300
 }
 
 /// Each instance's PersistentVolumeClaim.
@@ -210,6 +220,11 @@ pub struct MySetStatus {
     pub conditions: Vec<Condition>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub observed_generation: Option<i64>,
+    /// The controller's durable record (members, placements, term, primary, former primaries
+    /// held for a check): what `cluster.json` holds locally. `primary`, `term` and
+    /// `lastPrimaryChange` above are copied from it for people and `kubectl get`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub record: Option<myset_api::ClusterState>,
 }
 
 /// One instance as last observed.
@@ -258,12 +273,7 @@ pub struct PrimaryChange {
     pub reason: String,
 }
 
-#[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum ChangeKind {
-    Failover,
-    Switchover,
-}
+pub use myset_api::ChangeKind;
 
 /// Condition types the operator sets in `status.conditions`.
 pub mod condition {

@@ -1,11 +1,14 @@
-//! myset on Kubernetes, first layer: the `MySet` custom resource, its CRD, and the objects the
-//! operator creates for it (Pods, PVCs, Services, Secrets, a ConfigMap and a
-//! PodDisruptionBudget), rendered by pure functions.
-//!
-//! Not here yet: the reconcile loop (`myset operator run`), the Lease, and the Kubernetes
-//! runtime behind `myset_runtime::Runtime`.
+//! myset on Kubernetes: the `MySet` custom resource and its CRD, the objects the operator
+//! creates for it (rendered by pure functions), and the operator itself: a Lease-elected
+//! process that drives each `MySet` through the shared controller over [`kube_runtime`],
+//! keeping the cluster record in the resource's status ([`record`]).
 
 pub mod crd;
+pub mod kube_runtime;
+pub mod lease;
+pub mod nodes;
+pub mod operator;
+pub mod record;
 pub mod render;
 pub mod validate;
 

@@ -143,9 +143,22 @@ pub mod names {
 /// The `MySet` must carry its `metadata.uid` (the API server sets it): owner references
 /// need it.
 pub fn render(myset: &MySet, secrets: &Secrets) -> Result<Vec<Object>, InvalidMySet> {
+    let mut objects = render_shared(myset, secrets)?;
+    let cx = Context::new(myset)?;
+    let members: Vec<_> = (0..myset.spec.replicas)
+        .map(|ordinal| render_member(myset, ordinal, cx.role(ordinal)))
+        .collect::<Result<_, _>>()?;
+    let (pvcs, pods): (Vec<_>, Vec<_>) = members.into_iter().unzip();
+    objects.extend(pvcs.into_iter().map(Object::PersistentVolumeClaim));
+    objects.extend(pods.into_iter().map(Object::Pod));
+    Ok(objects)
+}
+
+/// The objects every member shares: Secrets, ConfigMap, Services and the PDB.
+pub fn render_shared(myset: &MySet, secrets: &Secrets) -> Result<Vec<Object>, InvalidMySet> {
     validate(myset)?;
     let cx = Context::new(myset)?;
-    let mut objects = vec![
+    Ok(vec![
         Object::Secret(cx.agent_secret(secrets)?),
         Object::Secret(cx.user_secret(secrets)),
         Object::ConfigMap(cx.server_config(&myset.spec.server)),
@@ -153,14 +166,27 @@ pub fn render(myset: &MySet, secrets: &Secrets) -> Result<Vec<Object>, InvalidMy
         Object::Service(cx.client_service(false)),
         Object::Service(cx.client_service(true)),
         Object::PodDisruptionBudget(cx.pdb()),
-    ];
-    for ordinal in 0..myset.spec.replicas {
-        objects.push(Object::PersistentVolumeClaim(cx.pvc(ordinal)));
-    }
-    for ordinal in 0..myset.spec.replicas {
-        objects.push(Object::Pod(cx.pod(ordinal)));
-    }
-    Ok(objects)
+    ])
+}
+
+/// One member's PVC and Pod, its Pod labelled with `role`.
+pub fn render_member(
+    myset: &MySet,
+    ordinal: u32,
+    role: Role,
+) -> Result<(PersistentVolumeClaim, Pod), InvalidMySet> {
+    validate(myset)?;
+    let cx = Context::new(myset)?;
+    Ok((cx.pvc(ordinal), cx.pod(ordinal, role)))
+}
+
+/// The DNS name of a member's Pod through the headless Service: stable across restarts.
+pub fn member_host(cluster: &str, namespace: &str, ordinal: u32) -> String {
+    format!(
+        "{}.{}.{namespace}.svc",
+        names::pod(cluster, ordinal),
+        names::headless(cluster)
+    )
 }
 
 /// What every object of one `MySet` shares.
@@ -381,11 +407,11 @@ impl<'a> Context<'a> {
         }
     }
 
-    fn pod(&self, ordinal: u32) -> Pod {
+    fn pod(&self, ordinal: u32, role: Role) -> Pod {
         let spec = &self.myset.spec;
         let pod_name = names::pod(&self.name, ordinal);
         let mut labels = self.member_labels(ordinal);
-        labels.insert(LABEL_ROLE.into(), self.role(ordinal).as_str().into());
+        labels.insert(LABEL_ROLE.into(), role.as_str().into());
         let placement = placement(&spec.scheduling, ordinal);
         let affinity = with_default_spread(placement.affinity, &self.name);
         let http_probe = |path: &str| HTTPGetAction {

@@ -40,6 +40,7 @@ pub trait AgentApi: Send + Sync + 'static {
 }
 
 /// Agents reached over their token-authenticated HTTP API.
+#[derive(Clone)]
 pub struct HttpAgents {
     token: String,
 }

@@ -1,0 +1,518 @@
+//! The Kubernetes implementation of `myset_runtime::Runtime`: an instance is a Pod
+//! `<name>-<N>` with its PVC `<name>-<N>-data`, created and deleted through the API server;
+//! the cluster record lives in the `MySet`'s status ([`crate::record`]).
+//!
+//! The controller asks some questions synchronously (is the agent running, does the volume
+//! hold data): they are answered from a [`View`] of the cluster's Pods, PVCs and Nodes that
+//! [`KubeRuntime::refresh`] lists from the API server every probe period.
+
+use crate::crd::MySet;
+use crate::record::StatusStore;
+use crate::render::{self, names, LABEL_CLUSTER, LABEL_ROLE};
+use k8s_openapi::api::core::v1::{Node, PersistentVolumeClaim, Pod};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use myset_api::{Address, ClusterState, Event, InstanceSpec, Placement, Role, Secrets};
+use myset_runtime::{AgentApi, KillOutcome, Runtime};
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// Annotation on a PVC once its member's agent has run a server from it: only then does a
+/// restart of the member start from that data rather than clone.
+pub const ANNOTATION_DATA: &str = "myset.dev/data";
+/// The field manager of every write this operator makes.
+pub const FIELD_MANAGER: &str = "myset-operator";
+
+/// How long a graceful stop may take before the Pod is deleted without grace.
+const STOP_GRACE: Duration = Duration::from_secs(60);
+/// How long a forced deletion may take to be confirmed by the kubelet before the member is
+/// taken as unreachable (its node does not answer).
+const KILL_CONFIRM: Duration = Duration::from_secs(10);
+/// A new Pod's agent gets its first spec within this long, or the delivery is left to the
+/// controller's next spec push.
+const SPEC_DELIVERY: Duration = Duration::from_secs(600);
+/// How often a wait on the API server or a new agent checks again.
+const POLL: Duration = Duration::from_millis(200);
+/// Events kept in memory for `status` and tests.
+const EVENTS_KEPT: usize = 1000;
+
+/// What the runtime last listed of one member's Pod.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodView {
+    pub node: Option<String>,
+    /// Deletion was requested: the Pod is on its way out.
+    pub terminating: bool,
+    /// The Pod's phase: Pending, Running, Succeeded, Failed or Unknown.
+    pub phase: Option<String>,
+    pub role_label: Option<String>,
+}
+
+impl PodView {
+    /// Whether the member's agent runs or is about to: the Pod exists, is not being deleted
+    /// and has not ended.
+    pub fn running(&self) -> bool {
+        !self.terminating && !matches!(self.phase.as_deref(), Some("Succeeded" | "Failed"))
+    }
+}
+
+/// What the runtime last listed of one node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeView {
+    /// The kubelet reports Ready. False when it reports NotReady or stopped reporting
+    /// (Unknown): its Pods cannot be killed then, only fenced.
+    pub ready: bool,
+    /// Cordoned, as `kubectl drain` does first.
+    pub unschedulable: bool,
+}
+
+/// The cluster's Pods, PVCs and the nodes, as last listed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct View {
+    pub pods: BTreeMap<u32, PodView>,
+    /// Each member's PVC: whether its data is known to be present.
+    pub pvcs: BTreeMap<u32, bool>,
+    pub nodes: BTreeMap<String, NodeView>,
+}
+
+impl View {
+    /// The node a member's Pod runs on, when it is known and listed.
+    pub fn node_of(&self, ordinal: u32) -> Option<(&str, &NodeView)> {
+        let name = self.pods.get(&ordinal)?.node.as_deref()?;
+        self.nodes.get(name).map(|n| (name, n))
+    }
+}
+
+/// The Kubernetes runtime of one `MySet`.
+pub struct KubeRuntime<A: AgentApi> {
+    name: String,
+    namespace: String,
+    pods: Api<Pod>,
+    pvcs: Api<PersistentVolumeClaim>,
+    nodes: Api<Node>,
+    /// The latest `MySet`, for rendering Pods with the current spec.
+    myset: watch::Receiver<MySet>,
+    agents: A,
+    view: Arc<Mutex<View>>,
+    status: Arc<StatusStore>,
+    events: Arc<Mutex<VecDeque<Event>>>,
+    /// Publishes each event as a Kubernetes Event on the `MySet`.
+    publish: Box<dyn Fn(&Event) + Send + Sync>,
+}
+
+impl<A: AgentApi + Clone> KubeRuntime<A> {
+    pub fn new(
+        client: kube::Client,
+        myset: watch::Receiver<MySet>,
+        agents: A,
+        status: Arc<StatusStore>,
+        publish: Box<dyn Fn(&Event) + Send + Sync>,
+    ) -> Self {
+        let (name, namespace) = {
+            let m = myset.borrow();
+            (
+                m.metadata.name.clone().unwrap_or_default(),
+                m.metadata
+                    .namespace
+                    .clone()
+                    .unwrap_or_else(|| "default".into()),
+            )
+        };
+        KubeRuntime {
+            pods: Api::namespaced(client.clone(), &namespace),
+            pvcs: Api::namespaced(client.clone(), &namespace),
+            nodes: Api::all(client),
+            name,
+            namespace,
+            myset,
+            agents,
+            view: Arc::default(),
+            status,
+            events: Arc::default(),
+            publish,
+        }
+    }
+
+    /// The latest listing.
+    pub fn view(&self) -> View {
+        self.view.lock().expect("view lock").clone()
+    }
+
+    /// The events recorded so far (the latest [`EVENTS_KEPT`]).
+    pub fn events(&self) -> Vec<Event> {
+        self.events
+            .lock()
+            .expect("events lock")
+            .iter()
+            .cloned()
+            .collect()
+    }
+
+    /// Lists the cluster's Pods and PVCs, and the nodes, into the view.
+    pub async fn refresh(&self) -> anyhow::Result<()> {
+        let selector = ListParams::default().labels(&format!("{LABEL_CLUSTER}={}", self.name));
+        let every_node = ListParams::default();
+        let (pods, pvcs, nodes) = futures::try_join!(
+            self.pods.list(&selector),
+            self.pvcs.list(&selector),
+            self.nodes.list(&every_node),
+        )?;
+        let view = View {
+            pods: pods
+                .items
+                .iter()
+                .filter_map(|p| Some((ordinal_of(&p.metadata)?, pod_view(p))))
+                .collect(),
+            pvcs: pvcs
+                .items
+                .iter()
+                .filter_map(|c| {
+                    let present = c
+                        .metadata
+                        .annotations
+                        .as_ref()
+                        .and_then(|a| a.get(ANNOTATION_DATA))
+                        .is_some_and(|v| v == "present");
+                    Some((ordinal_of(&c.metadata)?, present))
+                })
+                .collect(),
+            nodes: nodes
+                .items
+                .iter()
+                .filter_map(|n| Some((n.metadata.name.clone()?, node_view(n))))
+                .collect(),
+        };
+        *self.view.lock().expect("view lock") = view;
+        Ok(())
+    }
+
+    /// Labels each member's Pod with its role as `record` has it, so `<name>-rw` selects the
+    /// primary only. Pods whose label is already right are left alone.
+    pub async fn label_roles(&self, record: &ClusterState) -> anyhow::Result<()> {
+        let wanted: Vec<(u32, Role)> = record
+            .members
+            .iter()
+            .map(|&o| {
+                (
+                    o,
+                    if o == record.primary {
+                        Role::Primary
+                    } else {
+                        Role::Replica
+                    },
+                )
+            })
+            .collect();
+        let current = self.view();
+        let mut failures = Vec::new();
+        // The old primary loses its label first: for a moment -rw has no endpoint rather
+        // than two.
+        let mut order = wanted.clone();
+        order.sort_by_key(|(_, role)| *role == Role::Primary);
+        for (ordinal, role) in order {
+            let label = crate::crd::Role::from(role).as_str();
+            let Some(pod) = current.pods.get(&ordinal) else {
+                continue;
+            };
+            if pod.role_label.as_deref() == Some(label) {
+                continue;
+            }
+            let patch = serde_json::json!({"metadata": {"labels": {LABEL_ROLE: label}}});
+            let name = names::pod(&self.name, ordinal);
+            match self
+                .pods
+                .patch(&name, &PatchParams::default(), &Patch::Merge(&patch))
+                .await
+            {
+                Ok(_) => {
+                    if let Some(p) = self.view.lock().expect("view lock").pods.get_mut(&ordinal) {
+                        p.role_label = Some(label.to_string());
+                    }
+                }
+                Err(kube::Error::Api(e)) if e.code == 404 => {}
+                Err(e) => failures.push(format!("cannot label {name} {label}: {e}")),
+            }
+        }
+        if failures.is_empty() {
+            Ok(())
+        } else {
+            anyhow::bail!("{}", failures.join("; "))
+        }
+    }
+
+    /// Marks a member's PVC as holding data, once its agent ran a server from it.
+    pub async fn mark_data_present(&self, ordinal: u32) -> anyhow::Result<()> {
+        if self.view().pvcs.get(&ordinal) == Some(&true) {
+            return Ok(());
+        }
+        let patch = serde_json::json!({"metadata": {"annotations": {ANNOTATION_DATA: "present"}}});
+        self.pvcs
+            .patch(
+                &names::pvc(&self.name, ordinal),
+                &PatchParams::default(),
+                &Patch::Merge(&patch),
+            )
+            .await?;
+        self.view
+            .lock()
+            .expect("view lock")
+            .pvcs
+            .insert(ordinal, true);
+        Ok(())
+    }
+
+    /// Deletes a member's Pod without grace. Used once the member is fenced and its node is
+    /// unreachable, so the Pod can be recreated (the kubelet will never confirm the deletion).
+    pub async fn force_delete(&self, ordinal: u32) -> anyhow::Result<()> {
+        let name = names::pod(&self.name, ordinal);
+        match self
+            .pods
+            .delete(&name, &DeleteParams::default().grace_period(0))
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(e)) if e.code == 404 => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    async fn wait_pod_gone(&self, name: &str, limit: Duration) -> bool {
+        myset_os::poll_until_async(limit, POLL, || async {
+            matches!(self.pods.get_opt(name).await, Ok(None))
+        })
+        .await
+    }
+
+    fn note_pod(&self, ordinal: u32, pod: Option<PodView>) {
+        let mut view = self.view.lock().expect("view lock");
+        match pod {
+            Some(p) => view.pods.insert(ordinal, p),
+            None => view.pods.remove(&ordinal),
+        };
+    }
+}
+
+impl From<Role> for crate::crd::Role {
+    fn from(role: Role) -> Self {
+        match role {
+            Role::Primary => crate::crd::Role::Primary,
+            Role::Replica => crate::crd::Role::Replica,
+        }
+    }
+}
+
+fn ordinal_of(meta: &kube::api::ObjectMeta) -> Option<u32> {
+    meta.labels
+        .as_ref()?
+        .get(render::LABEL_ORDINAL)?
+        .parse()
+        .ok()
+}
+
+fn pod_view(pod: &Pod) -> PodView {
+    PodView {
+        node: pod.spec.as_ref().and_then(|s| s.node_name.clone()),
+        terminating: pod.metadata.deletion_timestamp.is_some(),
+        phase: pod.status.as_ref().and_then(|s| s.phase.clone()),
+        role_label: pod
+            .metadata
+            .labels
+            .as_ref()
+            .and_then(|l| l.get(LABEL_ROLE).cloned()),
+    }
+}
+
+fn node_view(node: &Node) -> NodeView {
+    let ready = node
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|c| c.iter().find(|c| c.type_ == "Ready"))
+        .is_some_and(|c| c.status == "True");
+    NodeView {
+        ready,
+        unschedulable: node
+            .spec
+            .as_ref()
+            .and_then(|s| s.unschedulable)
+            .unwrap_or(false),
+    }
+}
+
+impl<A: AgentApi + Clone> Runtime for KubeRuntime<A> {
+    type Agents = A;
+
+    fn agents(&self) -> &A {
+        &self.agents
+    }
+
+    /// Every member is reached by its Pod's stable DNS name, on the same ports.
+    fn place(&self, ordinal: u32, _state: &ClusterState) -> anyhow::Result<Placement> {
+        let host = render::member_host(&self.name, &self.namespace, ordinal);
+        let at = |port: i32| Address {
+            host: host.clone(),
+            port: port as u16,
+        };
+        Ok(Placement {
+            server: at(render::MYSQL_PORT),
+            agent: at(render::AGENT_PORT),
+        })
+    }
+
+    /// Creates the member's PVC (kept if it exists) and Pod, then hands the spec to the new
+    /// agent in the background: a Pod may take minutes to be scheduled and pull its image.
+    async fn start(&self, spec: &InstanceSpec) -> anyhow::Result<()> {
+        let myset = self.myset.borrow().clone();
+        let (pvc, pod) = render::render_member(&myset, spec.ordinal, spec.role.into())?;
+        match self.pvcs.create(&PostParams::default(), &pvc).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 409 => {}
+            Err(e) => anyhow::bail!(
+                "cannot create PVC {}: {e}",
+                names::pvc(&self.name, spec.ordinal)
+            ),
+        }
+        let pod_name = names::pod(&self.name, spec.ordinal);
+        match self.pods.create(&PostParams::default(), &pod).await {
+            Ok(created) => self.note_pod(spec.ordinal, Some(pod_view(&created))),
+            Err(kube::Error::Api(e)) if e.code == 409 => {
+                let existing = self.pods.get_opt(&pod_name).await?;
+                match existing.map(|p| pod_view(&p)) {
+                    Some(p) if p.terminating => {
+                        anyhow::bail!(
+                            "Pod {pod_name} is still terminating; it is recreated once gone"
+                        )
+                    }
+                    other => self.note_pod(spec.ordinal, other),
+                }
+            }
+            Err(e) => anyhow::bail!("cannot create Pod {pod_name}: {e}"),
+        }
+        let (agents, spec) = (self.agents.clone(), spec.clone());
+        tokio::spawn(async move {
+            let delivered = myset_os::poll_until_async(SPEC_DELIVERY, POLL, || async {
+                agents.put_spec(&spec, Duration::from_secs(5)).await.is_ok()
+            })
+            .await;
+            if !delivered {
+                tracing::warn!(pod = %pod_name, "the new agent took no spec within {SPEC_DELIVERY:?}");
+            }
+        });
+        Ok(())
+    }
+
+    /// The agent is the Pod's PID 1: while the Pod runs, so does it.
+    fn agent_pid(&self, ordinal: u32) -> Option<u32> {
+        let view = self.view.lock().expect("view lock");
+        view.pods.get(&ordinal).filter(|p| p.running()).map(|_| 1)
+    }
+
+    async fn stop(&self, ordinal: u32) {
+        let name = names::pod(&self.name, ordinal);
+        let graceful = DeleteParams::default().grace_period(STOP_GRACE.as_secs() as u32);
+        if let Err(e) = self.pods.delete(&name, &graceful).await {
+            if !matches!(&e, kube::Error::Api(a) if a.code == 404) {
+                tracing::warn!(pod = %name, "cannot delete: {e}");
+            }
+        }
+        if !self.wait_pod_gone(&name, STOP_GRACE + KILL_CONFIRM).await {
+            tracing::warn!(pod = %name, "still present after its grace period");
+        }
+        self.note_pod(ordinal, None);
+    }
+
+    /// Deletes the Pod without grace. On a node that does not report Ready, the kubelet cannot
+    /// kill anything, so the member is unreachable: fencing must hold instead.
+    async fn kill(&self, ordinal: u32) -> KillOutcome {
+        let view = self.view();
+        let Some(pod) = view.pods.get(&ordinal) else {
+            return KillOutcome::AlreadyGone;
+        };
+        if pod.node.is_some() && !view.node_of(ordinal).is_some_and(|(_, n)| n.ready) {
+            return KillOutcome::Unreachable;
+        }
+        let name = names::pod(&self.name, ordinal);
+        match self
+            .pods
+            .delete(&name, &DeleteParams::default().grace_period(0))
+            .await
+        {
+            Err(kube::Error::Api(e)) if e.code == 404 => {
+                self.note_pod(ordinal, None);
+                return KillOutcome::AlreadyGone;
+            }
+            Err(e) => {
+                tracing::warn!(pod = %name, "cannot delete: {e}");
+                return KillOutcome::Unreachable;
+            }
+            Ok(_) => {}
+        }
+        if self.wait_pod_gone(&name, KILL_CONFIRM).await {
+            self.note_pod(ordinal, None);
+            KillOutcome::Killed
+        } else {
+            KillOutcome::Unreachable
+        }
+    }
+
+    async fn set_aside_data(&self, ordinal: u32, _label: &str) -> anyhow::Result<String> {
+        anyhow::bail!(
+            "setting a data dir aside is not supported on Kubernetes yet: {} keeps its data in PVC {}; inspect it, then delete the PVC to have the member re-cloned",
+            names::pod(&self.name, ordinal),
+            names::pvc(&self.name, ordinal)
+        )
+    }
+
+    fn has_data(&self, ordinal: u32) -> bool {
+        self.view
+            .lock()
+            .expect("view lock")
+            .pvcs
+            .get(&ordinal)
+            .copied()
+            .unwrap_or(false)
+    }
+
+    async fn delete_data(&self, ordinal: u32) -> anyhow::Result<()> {
+        let name = names::pvc(&self.name, ordinal);
+        match self.pvcs.delete(&name, &DeleteParams::default()).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 404 => {}
+            Err(e) => anyhow::bail!("cannot delete PVC {name}: {e}"),
+        }
+        self.view.lock().expect("view lock").pvcs.remove(&ordinal);
+        Ok(())
+    }
+
+    async fn save_state(&self, state: &ClusterState) -> anyhow::Result<()> {
+        Ok(self.status.save_record(state).await?)
+    }
+
+    fn record_event(&self, event: &Event) {
+        let mut events = self.events.lock().expect("events lock");
+        if events.len() == EVENTS_KEPT {
+            events.pop_front();
+        }
+        events.push_back(event.clone());
+        drop(events);
+        (self.publish)(event);
+    }
+
+    fn password_file(&self) -> String {
+        format!(
+            "Secret {}/{} (key password)",
+            self.namespace,
+            names::user_secret(&self.name)
+        )
+    }
+}
+
+/// Reads a cluster's credentials from its `N-agent` Secret.
+pub fn secrets_from(secret: &k8s_openapi::api::core::v1::Secret) -> anyhow::Result<Secrets> {
+    let bytes = secret
+        .data
+        .as_ref()
+        .and_then(|d| d.get(render::SECRETS_KEY))
+        .ok_or_else(|| anyhow::anyhow!("the Secret has no {} key", render::SECRETS_KEY))?;
+    Ok(serde_json::from_slice(&bytes.0)?)
+}
