@@ -48,6 +48,10 @@ pub struct AgentOptions {
     pub bind_host: Option<String>,
     /// A directory of the user's option files: `all.cnf`, `primary.cnf`, `replica.cnf`.
     pub server_options_dir: Option<PathBuf>,
+    /// Move an existing data dir aside to `data.<label>` before starting, once per label
+    /// (Kubernetes: a diverged former primary's data is kept on its volume for inspection
+    /// and the instance re-clones).
+    pub set_aside_data: Option<String>,
 }
 
 impl AgentOptions {
@@ -62,6 +66,7 @@ impl AgentOptions {
             identity: None,
             bind_host: None,
             server_options_dir: None,
+            set_aside_data: None,
         }
     }
 }
@@ -84,6 +89,9 @@ pub async fn run(options: AgentOptions) -> anyhow::Result<()> {
     let binaries = myset_mariadb::Binaries::find()?;
     layout.create_dirs()?;
     supervisor::stop_leftover_server(&layout).await;
+    if let Some(label) = &options.set_aside_data {
+        set_aside_once(&layout, label)?;
+    }
 
     let probe_target = http::ProbeTarget::default();
     let probes = match options.probe_listen {
@@ -245,5 +253,45 @@ pub(crate) mod testing {
         };
         let layout = crate::InstanceLayout::new(dir.to_path_buf());
         crate::state::Shared::new(spec, secrets, layout, binaries)
+    }
+}
+
+/// Moves the data dir to `data.<label>` unless that was done already: the Pod's command keeps
+/// the flag, so a restarted container must not set aside the clone made since.
+fn set_aside_once(layout: &InstanceLayout, label: &str) -> anyhow::Result<()> {
+    let aside = layout.set_aside(label);
+    if aside.exists() || !layout.data().exists() {
+        return Ok(());
+    }
+    std::fs::rename(layout.data(), &aside).map_err(|e| {
+        anyhow::anyhow!(
+            "cannot move {} aside to {}: {e}",
+            layout.data().display(),
+            aside.display()
+        )
+    })?;
+    tracing::warn!(to = %aside.display(), "the data dir was set aside; this instance re-clones");
+    Ok(())
+}
+
+#[cfg(test)]
+mod set_aside_tests {
+    use super::*;
+
+    #[test]
+    fn data_is_set_aside_once_per_label() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = InstanceLayout::new(dir.path().to_path_buf());
+        std::fs::create_dir_all(layout.data()).unwrap();
+        std::fs::write(layout.data().join("errant"), b"x").unwrap();
+        set_aside_once(&layout, "errant-term2").unwrap();
+        assert!(!layout.data().exists());
+        assert!(layout.set_aside("errant-term2").join("errant").exists());
+        // A restarted container with the same flag keeps the clone made since.
+        std::fs::create_dir_all(layout.data()).unwrap();
+        set_aside_once(&layout, "errant-term2").unwrap();
+        assert!(layout.data().exists());
+        // Nothing to set aside is no error.
+        set_aside_once(&layout, "other").unwrap();
     }
 }

@@ -186,6 +186,10 @@ pub enum Command {
         /// settings myset decides (a role change applies at the server's next start)
         #[arg(long, value_name = "DIR")]
         server_options_dir: Option<PathBuf>,
+        /// Before anything else, move an existing data dir aside to data.LABEL in the
+        /// instance dir (once per LABEL), so the instance starts empty and clones
+        #[arg(long, value_name = "LABEL", value_parser = parse_set_aside_label)]
+        set_aside_data: Option<String>,
     },
     /// Run a cluster's controller (started by `up`)
     #[command(hide = true)]
@@ -291,4 +295,20 @@ pub struct UpArgs {
     /// Give up waiting for readiness after this many seconds
     #[arg(long, default_value_t = 600)]
     pub timeout: u64,
+}
+
+/// A set-aside label becomes part of a file name: letters, digits, `-`, `_` and `.` only.
+fn parse_set_aside_label(label: &str) -> Result<String, String> {
+    let ok = !label.is_empty()
+        && !label.starts_with('.')
+        && label
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'));
+    if ok {
+        Ok(label.to_string())
+    } else {
+        Err(format!(
+            "{label:?} is not a usable label: use letters, digits, '-', '_' and '.' (not first)"
+        ))
+    }
 }

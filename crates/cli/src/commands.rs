@@ -118,6 +118,7 @@ pub async fn run(cli: Cli, host_netns: Option<std::os::fd::OwnedFd>) -> anyhow::
             ordinal,
             bind_host,
             server_options_dir,
+            set_aside_data,
         } => {
             if let Some(root) = cluster_dir {
                 keep_controller(root, &instance_dir, host_netns)?;
@@ -133,6 +134,7 @@ pub async fn run(cli: Cli, host_netns: Option<std::os::fd::OwnedFd>) -> anyhow::
                 identity,
                 bind_host,
                 server_options_dir,
+                set_aside_data,
                 ..myset_agent::AgentOptions::local(instance_dir, secrets)
             })
             .await

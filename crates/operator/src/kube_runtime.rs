@@ -96,6 +96,8 @@ pub struct KubeRuntime<A: AgentApi> {
     view: Arc<Mutex<View>>,
     status: Arc<StatusStore>,
     events: Arc<Mutex<VecDeque<Event>>>,
+    /// Members whose next Pod sets their data dir aside first, with the label.
+    set_aside: Mutex<BTreeMap<u32, String>>,
     /// Publishes each event as a Kubernetes Event on the `MySet`.
     publish: Box<dyn Fn(&Event) + Send + Sync>,
 }
@@ -129,6 +131,7 @@ impl<A: AgentApi + Clone> KubeRuntime<A> {
             view: Arc::default(),
             status,
             events: Arc::default(),
+            set_aside: Mutex::default(),
             publish,
         }
     }
@@ -242,7 +245,12 @@ impl<A: AgentApi + Clone> KubeRuntime<A> {
 
     /// Marks a member's PVC as holding data, once its agent ran a server from it.
     pub async fn mark_data_present(&self, ordinal: u32) -> anyhow::Result<()> {
-        if self.view().pvcs.get(&ordinal) == Some(&true) {
+        let pending_set_aside = self
+            .set_aside
+            .lock()
+            .expect("set-aside lock")
+            .contains_key(&ordinal);
+        if pending_set_aside || self.view().pvcs.get(&ordinal) == Some(&true) {
             return Ok(());
         }
         let patch = serde_json::json!({"metadata": {"annotations": {ANNOTATION_DATA: "present"}}});
@@ -363,7 +371,14 @@ impl<A: AgentApi + Clone> Runtime for KubeRuntime<A> {
     /// agent in the background: a Pod may take minutes to be scheduled and pull its image.
     async fn start(&self, spec: &InstanceSpec) -> anyhow::Result<()> {
         let myset = self.myset.borrow().clone();
-        let (pvc, pod) = render::render_member(&myset, spec.ordinal, spec.role.into())?;
+        let set_aside = self
+            .set_aside
+            .lock()
+            .expect("set-aside lock")
+            .get(&spec.ordinal)
+            .cloned();
+        let (pvc, pod) =
+            render::render_member(&myset, spec.ordinal, spec.role.into(), set_aside.as_deref())?;
         match self.pvcs.create(&PostParams::default(), &pvc).await {
             Ok(_) => {}
             Err(kube::Error::Api(e)) if e.code == 409 => {}
@@ -374,7 +389,13 @@ impl<A: AgentApi + Clone> Runtime for KubeRuntime<A> {
         }
         let pod_name = names::pod(&self.name, spec.ordinal);
         match self.pods.create(&PostParams::default(), &pod).await {
-            Ok(created) => self.note_pod(spec.ordinal, Some(pod_view(&created))),
+            Ok(created) => {
+                self.note_pod(spec.ordinal, Some(pod_view(&created)));
+                self.set_aside
+                    .lock()
+                    .expect("set-aside lock")
+                    .remove(&spec.ordinal);
+            }
             Err(kube::Error::Api(e)) if e.code == 409 => {
                 let existing = self.pods.get_opt(&pod_name).await?;
                 match existing.map(|p| pod_view(&p)) {
@@ -455,12 +476,31 @@ impl<A: AgentApi + Clone> Runtime for KubeRuntime<A> {
         }
     }
 
-    async fn set_aside_data(&self, ordinal: u32, _label: &str) -> anyhow::Result<String> {
-        anyhow::bail!(
-            "setting a data dir aside is not supported on Kubernetes yet: {} keeps its data in PVC {}; inspect it, then delete the PVC to have the member re-cloned",
-            names::pod(&self.name, ordinal),
-            names::pvc(&self.name, ordinal)
-        )
+    /// The member's Pod is stopped; its next one moves the data dir aside on the volume
+    /// before anything else (`--set-aside-data`), and since the volume is then not known to
+    /// hold data, the member clones from a peer.
+    async fn set_aside_data(&self, ordinal: u32, label: &str) -> anyhow::Result<String> {
+        let pvc = names::pvc(&self.name, ordinal);
+        let patch = serde_json::json!({"metadata": {"annotations": {ANNOTATION_DATA: null}}});
+        match self
+            .pvcs
+            .patch(&pvc, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 404 => {}
+            Err(e) => anyhow::bail!("cannot unmark PVC {pvc}: {e}"),
+        }
+        self.view
+            .lock()
+            .expect("view lock")
+            .pvcs
+            .insert(ordinal, false);
+        self.set_aside
+            .lock()
+            .expect("set-aside lock")
+            .insert(ordinal, label.to_string());
+        Ok(format!("data.{label} on PVC {pvc}"))
     }
 
     fn has_data(&self, ordinal: u32) -> bool {

@@ -146,7 +146,7 @@ pub fn render(myset: &MySet, secrets: &Secrets) -> Result<Vec<Object>, InvalidMy
     let mut objects = render_shared(myset, secrets)?;
     let cx = Context::new(myset)?;
     let members: Vec<_> = (0..myset.spec.replicas)
-        .map(|ordinal| render_member(myset, ordinal, cx.role(ordinal)))
+        .map(|ordinal| render_member(myset, ordinal, cx.role(ordinal), None))
         .collect::<Result<_, _>>()?;
     let (pvcs, pods): (Vec<_>, Vec<_>) = members.into_iter().unzip();
     objects.extend(pvcs.into_iter().map(Object::PersistentVolumeClaim));
@@ -169,15 +169,26 @@ pub fn render_shared(myset: &MySet, secrets: &Secrets) -> Result<Vec<Object>, In
     ])
 }
 
-/// One member's PVC and Pod, its Pod labelled with `role`.
+/// One member's PVC and Pod, its Pod labelled with `role`. With `set_aside`, the agent first
+/// moves the volume's data dir aside under that label (a diverged former primary re-clones).
 pub fn render_member(
     myset: &MySet,
     ordinal: u32,
     role: Role,
+    set_aside: Option<&str>,
 ) -> Result<(PersistentVolumeClaim, Pod), InvalidMySet> {
     validate(myset)?;
     let cx = Context::new(myset)?;
-    Ok((cx.pvc(ordinal), cx.pod(ordinal, role)))
+    let mut pod = cx.pod(ordinal, role);
+    if let Some(label) = set_aside {
+        let spec = pod.spec.as_mut().expect("a rendered Pod has a spec");
+        let command = spec.containers[0]
+            .command
+            .as_mut()
+            .expect("the agent's command");
+        command.extend(["--set-aside-data".to_string(), label.to_string()]);
+    }
+    Ok((cx.pvc(ordinal), pod))
 }
 
 /// The DNS name of a member's Pod through the headless Service: stable across restarts.
