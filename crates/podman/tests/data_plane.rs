@@ -238,6 +238,24 @@ async fn scenario(controller: Brain, runtime: PodmanRuntime, secrets: Secrets) {
     find(&events, EventKind::Rejoined, old);
     assert!(!events.iter().any(|e| e.kind == EventKind::Errant));
     print_events(&events);
+
+    // 5. Scale down with the data deleted: the highest non-primary member's Pod is stopped
+    //    gracefully and its volume removed.
+    let victim = (0..3).rev().find(|&o| o != new).unwrap();
+    controller.request_scale(2, true).await.unwrap();
+    let removed = myset_os::poll_until(RECOVERY_LIMIT, POLL, || {
+        controller.state().members.len() == 2
+    })
+    .await;
+    assert!(removed, "{} was not removed", runtime.pod_name(victim));
+    find(&runtime.events(), EventKind::MemberRemoved, victim);
+    let volume = myset_operator::render::names::pvc(runtime.cluster(), victim);
+    let podman = runtime.podman();
+    assert!(podman.run(&["volume", "exists", &volume]).await.is_err());
+    let pod = runtime.pod_name(victim);
+    assert!(podman.run(&["pod", "exists", &pod]).await.is_err());
+    wait_ready(&controller, 2, READY_LIMIT).await;
+    println!("scaled down: {pod} stopped, volume {volume} deleted");
 }
 
 fn print_events(events: &[Event]) {
