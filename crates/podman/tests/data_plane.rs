@@ -1,8 +1,10 @@
 //! The Kubernetes operator's data plane, for real: the shared controller (the operator's brain)
 //! drives the Pods `myset_operator::render` makes, run by podman from the image that
 //! `deploy/image/build` makes, each Pod's agent as PID 1 waiting for its spec. It proves a
-//! primary and a replica Pod replicating, a third member cloned from a donor Pod, and a killed
-//! primary Pod coming back, through what the controller really did (its events).
+//! primary and a replica Pod replicating, a third member cloned from a donor Pod, a killed
+//! primary Pod coming back, a frozen primary failed over and rejoined, and a scale-down that
+//! deletes a member's volume, through SQL on the Pods and what the controller really did (its
+//! events).
 //!
 //! Needs root and podman (`scripts/install-deps`); skipped with a reason without them, except
 //! under CI, where it fails. The image build reuses the root filesystem cached under
