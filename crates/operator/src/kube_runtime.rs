@@ -29,9 +29,9 @@ const STOP_GRACE: Duration = Duration::from_secs(60);
 /// How long a forced deletion may take to be confirmed by the kubelet before the member is
 /// taken as unreachable (its node does not answer).
 const KILL_CONFIRM: Duration = Duration::from_secs(10);
-/// A new Pod's agent gets its first spec within this long, or the delivery is left to the
-/// controller's next spec push.
-const SPEC_DELIVERY: Duration = Duration::from_secs(600);
+/// How long one attempt to hand a new agent its spec may take, and the pause between two.
+const SPEC_CALL: Duration = Duration::from_secs(5);
+const SPEC_RETRY: Duration = Duration::from_secs(1);
 /// How often a wait on the API server or a new agent checks again.
 const POLL: Duration = Duration::from_millis(200);
 /// Events kept in memory for `status` and tests.
@@ -300,6 +300,29 @@ impl<A: AgentApi + Clone> KubeRuntime<A> {
     }
 }
 
+/// Hands a new Pod's agent its spec, retrying for as long as that same Pod exists: it may
+/// take minutes to be scheduled and to pull its image, and until the agent has a spec it
+/// reports no status, so nothing else would send one. A replaced Pod gets its own delivery.
+async fn deliver_spec<A: AgentApi>(
+    agents: A,
+    pods: Api<Pod>,
+    spec: InstanceSpec,
+    pod_name: String,
+    uid: Option<String>,
+) {
+    loop {
+        if agents.put_spec(&spec, SPEC_CALL).await.is_ok() {
+            return;
+        }
+        tokio::time::sleep(SPEC_RETRY).await;
+        match pods.get_opt(&pod_name).await {
+            Ok(Some(p)) if p.metadata.uid == uid && p.metadata.deletion_timestamp.is_none() => {}
+            Ok(_) => return,
+            Err(e) => tracing::debug!(pod = %pod_name, "cannot check the Pod: {e}"),
+        }
+    }
+}
+
 impl From<Role> for crate::crd::Role {
     fn from(role: Role) -> Self {
         match role {
@@ -388,37 +411,33 @@ impl<A: AgentApi + Clone> Runtime for KubeRuntime<A> {
             ),
         }
         let pod_name = names::pod(&self.name, spec.ordinal);
-        match self.pods.create(&PostParams::default(), &pod).await {
+        let running = match self.pods.create(&PostParams::default(), &pod).await {
             Ok(created) => {
-                self.note_pod(spec.ordinal, Some(pod_view(&created)));
                 self.set_aside
                     .lock()
                     .expect("set-aside lock")
                     .remove(&spec.ordinal);
+                created
             }
             Err(kube::Error::Api(e)) if e.code == 409 => {
-                let existing = self.pods.get_opt(&pod_name).await?;
-                match existing.map(|p| pod_view(&p)) {
-                    Some(p) if p.terminating => {
-                        anyhow::bail!(
-                            "Pod {pod_name} is still terminating; it is recreated once gone"
-                        )
-                    }
-                    other => self.note_pod(spec.ordinal, other),
+                match self.pods.get_opt(&pod_name).await? {
+                    Some(p) if p.metadata.deletion_timestamp.is_some() => anyhow::bail!(
+                        "Pod {pod_name} is still terminating; it is recreated once gone"
+                    ),
+                    Some(p) => p,
+                    None => anyhow::bail!("Pod {pod_name} went away while being created"),
                 }
             }
             Err(e) => anyhow::bail!("cannot create Pod {pod_name}: {e}"),
-        }
-        let (agents, spec) = (self.agents.clone(), spec.clone());
-        tokio::spawn(async move {
-            let delivered = myset_os::poll_until_async(SPEC_DELIVERY, POLL, || async {
-                agents.put_spec(&spec, Duration::from_secs(5)).await.is_ok()
-            })
-            .await;
-            if !delivered {
-                tracing::warn!(pod = %pod_name, "the new agent took no spec within {SPEC_DELIVERY:?}");
-            }
-        });
+        };
+        self.note_pod(spec.ordinal, Some(pod_view(&running)));
+        tokio::spawn(deliver_spec(
+            self.agents.clone(),
+            self.pods.clone(),
+            spec.clone(),
+            pod_name,
+            running.metadata.uid,
+        ));
         Ok(())
     }
 

@@ -1,3 +1,4 @@
+#![allow(dead_code)] // Shared by several test binaries, each using part of it.
 //! A simulated Kubernetes for the operator's scenario tests: kube-fake-client's in-memory API
 //! server, plus a minimal scheduler and kubelet ([`Sim::kubelet_pass`]) and agents that live
 //! in the controller tests' fake world. A member's agent runs while its Pod exists on a Ready
@@ -15,7 +16,9 @@ use k8s_openapi::api::core::v1::{
 };
 use kube::api::{Api, ListParams, ObjectMeta, Patch, PatchParams};
 use myset_api::{Address, AgentStatus, InstanceSpec, Order, OrderResult};
+use myset_controller::Timing;
 use myset_controller::{AgentApi, AgentError, Runtime};
+use myset_operator::operator::Operator;
 use myset_operator::MySet;
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -446,5 +449,131 @@ impl Sim {
 
     pub async fn node_of(&self, pod: &str) -> Option<String> {
         self.pods.get_opt(pod).await.ok()??.spec?.node_name
+    }
+}
+
+/// The operator over a simulated cluster, stepped on the paused clock.
+pub const TIMING: Timing = Timing {
+    probe_period: Duration::from_secs(1),
+    probe_timeout: Duration::from_secs(1),
+};
+
+pub fn myset(replicas: u32) -> MySet {
+    let text = format!(
+        "apiVersion: myset.dev/v1alpha1
+kind: MySet
+metadata:
+  name: db
+  namespace: {NAMESPACE}
+  uid: 6c1c3a52-0000-4000-8000-000000000001
+spec:
+  replicas: {replicas}
+  failoverDelaySeconds: 3
+  nodeLossTimeoutSeconds: 60
+  image: localhost/myset:dev
+  storage:
+    size: 1Gi
+"
+    );
+    myset_operator::parse_manifest(&text).expect("a valid MySet")
+}
+
+pub struct Harness {
+    pub sim: Sim,
+    pub operator: Arc<Operator<SimAgents>>,
+}
+
+impl Harness {
+    pub async fn new(replicas: u32, nodes: usize) -> Harness {
+        let sim = Sim::new(myset(replicas), nodes).await;
+        let agents = sim.agents.clone();
+        let operator = Arc::new(Operator::with_agents(
+            sim.client.clone(),
+            TIMING,
+            move |_| agents.clone(),
+        ));
+        Harness { sim, operator }
+    }
+
+    pub async fn latest(&self) -> MySet {
+        self.sim.mysets.get("db").await.expect("the MySet")
+    }
+
+    /// Half a second passes; the scheduler and kubelets act, and the operator reconciles the
+    /// `MySet` as its watch would on a change.
+    pub async fn step(&self) {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        self.sim.kubelet_pass().await;
+        let latest = self.latest().await;
+        self.operator.reconcile(&latest).await.expect("reconcile");
+    }
+
+    /// Steps until `done` holds, at most `limit` of (paused) time.
+    pub async fn until<F, Fut>(&self, limit: Duration, mut done: F) -> bool
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        let deadline = tokio::time::Instant::now() + limit;
+        while tokio::time::Instant::now() < deadline {
+            self.step().await;
+            if done().await {
+                return true;
+            }
+        }
+        false
+    }
+
+    pub async fn status(&self) -> myset_operator::MySetStatus {
+        self.latest().await.status.unwrap_or_default()
+    }
+
+    pub async fn all_ready(&self, n: usize) -> bool {
+        let s = self.status().await;
+        s.instances.len() == n && s.instances.iter().all(|i| i.ready)
+    }
+
+    pub async fn converge(&self, n: usize) {
+        assert!(
+            self.until(Duration::from_secs(120), || self.all_ready(n))
+                .await,
+            "not converged to {n} Ready instances: {:?}; events: {:#?}",
+            self.status().await,
+            self.operator
+                .brain(NAMESPACE, "db")
+                .map(|b| b.runtime().events())
+        );
+    }
+
+    pub fn primary(&self) -> u32 {
+        self.operator
+            .brain(NAMESPACE, "db")
+            .expect("a brain")
+            .state()
+            .primary
+    }
+
+    pub async fn labelled_primary(&self) -> Vec<String> {
+        self.sim
+            .role_labels()
+            .await
+            .into_iter()
+            .filter(|(_, role)| role == "primary")
+            .map(|(pod, _)| pod)
+            .collect()
+    }
+
+    /// Writes through -rw (to the recorded primary) in the fake world.
+    pub fn write(&self, n: u64) -> u64 {
+        self.sim.agents.world.write_on(self.primary(), n, true)
+    }
+
+    /// Every acknowledged write is on the current primary.
+    pub fn no_write_lost(&self) -> bool {
+        let primary = self.sim.agents.world.agent(self.primary());
+        self.sim
+            .agents
+            .world
+            .with(|w| w.acked.iter().all(|&seq| primary.executed.1 >= seq))
     }
 }
