@@ -16,6 +16,21 @@ pub struct Cli {
     /// Where clusters live [default: $XDG_STATE_HOME/myset or ~/.local/state/myset]
     #[arg(long, global = true, env = "MYSET_STATE_DIR")]
     pub state_dir: Option<PathBuf>,
+    /// Work on a MySet on Kubernetes (status, sql, switchover, scale, events) through the
+    /// current kubeconfig, or the Pod's service account, instead of a local cluster; --name
+    /// names the MySet. Implied when run as `kubectl myset` (a `kubectl-myset` link)
+    #[arg(
+        long,
+        global = true,
+        env = "MYSET_KUBE",
+        value_parser = clap::builder::BoolishValueParser::new(),
+        action = clap::ArgAction::SetTrue
+    )]
+    pub kube: bool,
+    /// Kubernetes namespace of the MySet [default: the kubeconfig context's namespace, else
+    /// default]; for `operator run`, watch this namespace only [default: every namespace]
+    #[arg(long, short = 'n', global = true, value_name = "NS")]
+    pub namespace: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -206,7 +221,7 @@ pub enum Command {
 }
 
 /// `myset operator ...`
-#[derive(Subcommand, Debug)]
+#[derive(Subcommand, Debug, Clone)]
 pub enum OperatorCommand {
     /// Print the MySet CustomResourceDefinition as YAML (deploy/crd.yaml is this output)
     Crd,
@@ -220,8 +235,9 @@ pub enum OperatorCommand {
     /// Run the operator: watch MySets and drive each one (in a Pod: its service account;
     /// elsewhere: the current kubeconfig)
     Run {
-        /// Watch MySets in this namespace only [default: every namespace]
-        #[arg(long)]
+        /// Watch MySets in this namespace only: the global --namespace [default: every
+        /// namespace]
+        #[arg(skip)]
         namespace: Option<String>,
         /// The namespace of the operator's Lease (one active operator at a time)
         #[arg(long, env = "POD_NAMESPACE", default_value = "myset-system")]
@@ -230,6 +246,36 @@ pub enum OperatorCommand {
         #[arg(long, env = "POD_NAME")]
         identity: Option<String>,
     },
+}
+
+/// The name under which `kubectl` finds this binary as a plugin (`kubectl myset ...`).
+pub const KUBECTL_PLUGIN: &str = "kubectl-myset";
+
+/// Whether the binary was started as `kubectl-myset` (argv[0]'s file name), as `kubectl`
+/// starts a plugin: then it works on Kubernetes, as `myset --kube` does.
+pub fn invoked_as_kubectl_plugin(argv0: &std::ffi::OsStr) -> bool {
+    std::path::Path::new(argv0)
+        .file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n == KUBECTL_PLUGIN || n == "kubectl-myset.exe")
+}
+
+impl Cli {
+    /// Parses the command line `args` (argv[0] first), applying the kubectl plugin rule.
+    pub fn parse_args(args: Vec<std::ffi::OsString>) -> Result<Cli, clap::Error> {
+        use clap::{CommandFactory, FromArgMatches};
+        let plugin = args
+            .first()
+            .is_some_and(|argv0| invoked_as_kubectl_plugin(argv0));
+        let mut command = Cli::command();
+        if plugin {
+            command = command.bin_name("kubectl myset");
+        }
+        let matches = command.try_get_matches_from(args)?;
+        let mut cli = Cli::from_arg_matches(&matches)?;
+        cli.kube |= plugin;
+        Ok(cli)
+    }
 }
 
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -310,5 +356,70 @@ fn parse_set_aside_label(label: &str) -> Result<String, String> {
         Err(format!(
             "{label:?} is not a usable label: use letters, digits, '-', '_' and '.' (not first)"
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::ffi::OsString;
+
+    fn parse(args: &[&str]) -> Cli {
+        Cli::parse_args(args.iter().map(OsString::from).collect()).expect("valid arguments")
+    }
+
+    #[test]
+    fn kubectl_plugin_is_recognised_by_its_file_name() {
+        for argv0 in [
+            "kubectl-myset",
+            "/home/u/.local/bin/kubectl-myset",
+            "./kubectl-myset",
+            "kubectl-myset.exe",
+        ] {
+            assert!(invoked_as_kubectl_plugin(argv0.as_ref()), "{argv0}");
+        }
+        for argv0 in [
+            "myset",
+            "/usr/bin/myset",
+            "kubectl",
+            "kubectl-myset2",
+            "/opt/kubectl-myset/myset",
+            "",
+        ] {
+            assert!(!invoked_as_kubectl_plugin(argv0.as_ref()), "{argv0}");
+        }
+    }
+
+    #[test]
+    fn the_plugin_works_on_kubernetes() {
+        let cli = parse(&["/x/kubectl-myset", "status", "--name", "db", "-n", "prod"]);
+        assert!(cli.kube);
+        assert_eq!(cli.namespace.as_deref(), Some("prod"));
+        assert!(matches!(cli.command, Command::Status { ref name, .. } if name.name == "db"));
+        let cli = parse(&["myset", "status"]);
+        assert!(!cli.kube);
+        assert_eq!(cli.namespace, None);
+        let cli = parse(&["myset", "--kube", "--namespace", "prod", "events"]);
+        assert!(cli.kube);
+        assert_eq!(cli.namespace.as_deref(), Some("prod"));
+    }
+
+    #[test]
+    fn operator_run_takes_the_global_namespace() {
+        let cli = parse(&["myset", "operator", "run", "--namespace", "prod"]);
+        assert_eq!(cli.namespace.as_deref(), Some("prod"));
+        assert!(matches!(
+            cli.command,
+            Command::Operator(OperatorCommand::Run {
+                namespace: None,
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
     }
 }

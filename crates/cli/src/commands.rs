@@ -1,6 +1,6 @@
 //! One function per subcommand.
 
-use crate::args::{Cli, Command, NameArg, Output, UpArgs};
+use crate::args::{Cli, Command, NameArg, OperatorCommand, Output, UpArgs};
 use crate::{display, wait};
 use anyhow::{bail, Context};
 use myset_api::{ClusterState, ClusterStatus, ScaleRequest, SwitchoverRequest};
@@ -9,6 +9,7 @@ use myset_mariadb::client::Target;
 use myset_mariadb::{AdminClient, ClientError};
 use std::path::PathBuf;
 use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 
 const DEFAULT_REPLICAS: u32 = 3;
@@ -20,7 +21,20 @@ const BIND_HOST: &str = "127.0.0.1";
 pub async fn run(cli: Cli, host_netns: Option<std::os::fd::OwnedFd>) -> anyhow::Result<()> {
     if let Command::Operator(command) = &cli.command {
         // No state dir: the operator keeps everything in the Kubernetes API.
-        return crate::operator::run(command).await;
+        let mut command = command.clone();
+        if let OperatorCommand::Run { namespace, .. } = &mut command {
+            namespace.clone_from(&cli.namespace);
+        }
+        return crate::operator::run(&command).await;
+    }
+    // Daemons started by a local cluster are not concerned by --kube (or MYSET_KUBE).
+    if cli.kube
+        && !matches!(
+            cli.command,
+            Command::Agent { .. } | Command::Controller { .. }
+        )
+    {
+        return crate::kube::run(cli).await;
     }
     let state_dir = state_dir(cli.state_dir)?;
     match cli.command {
@@ -83,16 +97,7 @@ pub async fn run(cli: Cli, host_netns: Option<std::os::fd::OwnedFd>) -> anyhow::
         Command::Events { name, output } => {
             let dir = cluster(&state_dir, &name)?;
             dir.load_state()?;
-            let events = dir.events();
-            match output {
-                Output::Table => display::events(&events),
-                Output::Json => {
-                    for event in &events {
-                        println!("{}", serde_json::to_string(event)?);
-                    }
-                }
-            }
-            Ok(())
+            print_events(&dir.events(), output)
         }
         Command::Down { name } => {
             let dir = cluster(&state_dir, &name)?;
@@ -334,16 +339,34 @@ async fn status(dir: &ClusterDir, output: Output) -> anyhow::Result<()> {
         }
         None => display::offline_status(dir, &state)?,
     };
+    print_status(&status, output)
+}
+
+/// `status` as a table or as JSON (the same for a local cluster and on Kubernetes).
+pub fn print_status(status: &ClusterStatus, output: Output) -> anyhow::Result<()> {
     match output {
-        Output::Json => println!("{}", serde_json::to_string_pretty(&status)?),
-        Output::Table => display::status_table(&status),
+        Output::Json => println!("{}", serde_json::to_string_pretty(status)?),
+        Output::Table => display::status_table(status),
+    }
+    Ok(())
+}
+
+/// `events` as a table or as JSON, one event per line.
+pub fn print_events(events: &[myset_api::Event], output: Output) -> anyhow::Result<()> {
+    match output {
+        Output::Table => display::events(events),
+        Output::Json => {
+            for event in events {
+                println!("{}", serde_json::to_string(event)?);
+            }
+        }
     }
     Ok(())
 }
 
 /// How long `myset sql` waits for a TCP connection, then for the server's greeting, then for
 /// the login: each takes milliseconds on a healthy server, so waiting longer only hides a hang.
-const SQL_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+pub const SQL_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
 async fn sql(
     dir: &ClusterDir,
@@ -381,6 +404,31 @@ async fn sql(
     };
     let what = format!("{what} ({host}:{port})");
     let server = greeted_connection(dir, &state, &what, &host, port).await?;
+    sql_over(
+        server,
+        &what,
+        &secrets.user,
+        &secrets.user_password,
+        statement,
+        timeout,
+    )
+    .await
+}
+
+/// Logs in as `user` over `server` (a stream on which the server's greeting has begun to
+/// arrive: a TCP connection locally, a port-forward on Kubernetes), runs `statement` and
+/// prints its rows. `what` names the target in errors.
+pub async fn sql_over<S>(
+    server: S,
+    what: &str,
+    user: &str,
+    password: &str,
+    statement: &str,
+    timeout: Duration,
+) -> anyhow::Result<()>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let relay = relay(server).await?;
     let relay_host = relay.ip().to_string();
     let login = AdminClient::connect(
@@ -388,8 +436,8 @@ async fn sql(
             host: &relay_host,
             port: relay.port(),
         },
-        &secrets.user,
-        &secrets.user_password,
+        user,
+        password,
         timeout,
     );
     let mut client = match tokio::time::timeout(SQL_CONNECT_TIMEOUT, login).await {
@@ -474,8 +522,12 @@ fn controller_hint(dir: &ClusterDir, state: &ClusterState) -> String {
 
 /// Hands a connected server stream to the MariaDB client library, which only connects by
 /// itself, through a one-shot loopback relay. Connecting to the target a second time instead
-/// would cost another server connection and, through ro, skip a member of the rotation.
-async fn relay(server: TcpStream) -> anyhow::Result<std::net::SocketAddr> {
+/// would cost another server connection and, through ro, skip a member of the rotation (and
+/// a port-forward cannot be reached any other way).
+async fn relay<S>(server: S) -> anyhow::Result<std::net::SocketAddr>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let listener = TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, 0)).await?;
     let addr = listener.local_addr()?;
     tokio::spawn(async move {
@@ -517,10 +569,7 @@ async fn switchover(dir: &ClusterDir, to: Option<u32>) -> anyhow::Result<()> {
         .call("/switchover", &SwitchoverRequest { to })
         .await
         .map_err(|e| anyhow::anyhow!("switchover refused: {e}"))?;
-    println!(
-        "primary moved from {}-{} to {}-{} (term {})",
-        status.name, before.primary, status.name, status.primary, status.term
-    );
+    display::switchover(&status.name, before.primary, status.primary, status.term);
     Ok(())
 }
 

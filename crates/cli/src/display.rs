@@ -164,6 +164,11 @@ fn escape(s: &str) -> String {
         .replace('\0', "\\0")
 }
 
+/// The line a successful switchover prints.
+pub fn switchover(cluster: &str, from: u32, to: u32, term: u64) {
+    println!("primary moved from {cluster}-{from} to {cluster}-{to} (term {term})");
+}
+
 pub fn events(events: &[Event]) {
     for e in events {
         println!("{}  {:<26} {}", utc(e.at), e.kind.to_string(), e.message);

@@ -4,15 +4,24 @@ mod args;
 mod chaos;
 mod commands;
 mod display;
+mod kube;
 mod operator;
 mod wait;
 
 use args::{Cli, Command};
-use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let program = if args
+        .first()
+        .is_some_and(|argv0| args::invoked_as_kubectl_plugin(argv0))
+    {
+        "kubectl myset"
+    } else {
+        "myset"
+    };
+    let cli = match Cli::parse_args(args) {
         Ok(cli) => cli,
         Err(e) => {
             use clap::error::ErrorKind;
@@ -32,7 +41,7 @@ fn main() -> ExitCode {
             // One line: clap's first line names the problem; point at --help for the fix.
             let rendered = e.render().to_string();
             let first = rendered.lines().next().unwrap_or("invalid arguments");
-            eprintln!("{first} (see myset --help)");
+            eprintln!("{first} (see {program} --help)");
             return ExitCode::from(2);
         }
     };

@@ -3,6 +3,7 @@
 //! process that drives each `MySet` through the shared controller over [`kube_runtime`],
 //! keeping the cluster record in the resource's status ([`record`]).
 
+pub mod client;
 pub mod crd;
 pub mod kube_runtime;
 pub mod lease;
