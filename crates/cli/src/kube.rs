@@ -71,6 +71,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             timeout,
             ..
         } => {
+            // The MySet first: its absence is the error to report, not its Secret's.
+            client::get_myset(&kube, &ns, &name).await?;
             let (user, password) = client::user_credentials(&kube, &ns, &name).await?;
             let (what, stream) =
                 client::sql_stream(&kube, &ns, &name, &target, SQL_CONNECT_TIMEOUT).await?;
@@ -111,7 +113,7 @@ fn not_on_kubernetes(command: &Command) -> String {
         }
         _ => "this command does not run on Kubernetes",
     };
-    format!("{what} (on Kubernetes, {KUBECTL_PLUGIN} and --kube run status, sql, switchover, scale and events)")
+    format!("{what} (--kube and {KUBECTL_PLUGIN} serve status, sql, switchover, scale and events)")
 }
 
 /// A Kubernetes object name (RFC 1123 subdomain), checked before it goes into a URL.

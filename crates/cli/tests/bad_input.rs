@@ -370,3 +370,250 @@ fn running_cluster_survives_bad_input() {
     // Bytes that are not even UTF-8 are just as corrupt, not an access problem.
     refused(b"\xff\xfe\x00 not text at all", "binary garbage");
 }
+
+/// A stand-in for a Kubernetes API server, enough for `myset --kube`: a `MySet` `db` in
+/// namespace `prod` (three members, primary 1), its Pods and its client Secret; anything
+/// else is a 404 as the API server words it. Plain HTTP, one connection at a time.
+struct FakeApiServer {
+    port: u16,
+}
+
+impl FakeApiServer {
+    fn start() -> FakeApiServer {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let _ = Self::answer(stream);
+            }
+        });
+        FakeApiServer { port }
+    }
+
+    fn answer(mut stream: std::net::TcpStream) -> std::io::Result<()> {
+        use std::io::{BufRead, BufReader, Write};
+        let mut reader = BufReader::new(stream.try_clone()?);
+        let mut request = String::new();
+        reader.read_line(&mut request)?;
+        loop {
+            let mut header = String::new();
+            if reader.read_line(&mut header)? == 0 || header == "\r\n" {
+                break;
+            }
+        }
+        let path = request.split_whitespace().nth(1).unwrap_or("/");
+        let path = path.split('?').next().unwrap_or(path);
+        let (code, body) = Self::route(path);
+        write!(
+            stream,
+            "HTTP/1.1 {code} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        )
+    }
+
+    fn route(path: &str) -> (u16, String) {
+        use serde_json::json;
+        let placements: serde_json::Map<String, serde_json::Value> = (0..3)
+            .map(|o| {
+                let host = format!("db-{o}.db.prod.svc");
+                (
+                    o.to_string(),
+                    json!({"server": {"host": host, "port": 3306}, "agent": {"host": host, "port": 8080}}),
+                )
+            })
+            .collect();
+        let body = match path {
+            "/apis/myset.dev/v1alpha1/namespaces/prod/mysets/db" => json!({
+                "apiVersion": "myset.dev/v1alpha1", "kind": "MySet",
+                "metadata": {"name": "db", "namespace": "prod", "uid": "u-1"},
+                "spec": {"replicas": 3, "image": "myset:dev", "storage": {"size": "1Gi"}},
+                "status": {
+                    "primary": 1, "term": 2,
+                    "instances": ([0, 1, 2].map(|o| json!({
+                        "ordinal": o, "pod": format!("db-{o}"),
+                        "role": if o == 1 { "primary" } else { "replica" }, "ready": true
+                    }))),
+                    "record": {
+                        "format": "myset-cluster/v1", "name": "db", "replicas": 3,
+                        "members": [0, 1, 2], "primary": 1, "term": 2, "initialized": true,
+                        "bind_host": "0.0.0.0", "rw_port": 3306, "ro_port": 3306,
+                        "max_staleness_seconds": 10, "placements": placements
+                    }
+                }
+            }),
+            "/api/v1/namespaces/prod/secrets/db-user" => json!({
+                "apiVersion": "v1", "kind": "Secret",
+                "metadata": {"name": "db-user", "namespace": "prod"},
+                "data": {"username": "bXlzZXQ=", "password": "c2VjcmV0"}
+            }),
+            "/api/v1/namespaces/prod/pods" => json!({
+                "apiVersion": "v1", "kind": "PodList", "metadata": {},
+                "items": ([0, 1, 2].map(|o| json!({
+                    "metadata": {"name": format!("db-{o}"), "namespace": "prod", "labels": {
+                        "myset.dev/cluster": "db", "myset.dev/ordinal": o.to_string(),
+                        "myset.dev/role": if o == 1 { "primary" } else { "replica" }
+                    }},
+                    "status": {"conditions": [{"type": "Ready", "status": "True"}]}
+                })))
+            }),
+            _ => {
+                let name = path.rsplit('/').next().unwrap_or("");
+                let message = format!("mysets.myset.dev \"{name}\" not found");
+                return (
+                    404,
+                    json!({"apiVersion": "v1", "kind": "Status", "status": "Failure",
+                           "message": message, "reason": "NotFound", "code": 404})
+                    .to_string(),
+                );
+            }
+        };
+        (200, body.to_string())
+    }
+
+    /// A kubeconfig whose current context points here, in namespace `prod`.
+    fn kubeconfig(&self, dir: &std::path::Path) -> std::path::PathBuf {
+        let path = dir.join("kubeconfig");
+        let text = format!(
+            "apiVersion: v1
+kind: Config
+clusters:
+- name: fake
+  cluster:
+    server: http://127.0.0.1:{}
+users:
+- name: someone
+  user:
+    token: not-a-secret
+contexts:
+- name: fake
+  context:
+    cluster: fake
+    user: someone
+    namespace: prod
+current-context: fake
+",
+            self.port
+        );
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+}
+
+#[test]
+fn kube_mode_bad_input() {
+    let c = Cluster::new("db");
+    let server = FakeApiServer::start();
+    let kubeconfig = server.kubeconfig(c.scratch());
+    let env = [("KUBECONFIG", Some(kubeconfig.clone().into_os_string()))];
+    let kube = |args: &[&str]| c.run_with(args, &env, Duration::from_secs(30));
+
+    // Local-only commands refuse --kube, MYSET_KUBE and the plugin, touching nothing.
+    kube(&["--kube", "up"]).error_containing(&[
+        "`myset up` runs a local cluster; on Kubernetes, apply a MySet (see deploy/example-myset.yaml)",
+    ]);
+    for args in [
+        vec!["down", "--kube"],
+        vec!["--kube", "destroy"],
+        vec!["--kube", "kill", "0"],
+    ] {
+        kube(&args).error_containing(&["on Kubernetes"]);
+    }
+    c.run_with(
+        &["destroy", "--name", "db"],
+        &[("MYSET_KUBE", Some("1".into()))],
+        Duration::from_secs(30),
+    )
+    .error_containing(&["on Kubernetes"]);
+    assert_eq!(entries(c.state_dir()), Vec::<String>::new());
+
+    // A MySet that does not exist, here or in another namespace.
+    kube(&["--kube", "status", "--name", "nope"]).error_containing(&[
+        "no MySet nope in namespace prod: mysets.myset.dev \"nope\" not found",
+    ]);
+    for args in [
+        vec!["--kube", "-n", "other", "events", "--name", "db"],
+        vec!["--kube", "--namespace", "other", "status", "--name", "db"],
+        vec![
+            "--kube", "-n", "other", "sql", "rw", "-e", "SELECT 1", "--name", "db",
+        ],
+        vec!["--kube", "-n", "other", "switchover", "--name", "db"],
+        vec![
+            "--kube",
+            "-n",
+            "other",
+            "scale",
+            "--replicas",
+            "2",
+            "--name",
+            "db",
+        ],
+    ] {
+        kube(&args).error_containing(&["no MySet db in namespace other: "]);
+    }
+    // An ordinal that is not a member, an unknown target.
+    kube(&["--kube", "sql", "7", "-e", "SELECT 1", "--name", "db"]).error_containing(&[
+        "instance 7 is not a member of cluster db (members: 0, 1, 2): pick one of those",
+    ]);
+    kube(&["--kube", "sql", "primary", "-e", "SELECT 1", "--name", "db"])
+        .error_containing(&["unknown target \"primary\": use rw, ro or an instance ordinal"]);
+    // This stand-in cannot port-forward (nor can any test here): the Pod is picked, then the
+    // forward fails in one line.
+    kube(&["--kube", "sql", "rw", "-e", "SELECT 1", "--name", "db"])
+        .error_containing(&["cannot open a port-forward to rw (Pod db-1) port 3306"]);
+    // No kubeconfig at all.
+    c.run_with(
+        &["--kube", "status", "--name", "db"],
+        &[
+            (
+                "KUBECONFIG",
+                Some(c.scratch().join("missing").into_os_string()),
+            ),
+            ("KUBERNETES_SERVICE_HOST", None),
+        ],
+        Duration::from_secs(30),
+    )
+    .error_containing(&["cannot reach a Kubernetes API server"]);
+
+    // What works against it: status, the same table and JSON as locally.
+    let table = kube(&["--kube", "status", "--name", "db"]).ok().to_string();
+    assert!(
+        table.starts_with("cluster db  running  primary db-1  term 2  replicas 3\n"),
+        "{table}"
+    );
+    assert!(
+        table.contains("rw db-rw.prod.svc:3306  ro db-ro.prod.svc:3306"),
+        "{table}"
+    );
+    assert!(
+        table.contains("password file Secret prod/db-user (key password)"),
+        "{table}"
+    );
+    assert!(
+        table.contains("db-1             primary  yes    db-1.db.prod.svc:3306"),
+        "{table}"
+    );
+    let json = kube(&["--kube", "status", "--name", "db", "-o", "json"])
+        .ok()
+        .to_string();
+    let status: myset_api::ClusterStatus = serde_json::from_str(&json).expect("status JSON");
+    assert_eq!((status.primary, status.instances.len()), (1, 3));
+
+    // As a kubectl plugin: the same binary under the name kubectl-myset implies --kube.
+    let plugin = c.scratch().join("kubectl-myset");
+    std::os::unix::fs::symlink(support::MYSET, &plugin).unwrap();
+    let out = std::process::Command::new(&plugin)
+        .args(["status", "--name", "db"])
+        .env("KUBECONFIG", &kubeconfig)
+        .env("MYSET_STATE_DIR", c.state_dir())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), table);
+    let out = std::process::Command::new(&plugin)
+        .args(["up"])
+        .env("KUBECONFIG", &kubeconfig)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("runs a local cluster"));
+}
