@@ -27,6 +27,11 @@ pub async fn run(cli: Cli, host_netns: Option<std::os::fd::OwnedFd>) -> anyhow::
         }
         return crate::operator::run(&command).await;
     }
+    if !cli.kube {
+        if let Some(ns) = &cli.namespace {
+            bail!("--namespace {ns} names a Kubernetes namespace: add --kube to work on a MySet there");
+        }
+    }
     // Daemons started by a local cluster are not concerned by --kube (or MYSET_KUBE).
     if cli.kube
         && !matches!(

@@ -526,6 +526,8 @@ fn kube_mode_bad_input() {
     .error_containing(&["on Kubernetes"]);
     assert_eq!(entries(c.state_dir()), Vec::<String>::new());
 
+    // --namespace without --kube is a forgotten --kube, not a local cluster.
+    kube(&["status", "--name", "db", "-n", "prod"]).error_containing(&["add --kube"]);
     // A MySet that does not exist, here or in another namespace.
     kube(&["--kube", "status", "--name", "nope"]).error_containing(&[
         "no MySet nope in namespace prod: mysets.myset.dev \"nope\" not found",

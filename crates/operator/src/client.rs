@@ -145,6 +145,8 @@ pub fn cluster_status(myset: &MySet) -> ClusterStatus {
             ro: format!("{}.{ns}.svc:{}", names::ro(&name), spec.service.ro_port),
         },
         credentials: Credentials {
+            // The account the operator creates (the record does not name it); the Secret's
+            // `username` says it too.
             user: myset_api::Secrets::generate(String::new).user,
             password_file: format!("Secret {ns}/{} (key password)", names::user_secret(&name)),
         },
