@@ -301,7 +301,8 @@ pub fn event_from(e: &KubeEvent) -> Option<Event> {
     let kind: EventKind =
         serde_json::from_value(serde_json::Value::String(reason)).unwrap_or(EventKind::Other);
     Some(Event {
-        at: at.as_millisecond() as f64 / 1000.0,
+        // Microseconds: two events published within a millisecond keep their order.
+        at: at.as_microsecond() as f64 / 1_000_000.0,
         kind,
         message: e.note.clone().unwrap_or_default(),
         ordinal: None,

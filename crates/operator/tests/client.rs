@@ -7,6 +7,8 @@
 //! API server can run here). The choice of the Pod it forwards to is tested as a pure
 //! function ([`client::sql_target`]).
 
+mod sim;
+
 use k8s_openapi::api::core::v1::{ObjectReference, Pod, PodCondition, PodStatus};
 use k8s_openapi::api::events::v1::{Event as KubeEvent, EventSeries};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, MicroTime, Time};
@@ -22,42 +24,10 @@ use myset_operator::MySet;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use sim::MySetKind;
+
 const NS: &str = "prod";
 const UID: &str = "6c1c3a52-0000-4000-8000-000000000001";
-
-/// Names `MySet`'s group, version and kind for kube-fake-client's status-subresource
-/// registration, which reads them from a default instance (a `MySet` has none).
-#[derive(Clone, Debug, Default)]
-struct MySetKind(ObjectMeta);
-
-impl serde::Serialize for MySetKind {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        serde_json::json!({"apiVersion": "myset.dev/v1alpha1", "kind": "MySet"}).serialize(s)
-    }
-}
-
-impl kube::Resource for MySetKind {
-    type DynamicType = ();
-    type Scope = k8s_openapi::NamespaceResourceScope;
-    fn kind(_: &()) -> std::borrow::Cow<'_, str> {
-        "MySet".into()
-    }
-    fn group(_: &()) -> std::borrow::Cow<'_, str> {
-        "myset.dev".into()
-    }
-    fn version(_: &()) -> std::borrow::Cow<'_, str> {
-        "v1alpha1".into()
-    }
-    fn plural(_: &()) -> std::borrow::Cow<'_, str> {
-        "mysets".into()
-    }
-    fn meta(&self) -> &ObjectMeta {
-        &self.0
-    }
-    fn meta_mut(&mut self) -> &mut ObjectMeta {
-        &mut self.0
-    }
-}
 
 fn myset(name: &str, replicas: u32) -> MySet {
     let text = format!(

@@ -229,10 +229,27 @@ pub fn node(name: &str, ready: bool) -> Node {
     }
 }
 
+/// The names of every object `api` lists, sorted.
+async fn sorted_names<K>(api: &Api<K>) -> Vec<String>
+where
+    K: kube::Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let mut names: Vec<String> = api
+        .list(&ListParams::default())
+        .await
+        .unwrap()
+        .items
+        .into_iter()
+        .filter_map(|o| o.meta().name.clone())
+        .collect();
+    names.sort();
+    names
+}
+
 /// Names `MySet`'s group, version and kind for kube-fake-client's status-subresource
 /// registration, which reads them from a default instance (a `MySet` has none).
 #[derive(Clone, Debug, Default)]
-struct MySetKind(ObjectMeta);
+pub struct MySetKind(ObjectMeta);
 
 impl serde::Serialize for MySetKind {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
@@ -405,31 +422,11 @@ impl Sim {
     }
 
     pub async fn pod_names(&self) -> Vec<String> {
-        let mut names: Vec<String> = self
-            .pods
-            .list(&ListParams::default())
-            .await
-            .unwrap()
-            .items
-            .into_iter()
-            .filter_map(|p| p.metadata.name)
-            .collect();
-        names.sort();
-        names
+        sorted_names(&self.pods).await
     }
 
     pub async fn pvc_names(&self) -> Vec<String> {
-        let mut names: Vec<String> = self
-            .pvcs
-            .list(&ListParams::default())
-            .await
-            .unwrap()
-            .items
-            .into_iter()
-            .filter_map(|p| p.metadata.name)
-            .collect();
-        names.sort();
-        names
+        sorted_names(&self.pvcs).await
     }
 
     /// The `myset.dev/role` label of each Pod, by name.
