@@ -13,10 +13,6 @@ impl InstanceLayout {
         InstanceLayout { dir }
     }
 
-    /// A data dir set aside with `label` (kept for inspection).
-    pub fn set_aside(&self, label: &str) -> PathBuf {
-        self.dir.join(format!("data.{label}"))
-    }
     /// The data dir, the instance's "volume". It only ever appears complete (by rename).
     pub fn data(&self) -> PathBuf {
         self.dir.join("data")

@@ -259,11 +259,11 @@ pub(crate) mod testing {
 /// Moves the data dir to `data.<label>` unless that was done already: the Pod's command keeps
 /// the flag, so a restarted container must not set aside the clone made since.
 fn set_aside_once(layout: &InstanceLayout, label: &str) -> anyhow::Result<()> {
-    let aside = layout.set_aside(label);
+    let aside = myset_os::set_aside_path(&layout.data(), label);
     if aside.exists() || !layout.data().exists() {
         return Ok(());
     }
-    std::fs::rename(layout.data(), &aside).map_err(|e| {
+    myset_os::set_aside(&layout.data(), label).map_err(|e| {
         anyhow::anyhow!(
             "cannot move {} aside to {}: {e}",
             layout.data().display(),
@@ -286,7 +286,8 @@ mod set_aside_tests {
         std::fs::write(layout.data().join("errant"), b"x").unwrap();
         set_aside_once(&layout, "errant-term2").unwrap();
         assert!(!layout.data().exists());
-        assert!(layout.set_aside("errant-term2").join("errant").exists());
+        let aside = myset_os::set_aside_path(&layout.data(), "errant-term2");
+        assert!(aside.join("errant").exists());
         // A restarted container with the same flag keeps the clone made since.
         std::fs::create_dir_all(layout.data()).unwrap();
         set_aside_once(&layout, "errant-term2").unwrap();

@@ -208,13 +208,11 @@ impl Runtime for LocalRuntime {
 
     async fn set_aside_data(&self, ordinal: u32, label: &str) -> anyhow::Result<String> {
         let data = self.dir.data_dir(ordinal);
-        let aside = self.dir.instance_dir(ordinal).join(format!("data.{label}"));
-        let shown = aside.display().to_string();
-        let (from, to) = (data.clone(), aside);
-        myset_os::off_thread(move || std::fs::rename(from, to))
+        let (from, label) = (data.clone(), label.to_string());
+        let aside = myset_os::off_thread(move || myset_os::set_aside(&from, &label))
             .await
             .with_context(|| format!("cannot move {} aside", data.display()))?;
-        Ok(shown)
+        Ok(aside.display().to_string())
     }
 
     fn has_data(&self, ordinal: u32) -> bool {

@@ -47,6 +47,19 @@ pub async fn off_thread<T: Send + 'static>(
         .map_err(std::io::Error::other)?
 }
 
+/// Where [`set_aside`] puts a data dir: `data.<label>` beside it.
+pub fn set_aside_path(data: &Path, label: &str) -> std::path::PathBuf {
+    data.with_file_name(format!("data.{label}"))
+}
+
+/// Moves a data dir aside for inspection (a rename on the same volume, so nothing is copied
+/// and nothing is lost); returns where it went. Blocking: run it with [`off_thread`].
+pub fn set_aside(data: &Path, label: &str) -> std::io::Result<std::path::PathBuf> {
+    let aside = set_aside_path(data, label);
+    std::fs::rename(data, &aside)?;
+    Ok(aside)
+}
+
 /// Whether a TCP port can be bound on `host` right now.
 pub fn port_free(host: &str, port: u16) -> bool {
     std::net::TcpListener::bind((host, port)).is_ok()

@@ -444,13 +444,15 @@ impl Runtime for PodmanRuntime {
     /// Renames the data dir inside the volume, as the local runtime does in its instance dir.
     async fn set_aside_data(&self, ordinal: u32, label: &str) -> anyhow::Result<String> {
         let data = self.instance_dir(ordinal).data();
-        let aside = data.with_file_name(format!("data.{label}"));
-        let shown = format!("volume {}: {}", self.volume(ordinal), aside.display());
-        let (from, to) = (data.clone(), aside);
-        myset_os::off_thread(move || std::fs::rename(from, to))
+        let (from, label) = (data.clone(), label.to_string());
+        let aside = myset_os::off_thread(move || myset_os::set_aside(&from, &label))
             .await
             .with_context(|| format!("cannot move {} aside", data.display()))?;
-        Ok(shown)
+        Ok(format!(
+            "volume {}: {}",
+            self.volume(ordinal),
+            aside.display()
+        ))
     }
 
     fn has_data(&self, ordinal: u32) -> bool {
