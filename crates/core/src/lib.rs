@@ -5,6 +5,7 @@
 
 pub mod donors;
 pub mod failover;
+pub mod galera;
 pub mod gtid;
 pub mod health;
 pub mod membership;
