@@ -120,7 +120,7 @@ pub fn parse_recovered_position(log: &str) -> Result<Option<Position>, String> {
     let found = log
         .lines()
         .filter_map(|l| l.split_once(MARKER).map(|(_, rest)| rest.trim()))
-        .last()
+        .next_back()
         .ok_or_else(|| format!("no `{MARKER}` line in the recovery's output"))?;
     let (uuid, seqno) = found
         .rsplit_once(':')
