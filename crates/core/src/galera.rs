@@ -397,7 +397,7 @@ mod tests {
         assert_eq!(parse_grastate(&crashed).unwrap().seqno, None);
         for bad in [
             format!("uuid: {U1}\nseqno: 42\n"),
-            format!("uuid: not-a-uuid\nseqno: 1\nsafe_to_bootstrap: 0\n"),
+            "uuid: not-a-uuid\nseqno: 1\nsafe_to_bootstrap: 0\n".to_string(),
             format!("uuid: {U1}\nseqno: many\nsafe_to_bootstrap: 0\n"),
             format!("uuid: {U1}\nseqno: 1\nsafe_to_bootstrap: yes\n"),
             "garbage".to_string(),
