@@ -125,12 +125,16 @@ impl<A: AgentApi + Clone> Operator<A> {
         }
     }
 
-    /// The brain driving `namespace/name`, if any.
+    /// The brain driving `namespace/name`, if one runs. A brain stops by itself when its
+    /// `MySet` is deleted or its record is taken over; a stopped one is forgotten here, so a
+    /// `MySet` created again under the same name gets a new brain.
     pub fn brain(&self, namespace: &str, name: &str) -> Option<Arc<Controller<KubeRuntime<A>>>> {
-        let brains = self.brains.lock().expect("brains lock");
-        brains
-            .get(&(namespace.to_string(), name.to_string()))
-            .map(|b| b.controller.clone())
+        let mut brains = self.brains.lock().expect("brains lock");
+        let key = (namespace.to_string(), name.to_string());
+        if brains.get(&key).is_some_and(|b| b.stop.is_cancelled()) {
+            brains.remove(&key);
+        }
+        brains.get(&key).map(|b| b.controller.clone())
     }
 
     /// Stops every brain's loop; instances keep running.
@@ -432,6 +436,7 @@ async fn housekeeping<A: AgentApi + Clone>(
             Err(e) => tracing::warn!("housekeeping: {e:#}"),
         }
     }
+    stop.cancel();
     controller.request_stop();
 }
 

@@ -282,3 +282,34 @@ async fn a_record_written_by_another_operator_stops_this_one_from_acting() {
     assert_eq!(stored.term, 2);
     assert_eq!(stored.record.unwrap().term, 2);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_deleted_myset_stops_its_brain_and_one_created_again_gets_a_new_one() {
+    let h = Harness::new(3, 3).await;
+    h.converge(3).await;
+    let first = h.operator.brain(NAMESPACE, "db").expect("a brain");
+    h.sim
+        .mysets
+        .delete("db", &Default::default())
+        .await
+        .expect("delete the MySet");
+    // Its Pods go with it (owner references); its brain notices and stops.
+    assert!(
+        myset_os::poll_until_async(Duration::from_secs(30), Duration::from_millis(500), || {
+            async { h.operator.brain(NAMESPACE, "db").is_none() }
+        })
+        .await,
+        "the brain of a deleted MySet kept running"
+    );
+    let mut again = myset(3);
+    again.metadata.uid = Some("6c1c3a52-0000-4000-8000-000000000002".into());
+    h.sim
+        .mysets
+        .create(&Default::default(), &again)
+        .await
+        .expect("create it again");
+    h.converge(3).await;
+    let second = h.operator.brain(NAMESPACE, "db").expect("a new brain");
+    assert!(!std::sync::Arc::ptr_eq(&first, &second));
+    assert_eq!(h.status().await.primary, Some(0));
+}
