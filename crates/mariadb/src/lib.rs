@@ -4,6 +4,7 @@
 pub mod binaries;
 pub mod client;
 pub mod config;
+pub mod galera;
 pub mod sql;
 
 pub use binaries::{Binaries, MissingBinary};
