@@ -501,6 +501,8 @@ pub enum EventKind {
     /// Commits on the primary stopped waiting.
     CommitsResumed,
     Shutdown,
+    /// The durability or the failover delay asked for changed.
+    SettingsChanged,
     /// Kubernetes: a fenced member's Pod on a node that stopped reporting was force-deleted.
     PodForceDeleted,
     /// Kubernetes: a member whose node was lost with its volume gets a fresh one, cloned.

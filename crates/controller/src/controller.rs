@@ -282,6 +282,33 @@ impl<R: Runtime> Controller<R> {
         Ok(())
     }
 
+    /// Accepts new durability and failover-delay settings; the next pass sends members specs
+    /// that carry them (semi-sync on the primary, the isolation bound on every member).
+    pub async fn request_settings(
+        &self,
+        durability: myset_api::Durability,
+        failover_delay_ms: u64,
+    ) -> anyhow::Result<()> {
+        let before = self.state();
+        if before.durability == durability && before.failover_delay_ms == failover_delay_ms {
+            return Ok(());
+        }
+        self.update_state(|s| {
+            s.durability = durability;
+            s.failover_delay_ms = failover_delay_ms;
+        })
+        .await?;
+        self.event(
+            EventKind::SettingsChanged,
+            format!(
+                "durability {} -> {durability}, failover delay {}ms -> {failover_delay_ms}ms",
+                before.durability, before.failover_delay_ms
+            ),
+        );
+        self.wake.notify_one();
+        Ok(())
+    }
+
     pub(crate) fn api_token(&self) -> &str {
         &self.secrets.api_token
     }

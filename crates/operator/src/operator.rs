@@ -187,6 +187,12 @@ impl<A: AgentApi + Clone> Operator<A> {
                 .request_scale(myset.spec.replicas, delete_data)
                 .await?;
         }
+        controller
+            .request_settings(
+                myset.spec.durability,
+                u64::from(myset.spec.failover_delay_seconds) * 1000,
+            )
+            .await?;
         if let Some(asked) = myset.annotations().get(ANNOTATION_SWITCHOVER).cloned() {
             self.switchover(myset, &controller, &asked).await?;
         }

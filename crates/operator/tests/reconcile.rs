@@ -313,3 +313,26 @@ async fn a_deleted_myset_stops_its_brain_and_one_created_again_gets_a_new_one() 
     assert!(!std::sync::Arc::ptr_eq(&first, &second));
     assert_eq!(h.status().await.primary, Some(0));
 }
+
+#[tokio::test(start_paused = true)]
+async fn durability_and_failover_delay_edits_reach_the_members() {
+    let h = Harness::new(3, 3).await;
+    h.converge(3).await;
+    let edit = serde_json::json!({"spec": {"durability": "async", "failoverDelaySeconds": 7}});
+    h.sim
+        .mysets
+        .patch("db", &PatchParams::default(), &Patch::Merge(&edit))
+        .await
+        .unwrap();
+    assert!(
+        h.until(Duration::from_secs(30), || async {
+            let primary = h.sim.agents.world.agent(h.primary());
+            !primary.spec.semisync && primary.spec.isolation_fence_ms == 7000
+        })
+        .await,
+        "the primary's spec did not follow the edit"
+    );
+    let record = h.status().await.record.unwrap();
+    assert_eq!(record.durability, myset_api::Durability::Async);
+    assert_eq!(record.failover_delay_ms, 7000);
+}
