@@ -40,6 +40,18 @@ pub async fn ensure(shared: &Shared) -> anyhow::Result<()> {
             }
             continue;
         }
+        if spec.galera.is_some() {
+            // A joiner's server needs a data dir to start; its state transfer replaces it.
+            shared.set_phase(Phase::Initializing);
+            if let Err(e) = install(shared).await {
+                if let Err(r) = remove_tree(layout.data_init()).await {
+                    tracing::warn!("cannot remove the failed data dir: {r}");
+                }
+                return Err(e.context("creating a joiner's data dir failed"));
+            }
+            std::fs::rename(layout.data_init(), layout.data())?;
+            continue;
+        }
         if spec.donors.is_empty() {
             shared.set_phase(Phase::Waiting {
                 reason: "no donor to clone from".into(),
@@ -71,6 +83,23 @@ pub async fn ensure(shared: &Shared) -> anyhow::Result<()> {
 async fn bootstrap(shared: &Shared) -> anyhow::Result<()> {
     let layout = &shared.layout;
     let init = layout.data_init();
+    install(shared).await?;
+    // Listen on the socket only, so nobody can log in before the accounts are secured; a
+    // Galera member's provider stays off, so this server joins no cluster.
+    let mut server = spawn_server(shared, &init, &["--skip-networking", "--wsrep-on=OFF"]).await?;
+    let result = secure_accounts(shared, &mut server).await;
+    let _ = server.start_kill();
+    let _ = server.wait().await;
+    result?;
+    std::fs::rename(&init, layout.data())?;
+    tracing::info!("bootstrapped a new data dir");
+    Ok(())
+}
+
+/// Fills `data.init` with a fresh data dir of system tables only (no accounts yet).
+async fn install(shared: &Shared) -> anyhow::Result<()> {
+    let layout = &shared.layout;
+    let init = layout.data_init();
     let mut install = Command::new(&shared.binaries.install_db);
     install
         .arg("--no-defaults")
@@ -81,17 +110,7 @@ async fn bootstrap(shared: &Shared) -> anyhow::Result<()> {
         install.arg("--user=root");
     }
     let log = layout.log_dir().join("install-db.log");
-    run_logged(install, "mariadb-install-db", &log).await?;
-
-    // Listen on the socket only, so nobody can log in before the accounts are secured.
-    let mut server = spawn_server(shared, &init, &["--skip-networking"]).await?;
-    let result = secure_accounts(shared, &mut server).await;
-    let _ = server.start_kill();
-    let _ = server.wait().await;
-    result?;
-    std::fs::rename(&init, layout.data())?;
-    tracing::info!("bootstrapped a new data dir");
-    Ok(())
+    run_logged(install, "mariadb-install-db", &log).await
 }
 
 async fn secure_accounts(

@@ -115,6 +115,7 @@ async fn status(State(shared): State<Arc<Shared>>) -> Json<AgentStatus> {
         fenced: shared.fencing().self_fenced,
         semisync_clients: p.semisync_clients,
         commits_waiting_since_ms: p.commits_waiting_since_ms,
+        galera: p.galera,
     })
 }
 

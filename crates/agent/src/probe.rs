@@ -24,6 +24,8 @@ pub struct Probe {
     /// On a primary: since when (ms since the Unix epoch) commits have been waiting for an
     /// acknowledgement, as seen by successive probes; None while none waits.
     pub commits_waiting_since_ms: Option<u64>,
+    /// Galera members: wsrep state, component, cluster size and seqno.
+    pub galera: Option<myset_api::GaleraStatus>,
 }
 
 pub async fn evaluate(shared: &Shared) -> Probe {
@@ -51,6 +53,21 @@ async fn query(shared: &Shared) -> anyhow::Result<Probe> {
     let spec = shared.spec();
     let mut c = admin(shared).await?;
     c.ping().await?;
+    if spec.galera.is_some() {
+        let (gtid, read_only) = c.positions().await?;
+        let galera = c.galera().await?;
+        c.disconnect().await;
+        let verdict = myset_core::galera::readiness(&galera);
+        return Ok(Probe {
+            live: true,
+            ready: verdict.is_ok(),
+            reason: verdict.err(),
+            gtid: Some(gtid),
+            read_only: Some(read_only),
+            galera: Some(galera),
+            ..Probe::default()
+        });
+    }
     let (gtid, read_only) = c.positions().await?;
     let replication = c.replication().await?;
     let semisync = c.semisync().await?;
@@ -75,6 +92,7 @@ async fn query(shared: &Shared) -> anyhow::Result<Probe> {
         semisync: Some(semisync.enabled),
         semisync_clients: primary.then_some(semisync.clients),
         commits_waiting_since_ms,
+        galera: None,
     })
 }
 

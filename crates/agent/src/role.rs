@@ -37,6 +37,14 @@ async fn converge_with(
     c: &mut AdminClient,
 ) -> anyhow::Result<()> {
     let spec = shared.spec();
+    if spec.galera.is_some() {
+        // Every Galera member is writable; wsrep replicates, nothing to configure.
+        let (_, read_only) = c.positions().await?;
+        if read_only {
+            c.exec(sql::SET_READ_WRITE).await?;
+        }
+        return Ok(());
+    }
     // Nothing this session does may reach the binlog: on a replica it would be an errant GTID.
     c.exec(sql::NO_BINLOG).await?;
     let (_, read_only) = c.positions().await?;

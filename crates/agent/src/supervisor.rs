@@ -4,8 +4,10 @@ use crate::layout::InstanceLayout;
 use crate::state::Shared;
 use crate::{datadir, role};
 use anyhow::Context;
+use myset_api::GaleraStart;
 use myset_api::Phase;
 use myset_mariadb::client::Target;
+use myset_mariadb::config::GaleraConfig;
 use myset_mariadb::{AdminClient, ServerConfig};
 use std::path::Path;
 use std::process::Stdio;
@@ -31,9 +33,18 @@ pub async fn run(shared: Arc<Shared>) -> anyhow::Result<()> {
         _ = shared.stop.cancelled() => return Ok(()),
     }
     let mut backoff = RESTART_BACKOFF_FIRST;
+    // A Galera member forms the cluster only until its server has come up once; a later
+    // restart (a crash) joins the cluster that is there.
+    let mut forms_cluster = true;
     loop {
         shared.set_phase(Phase::Starting);
-        let mut child = spawn_server(&shared, &shared.layout.data(), &[]).await?;
+        let extra = if forms_cluster {
+            galera_start_args(&shared)?
+        } else {
+            Vec::new()
+        };
+        let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+        let mut child = spawn_server(&shared, &shared.layout.data(), &extra).await?;
         shared.set_pid(child.id());
         let started = tokio::select! {
             r = wait_until_answering(&shared, &mut child) => r,
@@ -48,6 +59,7 @@ pub async fn run(shared: Arc<Shared>) -> anyhow::Result<()> {
             let _ = child.wait().await;
         } else {
             backoff = RESTART_BACKOFF_FIRST;
+            forms_cluster = false;
             match watch(&shared, &mut child).await {
                 Watch::Stopped => return Ok(()),
                 Watch::Exited(status) => {
@@ -127,7 +139,36 @@ pub fn server_config(shared: &Shared, datadir: &Path) -> ServerConfig {
         admin_user: shared.secrets.admin_user.clone(),
         admin_password: shared.secrets.admin_password.clone(),
         includes: shared.overrides.server_option_files(spec.role),
+        galera: spec.galera.as_ref().map(|g| GaleraConfig {
+            cluster_name: g.cluster_name.clone(),
+            node_host: spec.server.host.clone(),
+            ports: g.ports,
+            members: g.members.iter().map(|a| a.to_string()).collect(),
+            sst_user: shared.secrets.admin_user.clone(),
+            sst_password: shared.secrets.admin_password.clone(),
+        }),
     }
+}
+
+/// The options of a Galera member's start that forms the cluster: `--wsrep-new-cluster` for a
+/// brand-new one, and for a bootstrap after a full outage also the recovered position (so the
+/// cluster keeps its UUID), after marking the data dir safe to bootstrap from.
+fn galera_start_args(shared: &Shared) -> anyhow::Result<Vec<String>> {
+    let spec = shared.spec();
+    let Some(galera) = &spec.galera else {
+        return Ok(Vec::new());
+    };
+    Ok(match &galera.start {
+        GaleraStart::Join => Vec::new(),
+        GaleraStart::NewCluster => vec!["--wsrep-new-cluster".into()],
+        GaleraStart::Bootstrap { position } => {
+            myset_mariadb::galera::mark_safe_to_bootstrap(&shared.layout.data())?;
+            vec![
+                "--wsrep-new-cluster".into(),
+                format!("--wsrep-start-position={position}"),
+            ]
+        }
+    })
 }
 
 /// Renders the option file and starts mariadbd on `datadir` with `extra_args`.

@@ -91,6 +91,113 @@ pub struct InstanceSpec {
     /// A primary isolated this long makes its server refuse writes. 0 disables self-fencing.
     #[serde(default)]
     pub isolation_fence_ms: u64,
+    /// Galera topology: every member is writable and replicates through wsrep; `role`,
+    /// `primary`, `donors` and `semisync` do not apply.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub galera: Option<GaleraSpec>,
+}
+
+/// How the members of a cluster replicate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum Topology {
+    /// One primary and asynchronous or semi-synchronous replicas.
+    #[default]
+    Replication,
+    /// Galera (wsrep): every member is writable; a commit is certified by all of them.
+    Galera,
+}
+
+impl fmt::Display for Topology {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Topology::Replication => "replication",
+            Topology::Galera => "galera",
+        })
+    }
+}
+
+/// A Galera member's extra ports: group communication, incremental and full state transfer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
+pub struct GaleraPorts {
+    pub gcomm: u16,
+    pub ist: u16,
+    pub sst: u16,
+}
+
+/// What a Galera member's agent is told.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GaleraSpec {
+    pub cluster_name: String,
+    pub ports: GaleraPorts,
+    /// Every member's group-communication address, this one included.
+    pub members: Vec<Address>,
+    pub start: GaleraStart,
+}
+
+/// How a Galera member's server starts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", tag = "kind")]
+pub enum GaleraStart {
+    /// The first member of a brand-new cluster: it creates the cluster (and its UUID).
+    NewCluster,
+    /// After a full outage, the member chosen for the newest data forms the cluster again
+    /// from its recovered position (`<uuid>:<seqno>`).
+    Bootstrap { position: String },
+    /// Join the running cluster (state transfer from a donor if needed).
+    Join,
+}
+
+/// A Galera member's replication state (`wsrep_local_state`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum WsrepState {
+    Joining,
+    /// Sending a state transfer, or desynchronised on purpose.
+    Donor,
+    Joined,
+    Synced,
+    /// Not yet in a cluster (0, or a value this version does not know).
+    Initializing,
+}
+
+impl WsrepState {
+    pub fn from_code(code: u32) -> Self {
+        match code {
+            1 => WsrepState::Joining,
+            2 => WsrepState::Donor,
+            3 => WsrepState::Joined,
+            4 => WsrepState::Synced,
+            _ => WsrepState::Initializing,
+        }
+    }
+}
+
+impl fmt::Display for WsrepState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            WsrepState::Joining => "joining",
+            WsrepState::Donor => "donor",
+            WsrepState::Joined => "joined",
+            WsrepState::Synced => "synced",
+            WsrepState::Initializing => "initializing",
+        })
+    }
+}
+
+/// What a Galera member's server reports.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GaleraStatus {
+    pub state: WsrepState,
+    /// In the Primary component (a quorum): only then does it take writes.
+    pub primary_component: bool,
+    pub cluster_size: u32,
+    /// `wsrep_last_committed`.
+    pub seqno: i64,
+    pub cluster_uuid: String,
 }
 
 /// Durability of acknowledged writes.
@@ -287,6 +394,9 @@ pub struct AgentStatus {
     /// time (milliseconds since the Unix epoch); None while no commit waits.
     #[serde(default)]
     pub commits_waiting_since_ms: Option<u64>,
+    /// Galera members: wsrep state, component, cluster size and seqno.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub galera: Option<GaleraStatus>,
 }
 
 /// One instance as the controller reports it.
@@ -306,6 +416,9 @@ pub struct InstanceStatus {
     pub reason: Option<String>,
     pub gtid: Option<GtidPositions>,
     pub replication: Option<ReplicationStatus>,
+    /// Galera members: wsrep state, component, cluster size and seqno.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub galera: Option<GaleraStatus>,
 }
 
 /// What an instance is doing, as the controller sees it.
@@ -375,6 +488,8 @@ pub struct ClusterStatus {
     pub controller_pid: Option<u32>,
     pub primary: u32,
     pub term: u64,
+    #[serde(default)]
+    pub topology: Topology,
     /// The durability asked for.
     pub durability: Durability,
     /// The durability actually in force (weaker when, say, there is no replica to wait for).
@@ -407,6 +522,7 @@ impl InstanceStatus {
             reason: None,
             gtid: None,
             replication: None,
+            galera: None,
         }
     }
 }
@@ -425,6 +541,7 @@ impl ClusterStatus {
             controller_pid: None,
             primary: state.primary,
             term: state.term,
+            topology: state.topology,
             durability: state.durability,
             durability_in_force: state.durability,
             conditions: Vec::new(),
@@ -503,6 +620,11 @@ pub enum EventKind {
     Shutdown,
     /// The durability or the failover delay asked for changed.
     SettingsChanged,
+    /// Galera: after a full outage, the member with the newest data bootstraps the cluster.
+    GaleraBootstrap,
+    /// Galera: after a full outage, no member may bootstrap automatically; the message says
+    /// why and what to do.
+    GaleraBootstrapRefused,
     /// Kubernetes: a fenced member's Pod on a node that stopped reporting was force-deleted.
     PodForceDeleted,
     /// Kubernetes: a member whose node was lost with its volume gets a fresh one, cloned.
@@ -636,6 +758,9 @@ pub const STATE_FORMAT: &str = "myset-cluster/v1";
 pub struct Placement {
     pub server: Address,
     pub agent: Address,
+    /// Galera clusters: the member's group-communication and state-transfer ports.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub galera: Option<GaleraPorts>,
 }
 
 /// The controller's durable record of a cluster: intent plus what must survive restarts.
@@ -662,6 +787,12 @@ pub struct ClusterState {
     pub max_staleness_seconds: u64,
     #[serde(default)]
     pub durability: Durability,
+    #[serde(default)]
+    pub topology: Topology,
+    /// Galera: the cluster's state UUID, recorded once a member reports it; a full outage's
+    /// bootstrap only ever uses data of this UUID.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub galera_uuid: Option<String>,
     /// Whether members removed by a scale-down lose their data dirs (`scale --delete-data`).
     #[serde(default)]
     pub delete_data_on_removal: bool,
@@ -705,6 +836,8 @@ impl ClusterState {
             ro_port,
             max_staleness_seconds: 10,
             durability: Durability::default(),
+            topology: Topology::default(),
+            galera_uuid: None,
             delete_data_on_removal: false,
             failover_delay_ms: default_failover_delay_ms(),
             primary_server_ids: Default::default(),

@@ -334,6 +334,10 @@ pub struct UpArgs {
     pub ro_port: Option<u16>,
     #[command(flatten)]
     pub ha: HaArgs,
+    /// How the members replicate, for a new cluster: one primary and replicas, or Galera
+    /// (every member writable; at least 3 members) [default: replication]
+    #[arg(long, value_enum)]
+    pub topology: Option<myset_api::Topology>,
     /// Run each instance in its own network namespace with its own address, as if on its
     /// own host (root only; for testing partitions with `myset partition`)
     #[arg(long)]

@@ -229,6 +229,7 @@ async fn up(state_dir: &std::path::Path, args: &UpArgs) -> anyhow::Result<()> {
         rw_port,
         ro_port,
         ha,
+        topology,
         netns,
         timeout,
     } = args.clone();
@@ -252,12 +253,21 @@ async fn up(state_dir: &std::path::Path, args: &UpArgs) -> anyhow::Result<()> {
                 dir.name()
             );
         }
+        if topology.is_some_and(|t| t != state.topology) {
+            bail!(
+                "cluster {} uses the {} topology, which cannot change; create another cluster (--name) for {}",
+                dir.name(),
+                state.topology,
+                topology.unwrap_or_default()
+            );
+        }
         state.replicas = replicas.unwrap_or(state.replicas);
         state.durability = ha.durability.unwrap_or(state.durability);
         state.failover_delay_ms = ha.failover_delay_ms().unwrap_or(state.failover_delay_ms);
         state.max_staleness_seconds = ha.max_read_staleness.unwrap_or(state.max_staleness_seconds);
         state.rw_port = rw_port.unwrap_or(state.rw_port);
         state.ro_port = ro_port.unwrap_or(state.ro_port);
+        check_topology(&state)?;
         check_ports(&state)?;
         dir.save_state(&state)?;
         state
@@ -270,12 +280,14 @@ async fn up(state_dir: &std::path::Path, args: &UpArgs) -> anyhow::Result<()> {
             ro_port.unwrap_or(DEFAULT_RO_PORT),
         );
         state.durability = ha.durability.unwrap_or_default();
+        state.topology = topology.unwrap_or_default();
         if let Some(seconds) = ha.max_read_staleness {
             state.max_staleness_seconds = seconds;
         }
         if let Some(delay) = ha.failover_delay_ms() {
             state.failover_delay_ms = delay;
         }
+        check_topology(&state)?;
         check_ports(&state)?;
         if netns {
             myset_local::netns::require_root()?;
@@ -299,6 +311,19 @@ async fn up(state_dir: &std::path::Path, args: &UpArgs) -> anyhow::Result<()> {
     })
     .await?;
     display::connection_help(&status, &dir);
+    Ok(())
+}
+
+fn check_topology(state: &ClusterState) -> anyhow::Result<()> {
+    if state.topology == myset_api::Topology::Galera {
+        myset_core::galera::check_size(state.replicas).map_err(anyhow::Error::msg)?;
+        if !std::path::Path::new(myset_mariadb::galera::PROVIDER).exists() {
+            bail!(
+                "the Galera provider {} is missing: apt-get install galera-4 (and socat, for state transfers)",
+                myset_mariadb::galera::PROVIDER
+            );
+        }
+    }
     Ok(())
 }
 

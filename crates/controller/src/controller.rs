@@ -2,7 +2,7 @@
 
 use myset_api::{
     Address, AgentStatus, ClusterState, ClusterStatus, Credentials, Donor, Event, EventKind,
-    InstanceSpec, InstanceState, InstanceStatus, Role, Secrets,
+    GaleraSpec, GaleraStart, InstanceSpec, InstanceState, InstanceStatus, Role, Secrets, Topology,
 };
 use myset_core::{Readiness, StartPlan, Transition};
 use myset_runtime::{AgentApi, Runtime};
@@ -266,6 +266,9 @@ impl<R: Runtime> Controller<R> {
 
     /// Accepts a new desired size; the loop converges to it.
     pub async fn request_scale(&self, replicas: u32, delete_data: bool) -> anyhow::Result<()> {
+        if self.state().topology == Topology::Galera {
+            myset_core::galera::check_size(replicas).map_err(anyhow::Error::msg)?;
+        }
         let from = self.state().replicas;
         self.update_state(|s| {
             s.replicas = replicas;
@@ -331,7 +334,10 @@ impl<R: Runtime> Controller<R> {
         }
         // A change of primary (here or a switchover) excludes the others; waiting for a
         // switchover to finish is right, since it changes who the primary is.
-        {
+        if state.topology == Topology::Galera {
+            let result = self.galera_record_uuid().await;
+            self.report_step(Step::Record, result);
+        } else {
             let _change = self.changing.lock().await;
             let result = self.check_rejoins().await;
             self.report_step(Step::Rejoin, result);
@@ -610,16 +616,20 @@ impl<R: Runtime> Controller<R> {
             .collect()
     }
 
-    /// rw goes to the primary; ro to every Ready member.
+    /// rw goes to the primary; ro to every Ready member. Galera: rw goes to one Ready member
+    /// at a time (one writer avoids certification conflicts), the recorded primary while it is
+    /// Ready, else the lowest Ready ordinal.
     pub(crate) fn publish_endpoints(&self) {
         let state = self.state();
         let server = |o: u32| state.placements.get(&o).map(|p| p.server.clone());
-        let rw: Vec<Address> = server(state.primary).into_iter().collect();
-        let ro: Vec<Address> = self
-            .ready_ordinals()
-            .into_iter()
-            .filter_map(server)
-            .collect();
+        let ready = self.ready_ordinals();
+        let writer = match state.topology {
+            Topology::Replication => Some(state.primary),
+            Topology::Galera if ready.contains(&state.primary) => Some(state.primary),
+            Topology::Galera => ready.first().copied(),
+        };
+        let rw: Vec<Address> = writer.and_then(server).into_iter().collect();
+        let ro: Vec<Address> = ready.into_iter().filter_map(server).collect();
         self.rw.send_if_modified(|cur| replace_if_changed(cur, rw));
         self.ro.send_if_modified(|cur| replace_if_changed(cur, ro));
     }
@@ -631,6 +641,15 @@ impl<R: Runtime> Controller<R> {
         let busy = self.busy.lock().expect("busy lock").clone();
         let mut failures = Vec::new();
         let now_ms = self.now_ms();
+        let nothing_to_start = state
+            .members
+            .difference(&busy)
+            .all(|&o| self.runtime.agent_pid(o).is_some());
+        let galera = if state.topology == Topology::Galera && !nothing_to_start {
+            Some(self.galera_plan(&state, &ready).await)
+        } else {
+            None
+        };
         for &ordinal in state.members.difference(&busy) {
             if self.runtime.agent_pid(ordinal).is_some() {
                 continue;
@@ -654,19 +673,37 @@ impl<R: Runtime> Controller<R> {
                 continue;
             }
             let has_data = self.runtime.has_data(ordinal);
-            let plan =
-                myset_core::start_plan(ordinal, has_data, state.initialized, state.primary, &ready);
-            let (bootstrap, donors) = match plan {
-                StartPlan::FromData => (false, vec![]),
-                StartPlan::Bootstrap => (true, vec![]),
-                StartPlan::Clone(donors) => (false, donors),
-                StartPlan::Wait(reason) => {
-                    self.note(ordinal, reason);
-                    continue;
+            let (bootstrap, donors, galera_start) = match &galera {
+                // Galera: state transfers replace clones; only a new cluster's first member
+                // creates a data dir with accounts.
+                Some(plan) => match plan.for_member(ordinal) {
+                    Ok(start) => (start == GaleraStart::NewCluster && !has_data, vec![], start),
+                    Err(reason) => {
+                        self.note(ordinal, reason);
+                        continue;
+                    }
+                },
+                None => {
+                    let plan = myset_core::start_plan(
+                        ordinal,
+                        has_data,
+                        state.initialized,
+                        state.primary,
+                        &ready,
+                    );
+                    match plan {
+                        StartPlan::FromData => (false, vec![], GaleraStart::Join),
+                        StartPlan::Bootstrap => (true, vec![], GaleraStart::Join),
+                        StartPlan::Clone(donors) => (false, donors, GaleraStart::Join),
+                        StartPlan::Wait(reason) => {
+                            self.note(ordinal, reason);
+                            continue;
+                        }
+                    }
                 }
             };
             let name = state.instance_name(ordinal);
-            let spec = match self.spec_for(&state, ordinal, bootstrap, &donors) {
+            let spec = match self.spec_for(&state, ordinal, bootstrap, &donors, galera_start) {
                 Ok(spec) => spec,
                 Err(e) => {
                     failures.push(format!("{e:#}"));
@@ -730,12 +767,14 @@ impl<R: Runtime> Controller<R> {
 
     /// What `ordinal` should be under `state`. A member without a placement is an error: its
     /// identity would be guessed.
+    /// `galera_start` applies to Galera members only.
     pub(crate) fn spec_for(
         &self,
         state: &ClusterState,
         ordinal: u32,
         bootstrap: bool,
         donors: &[u32],
+        galera_start: GaleraStart,
     ) -> anyhow::Result<InstanceSpec> {
         let placement_of = |o: u32| {
             state.placements.get(&o).ok_or_else(|| {
@@ -747,7 +786,37 @@ impl<R: Runtime> Controller<R> {
         };
         let placement = placement_of(ordinal)?;
         let role = state.role_of(ordinal);
+        let galera = match state.topology {
+            Topology::Replication => None,
+            Topology::Galera => {
+                let ports_of = |o: u32| {
+                    placement_of(o)?.galera.ok_or_else(|| {
+                        anyhow::anyhow!(
+                            "{} has no Galera ports in the cluster record",
+                            state.instance_name(o)
+                        )
+                    })
+                };
+                let members = state
+                    .members
+                    .iter()
+                    .map(|&o| {
+                        Ok(Address {
+                            host: placement_of(o)?.server.host.clone(),
+                            port: ports_of(o)?.gcomm,
+                        })
+                    })
+                    .collect::<anyhow::Result<Vec<_>>>()?;
+                Some(GaleraSpec {
+                    cluster_name: state.name.clone(),
+                    ports: ports_of(ordinal)?,
+                    members,
+                    start: galera_start,
+                })
+            }
+        };
         let primary = match role {
+            _ if galera.is_some() => None,
             Role::Primary => None,
             // A former primary stays held until its data is checked.
             Role::Replica if state.rejoin_pending.contains_key(&ordinal) => None,
@@ -774,6 +843,7 @@ impl<R: Runtime> Controller<R> {
             term: state.term,
             max_staleness_seconds: state.max_staleness_seconds,
             semisync: role == Role::Primary
+                && galera.is_none()
                 && state.durability == myset_api::Durability::Semisync
                 && state.members.len() > 1,
             peers: state
@@ -782,7 +852,13 @@ impl<R: Runtime> Controller<R> {
                 .filter(|&&o| o != ordinal)
                 .filter_map(|o| state.placements.get(o).map(|p| p.agent.clone()))
                 .collect(),
-            isolation_fence_ms: state.failover_delay_ms,
+            // Galera's quorum fences a cut-off member itself.
+            isolation_fence_ms: if galera.is_some() {
+                0
+            } else {
+                state.failover_delay_ms
+            },
+            galera,
         })
     }
 
@@ -798,7 +874,7 @@ impl<R: Runtime> Controller<R> {
                 .filter_map(|&o| {
                     let ob = observed.get(&o)?;
                     ob.status.as_ref()?;
-                    let mut want = match self.spec_for(&state, o, false, &[]) {
+                    let mut want = match self.spec_for(&state, o, false, &[], GaleraStart::Join) {
                         Ok(spec) => spec,
                         Err(e) => {
                             failures.push(format!("{e:#}"));
@@ -877,6 +953,7 @@ impl<R: Runtime> Controller<R> {
                     reason: ob.and_then(|ob| ob.note.clone()),
                     gtid: status.and_then(|s| s.gtid.clone()),
                     replication: status.and_then(|s| s.replication.clone()),
+                    galera: status.and_then(|s| s.galera.clone()),
                     ..InstanceStatus::from_state(&state, o)
                 }
             })

@@ -357,6 +357,11 @@ impl<R: Runtime> Controller<R> {
     /// A planned change of primary: the old primary stops taking writes, the target applies
     /// everything it wrote, then takes over. No acknowledged write is lost.
     pub async fn switchover(&self, to: Option<u32>) -> anyhow::Result<u32> {
+        if self.state().topology == myset_api::Topology::Galera {
+            anyhow::bail!(
+                "a Galera cluster has no primary to switch over: every member is writable, and rw moves by itself to another Ready member when its own leaves"
+            );
+        }
         let _change = self.changing.lock().await;
         let result = self.switch_over(to).await;
         if let Err(e) = &result {

@@ -4,6 +4,7 @@
 
 mod api;
 mod controller;
+mod galera;
 mod ha;
 mod proxy;
 

@@ -13,6 +13,36 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 
+/// The fewest members a Galera cluster may have: with two, the loss of either leaves the other
+/// without a majority, and Galera's quorum makes it refuse writes.
+pub const MIN_MEMBERS: u32 = 3;
+
+/// Refuses a Galera cluster too small to survive the loss of a member.
+pub fn check_size(replicas: u32) -> Result<(), String> {
+    if replicas < MIN_MEMBERS {
+        return Err(format!(
+            "a Galera cluster needs at least {MIN_MEMBERS} members to keep a quorum when one is lost; \
+             {replicas} would stop taking writes at the first failure: use --replicas {MIN_MEMBERS} or more"
+        ));
+    }
+    Ok(())
+}
+
+/// Whether a Galera member may serve clients: only when Synced (it has applied everything
+/// certified) and in the Primary component (a quorum; a minority refuses writes). Err says why.
+pub fn readiness(status: &myset_api::GaleraStatus) -> Result<(), String> {
+    if !status.primary_component {
+        return Err(format!(
+            "not in the Primary component (a minority of {} member(s)); Galera refuses its writes",
+            status.cluster_size
+        ));
+    }
+    if status.state != myset_api::WsrepState::Synced {
+        return Err(format!("wsrep state is {}, not synced", status.state));
+    }
+    Ok(())
+}
+
 /// A Galera cluster (state) UUID, lowercase canonical form.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ClusterUuid(String);

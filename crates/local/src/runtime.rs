@@ -2,8 +2,9 @@
 
 use crate::layout::ClusterDir;
 use anyhow::Context;
-use myset_api::{Address, ClusterState, Event, InstanceSpec, Placement};
+use myset_api::{Address, ClusterState, Event, GaleraPorts, InstanceSpec, Placement, Topology};
 use myset_controller::{HttpAgents, KillOutcome, Runtime};
+use myset_core::galera::MemberData;
 use std::collections::HashMap;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
@@ -71,15 +72,18 @@ impl Runtime for LocalRuntime {
                     port: 3306,
                 },
                 agent: Address { host, port: 8080 },
+                galera: (state.topology == Topology::Galera).then_some(GaleraPorts {
+                    gcomm: 4567,
+                    ist: 4568,
+                    sst: 4444,
+                }),
             });
         }
         let mut taken: Vec<u16> = vec![state.rw_port, state.ro_port];
-        taken.extend(
-            state
-                .placements
-                .values()
-                .flat_map(|p| [p.server.port, p.agent.port]),
-        );
+        taken.extend(state.placements.values().flat_map(|p| {
+            let galera = p.galera.iter().flat_map(|g| [g.gcomm, g.ist, g.sst]);
+            [p.server.port, p.agent.port].into_iter().chain(galera)
+        }));
         let mut pick = || -> anyhow::Result<u16> {
             loop {
                 let port = myset_os::free_port(&state.bind_host)
@@ -94,10 +98,34 @@ impl Runtime for LocalRuntime {
             host: state.bind_host.clone(),
             port,
         };
+        let server = address(pick()?);
+        let agent = address(pick()?);
+        let galera = if state.topology == Topology::Galera {
+            Some(GaleraPorts {
+                gcomm: pick()?,
+                ist: pick()?,
+                sst: pick()?,
+            })
+        } else {
+            None
+        };
         Ok(Placement {
-            server: address(pick()?),
-            agent: address(pick()?),
+            server,
+            agent,
+            galera,
         })
+    }
+
+    async fn galera_position(&self, ordinal: u32) -> anyhow::Result<MemberData> {
+        let binaries = myset_mariadb::Binaries::find()?;
+        let instance = self.dir.instance_dir(ordinal);
+        Ok(myset_mariadb::galera::member_data(
+            &binaries.mariadbd,
+            &instance.join("run").join("my.cnf"),
+            &self.dir.data_dir(ordinal),
+            &instance.join("logs").join("wsrep-recover.log"),
+        )
+        .await?)
     }
 
     async fn start(&self, spec: &InstanceSpec) -> anyhow::Result<()> {

@@ -169,6 +169,20 @@ impl AdminClient {
         })
     }
 
+    /// A Galera member's wsrep state.
+    pub async fn galera(&mut self) -> Result<myset_api::GaleraStatus, ClientError> {
+        let row = self
+            .text_rows(sql::GALERA_STATE)
+            .await?
+            .into_iter()
+            .next()
+            .unwrap_or_default();
+        parse_galera(&row).map_err(|problem| ClientError::Unexpected {
+            statement: sql::GALERA_STATE,
+            problem,
+        })
+    }
+
     /// One scalar value of the first row, as text.
     pub async fn scalar(&mut self, statement: &str) -> Result<Option<String>, ClientError> {
         Ok(self
@@ -238,6 +252,28 @@ pub fn parse_semisync(row: &[Option<String>]) -> Result<SemisyncState, String> {
         enabled: number("rpl_semi_sync_master_enabled", enabled)? != 0,
         clients: number("Rpl_semi_sync_master_clients", clients)?,
         waiting_sessions: number("Rpl_semi_sync_master_wait_sessions", waiting)?,
+    })
+}
+
+pub fn parse_galera(row: &[Option<String>]) -> Result<myset_api::GaleraStatus, String> {
+    let [state, component, size, seqno, uuid] = row else {
+        return Err(format!("expected 5 values, got {}", row.len()));
+    };
+    let text = |what: &str, v: &Option<String>| -> Result<String, String> {
+        v.clone()
+            .ok_or_else(|| format!("{what} is missing (is wsrep on?)"))
+    };
+    let number = |what: &str, v: &Option<String>| -> Result<i64, String> {
+        let v = text(what, v)?;
+        v.parse()
+            .map_err(|_| format!("{what} is {v:?}, not a number"))
+    };
+    Ok(myset_api::GaleraStatus {
+        state: myset_api::WsrepState::from_code(number("wsrep_local_state", state)?.max(0) as u32),
+        primary_component: text("wsrep_cluster_status", component)? == "Primary",
+        cluster_size: number("wsrep_cluster_size", size)?.max(0) as u32,
+        seqno: number("wsrep_last_committed", seqno)?,
+        cluster_uuid: text("wsrep_cluster_state_uuid", uuid)?,
     })
 }
 

@@ -24,6 +24,22 @@ pub struct ServerConfig {
     /// the file of the server's role), included where they can tune the server but never
     /// override what myset sets itself. Empty locally.
     pub includes: Vec<PathBuf>,
+    /// A Galera member's wsrep settings; None for the replication topology.
+    pub galera: Option<GaleraConfig>,
+}
+
+/// What a Galera member's option file needs beyond the common settings.
+#[derive(Debug, Clone)]
+pub struct GaleraConfig {
+    pub cluster_name: String,
+    /// The address peers reach this member on (group communication, IST, SST).
+    pub node_host: String,
+    pub ports: myset_api::GaleraPorts,
+    /// Every member's group-communication address (`host:port`), this one included.
+    pub members: Vec<String>,
+    /// The account a donor's mariadb-backup uses for a state transfer.
+    pub sst_user: String,
+    pub sst_password: String,
 }
 
 impl ServerConfig {
@@ -60,15 +76,32 @@ impl ServerConfig {
         line("relay-log", &"relay-bin");
         line("binlog-format", &"ROW");
         line("log-slave-updates", &"ON");
+        line("skip-name-resolve", &"ON");
+        // Durable commits on every topology: Galera's own advice of 0 loses acknowledged
+        // commits when members crash in sequence (Jepsen, 2026).
+        line("sync-binlog", &1);
+        line("innodb-flush-log-at-trx-commit", &1);
+        if let Some(g) = &self.galera {
+            render_galera(&mut line, g);
+        } else {
+            self.render_replication(&mut line);
+        }
+        for group in ["client", "mariadb-backup"] {
+            let _ = writeln!(s, "\n[{group}]");
+            let _ = writeln!(s, "user = {}", self.admin_user);
+            let _ = writeln!(s, "password = {}", self.admin_password);
+            let _ = writeln!(s, "socket = {}", self.socket.display());
+        }
+        s
+    }
+
+    fn render_replication(&self, line: &mut impl FnMut(&str, &dyn std::fmt::Display)) {
         line("gtid-strict-mode", &"ON");
         // Replication is started by the agent once it knows the primary.
         line("skip-slave-start", &"ON");
-        line("skip-name-resolve", &"ON");
         // Every server starts read-only; the agent lifts it only on the instance the controller
         // names primary, so a restarted former primary can never take writes on its own.
         line("read-only", &"ON");
-        line("sync-binlog", &1);
-        line("innodb-flush-log-at-trx-commit", &1);
         // Semi-synchronous replication: the primary side is switched on at run time, and only on
         // the primary; a timeout of ~49 days means it never silently falls back to async.
         line("rpl-semi-sync-slave-enabled", &"ON");
@@ -81,14 +114,44 @@ impl ServerConfig {
             // A crashed replica discards its relay log and refetches from its GTID position.
             line("relay-log-recovery", &"ON");
         }
-        for group in ["client", "mariadb-backup"] {
-            let _ = writeln!(s, "\n[{group}]");
-            let _ = writeln!(s, "user = {}", self.admin_user);
-            let _ = writeln!(s, "password = {}", self.admin_password);
-            let _ = writeln!(s, "socket = {}", self.socket.display());
-        }
-        s
     }
+}
+
+/// The wsrep settings of a Galera member: every member writable, state transfers by
+/// mariadb-backup (rsync fails as root), a gcache that survives restarts so a member that was
+/// away briefly catches up by IST.
+fn render_galera(line: &mut impl FnMut(&str, &dyn std::fmt::Display), g: &GaleraConfig) {
+    line("wsrep-on", &"ON");
+    line("wsrep-provider", &crate::galera::PROVIDER);
+    line("wsrep-cluster-name", &g.cluster_name);
+    line(
+        "wsrep-cluster-address",
+        &format!("gcomm://{}", g.members.join(",")),
+    );
+    line(
+        "wsrep-node-address",
+        &format!("{}:{}", g.node_host, g.ports.gcomm),
+    );
+    line(
+        "wsrep-provider-options",
+        &format!(
+            "\"gmcast.listen_addr=tcp://{host}:{gcomm};ist.recv_addr={host}:{ist};gcache.size=256M;gcache.recover=yes\"",
+            host = g.node_host,
+            gcomm = g.ports.gcomm,
+            ist = g.ports.ist
+        ),
+    );
+    line("wsrep-sst-method", &"mariabackup");
+    line(
+        "wsrep-sst-receive-address",
+        &format!("{}:{}", g.node_host, g.ports.sst),
+    );
+    line(
+        "wsrep-sst-auth",
+        &format!("{}:{}", g.sst_user, g.sst_password),
+    );
+    line("innodb-autoinc-lock-mode", &2);
+    line("read-only", &"OFF");
 }
 
 #[cfg(test)]
@@ -109,6 +172,41 @@ mod tests {
             admin_user: "admin".into(),
             admin_password: "pw".into(),
             includes: Vec::new(),
+            galera: None,
+        }
+    }
+
+    #[test]
+    fn a_galera_member_is_writable_durable_and_transfers_state_with_mariadb_backup() {
+        let mut c = config(Role::Replica);
+        c.galera = Some(GaleraConfig {
+            cluster_name: "g".into(),
+            node_host: "10.0.0.2".into(),
+            ports: myset_api::GaleraPorts {
+                gcomm: 4567,
+                ist: 4568,
+                sst: 4444,
+            },
+            members: vec!["10.0.0.1:4567".into(), "10.0.0.2:4567".into()],
+            sst_user: "admin".into(),
+            sst_password: "pw".into(),
+        });
+        let text = c.render();
+        for expected in [
+            "wsrep-on = ON",
+            "wsrep-cluster-address = gcomm://10.0.0.1:4567,10.0.0.2:4567",
+            "gmcast.listen_addr=tcp://10.0.0.2:4567;ist.recv_addr=10.0.0.2:4568",
+            "gcache.recover=yes",
+            "wsrep-sst-method = mariabackup",
+            "wsrep-sst-receive-address = 10.0.0.2:4444",
+            "read-only = OFF",
+            "innodb-flush-log-at-trx-commit = 1",
+            "sync-binlog = 1",
+        ] {
+            assert!(text.contains(expected), "missing {expected:?} in\n{text}");
+        }
+        for absent in ["read-only = ON", "rpl-semi-sync", "relay-log-recovery"] {
+            assert!(!text.contains(absent), "{absent:?} in\n{text}");
         }
     }
 

@@ -116,6 +116,37 @@ async fn recover(
     })
 }
 
+/// Marks the data dir's state as safe to bootstrap from. myset does this only on the member
+/// its bootstrap choice picked (the highest position of the cluster's UUID): after a crash of
+/// every member none is marked, and mariadbd refuses `--wsrep-new-cluster` without it.
+pub fn mark_safe_to_bootstrap(datadir: &Path) -> Result<(), PositionError> {
+    let path = datadir.join(GRASTATE);
+    let shown = path.display().to_string();
+    let text = std::fs::read_to_string(&path).map_err(|source| PositionError::Read {
+        path: shown.clone(),
+        source,
+    })?;
+    parse_grastate(&text).map_err(|problem| PositionError::Invalid {
+        path: shown.clone(),
+        problem,
+    })?;
+    let marked: String = text
+        .lines()
+        .map(|l| {
+            if l.trim_start().starts_with("safe_to_bootstrap:") {
+                "safe_to_bootstrap: 1".to_string()
+            } else {
+                l.to_string()
+            }
+        })
+        .map(|l| l + "\n")
+        .collect();
+    std::fs::write(&path, marked).map_err(|source| PositionError::Read {
+        path: shown,
+        source,
+    })
+}
+
 /// The option that makes a recovered member start from its position, keeping its cluster's
 /// UUID (see the module's doc).
 pub fn start_position_arg(position: &Position) -> String {

@@ -134,6 +134,7 @@ pub fn cluster_status(myset: &MySet) -> ClusterStatus {
         controller_pid: None,
         primary,
         term: status.term.max(record.map_or(0, |r| r.term)),
+        topology: record.map(|r| r.topology).unwrap_or_default(),
         durability,
         // The operator's conditions say it in words only (see `warnings`).
         durability_in_force: durability,
@@ -218,6 +219,7 @@ fn instance_status(
                 ..GtidPositions::default()
             }),
         replication: None,
+        galera: None,
     }
 }
 

@@ -387,6 +387,8 @@ impl<A: AgentApi + Clone> Runtime for KubeRuntime<A> {
         Ok(Placement {
             server: at(render::MYSQL_PORT),
             agent: at(render::AGENT_PORT),
+            // The Galera topology is not offered on Kubernetes yet.
+            galera: None,
         })
     }
 

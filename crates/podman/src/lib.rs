@@ -371,6 +371,7 @@ impl Runtime for PodmanRuntime {
                 host,
                 port: AGENT_PORT as u16,
             },
+            galera: None,
         })
     }
 

@@ -59,4 +59,16 @@ pub trait Runtime: Send + Sync + 'static {
     fn record_event(&self, event: &Event);
     /// Where the user account's password is kept, for `status`.
     fn password_file(&self) -> String;
+    /// Galera: a stopped member's last committed position, read from its data dir, for the
+    /// bootstrap choice after a full outage.
+    fn galera_position(
+        &self,
+        ordinal: u32,
+    ) -> impl Future<Output = anyhow::Result<myset_core::galera::MemberData>> + Send {
+        async move {
+            anyhow::bail!(
+                "this runtime cannot read member {ordinal}'s Galera position yet (a full outage of a Galera cluster is recovered by the local runtime only)"
+            )
+        }
+    }
 }

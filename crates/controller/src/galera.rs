@@ -1,0 +1,156 @@
+//! The Galera topology: every member writable, wsrep replicating. There is no failover (the
+//! Primary component is Galera's own quorum); what the controller decides is how members start:
+//! the first member of a new cluster creates it, the others join a running one, and after a
+//! full outage the member holding the newest committed writes bootstraps it again
+//! ([`myset_core::galera::choose_bootstrap`]) while the others wait to join.
+
+use crate::controller::Controller;
+use myset_api::{ClusterState, Event, EventKind, GaleraStart};
+use myset_core::galera::{Bootstrap, ClusterUuid, MemberData};
+use myset_runtime::Runtime;
+use std::collections::BTreeMap;
+
+/// How the members that are not running start, decided once per pass.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum GaleraPlan {
+    /// A member is Ready: everyone else joins the cluster it is in.
+    JoinAll,
+    /// `ordinal` forms the cluster (new, or from its recovered position); the others wait.
+    Form { ordinal: u32, start: GaleraStart },
+    /// Nothing starts; the reason says why.
+    Wait(String),
+}
+
+impl GaleraPlan {
+    /// What `ordinal` does under this plan: Ok(start) or Err(why it waits).
+    pub(crate) fn for_member(&self, ordinal: u32) -> Result<GaleraStart, String> {
+        match self {
+            GaleraPlan::JoinAll => Ok(GaleraStart::Join),
+            GaleraPlan::Form { ordinal: o, start } if *o == ordinal => Ok(start.clone()),
+            GaleraPlan::Form { ordinal: o, .. } => {
+                Err(format!("waiting for member {o} to form the cluster"))
+            }
+            GaleraPlan::Wait(why) => Err(why.clone()),
+        }
+    }
+}
+
+impl<R: Runtime> Controller<R> {
+    /// Decides how stopped members start. `ready`: the Ready members.
+    pub(crate) async fn galera_plan(&self, state: &ClusterState, ready: &[u32]) -> GaleraPlan {
+        if !ready.is_empty() {
+            return GaleraPlan::JoinAll;
+        }
+        let any_running = state
+            .members
+            .iter()
+            .any(|&o| self.runtime.agent_pid(o).is_some());
+        if any_running {
+            return GaleraPlan::Wait(
+                "a member is starting; the others join once it is Ready".into(),
+            );
+        }
+        if !state.initialized {
+            let Some(&first) = state.members.iter().next() else {
+                return GaleraPlan::Wait("no members".into());
+            };
+            return GaleraPlan::Form {
+                ordinal: first,
+                start: GaleraStart::NewCluster,
+            };
+        }
+        // A full outage: every member's position first, then the choice.
+        let mut known = BTreeMap::new();
+        let mut unreadable = Vec::new();
+        for &o in &state.members {
+            match self.runtime.galera_position(o).await {
+                Ok(data) => {
+                    known.insert(o, data);
+                }
+                Err(e) => unreadable.push(format!("{}: {e:#}", state.instance_name(o))),
+            }
+        }
+        let cluster = state
+            .galera_uuid
+            .as_deref()
+            .and_then(|u| ClusterUuid::parse(u).ok());
+        let positions: Vec<String> = known
+            .iter()
+            .map(|(o, d)| match d {
+                MemberData::Empty => format!("{o}: no data"),
+                MemberData::At {
+                    position,
+                    safe_to_bootstrap,
+                } => format!(
+                    "{o}: {position}{}",
+                    if *safe_to_bootstrap {
+                        " (safe_to_bootstrap)"
+                    } else {
+                        ""
+                    }
+                ),
+            })
+            .collect();
+        match myset_core::galera::choose_bootstrap(&state.members, &known, cluster.as_ref(), None) {
+            Bootstrap::New { ordinal } => GaleraPlan::Form {
+                ordinal,
+                start: GaleraStart::NewCluster,
+            },
+            Bootstrap::From {
+                ordinal, position, ..
+            } => {
+                self.record_event(
+                    Event::new(
+                        EventKind::GaleraBootstrap,
+                        format!(
+                            "after a full outage, {} bootstraps the cluster from {position}, the newest position of [{}]",
+                            state.instance_name(ordinal),
+                            positions.join(", ")
+                        ),
+                    )
+                    .ordinal(ordinal),
+                );
+                GaleraPlan::Form {
+                    ordinal,
+                    start: GaleraStart::Bootstrap {
+                        position: position.to_string(),
+                    },
+                }
+            }
+            Bootstrap::Refused(refusal) => {
+                let mut why = format!("no automatic bootstrap: {refusal}");
+                if !unreadable.is_empty() {
+                    why.push_str(&format!(" (unreadable: {})", unreadable.join("; ")));
+                }
+                let mut held = self.hold_reason.lock().expect("hold lock");
+                if held.as_deref() != Some(why.as_str()) {
+                    *held = Some(why.clone());
+                    drop(held);
+                    self.record_event(Event::new(EventKind::GaleraBootstrapRefused, why.clone()));
+                }
+                GaleraPlan::Wait(why)
+            }
+        }
+    }
+
+    /// Records the cluster's UUID the first time a Ready member reports it.
+    pub(crate) async fn galera_record_uuid(&self) -> anyhow::Result<()> {
+        let state = self.state();
+        if state.galera_uuid.is_some() {
+            return Ok(());
+        }
+        let reported = {
+            let observed = self.observed.lock().expect("observed lock");
+            observed
+                .values()
+                .filter(|ob| ob.readiness.is_ready())
+                .filter_map(|ob| ob.status.as_ref()?.galera.as_ref())
+                .map(|g| g.cluster_uuid.clone())
+                .next()
+        };
+        if let Some(uuid) = reported {
+            self.update_state(|s| s.galera_uuid = Some(uuid)).await?;
+        }
+        Ok(())
+    }
+}
