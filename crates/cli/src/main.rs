@@ -12,6 +12,10 @@ use args::{Cli, Command};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    // One TLS provider for the Kubernetes client, chosen here: when a build enables both of
+    // rustls's providers (feature unification across a workspace can), rustls cannot pick one
+    // itself and panics at the first connection. Failing means one is installed already.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let program = if args
         .first()
