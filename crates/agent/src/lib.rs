@@ -230,6 +230,7 @@ pub(crate) mod testing {
             semisync: false,
             peers: Vec::new(),
             isolation_fence_ms: 0,
+            galera: None,
         }
     }
 

@@ -44,15 +44,19 @@ pub fn status_table(s: &ClusterStatus) {
         "cluster {}  {running}  primary {}-{}  term {}  replicas {}",
         s.name, s.name, s.primary, s.term, s.replicas
     );
-    let durability = if s.durability_in_force == s.durability {
-        s.durability.to_string()
-    } else {
-        format!("{} (asked {})", s.durability_in_force, s.durability)
+    let guarantee = match s.topology {
+        myset_api::Topology::Galera => {
+            "topology galera (every member writable; rw goes to one Ready member)".to_string()
+        }
+        myset_api::Topology::Replication if s.durability_in_force == s.durability => {
+            format!("durability {}", s.durability)
+        }
+        myset_api::Topology::Replication => format!(
+            "durability {} (asked {})",
+            s.durability_in_force, s.durability
+        ),
     };
-    println!(
-        "rw {}  ro {}  durability {durability}",
-        s.endpoints.rw, s.endpoints.ro
-    );
+    println!("rw {}  ro {}  {guarantee}", s.endpoints.rw, s.endpoints.ro);
     for c in &s.conditions {
         println!("warning: {}", condition(c, &s.name));
     }
@@ -80,13 +84,32 @@ pub fn status_table(s: &ClusterStatus) {
     let opt = |v: Option<u32>| v.map(|p| p.to_string()).unwrap_or_else(|| "-".into());
     for i in &s.instances {
         let mut state = i.state.to_string();
+        if let Some(g) = &i.galera {
+            state.push_str(&format!(
+                ", wsrep {}, {} component of {}, seqno {}",
+                g.state,
+                if g.primary_component {
+                    "primary"
+                } else {
+                    "non-primary"
+                },
+                g.cluster_size,
+                g.seqno
+            ));
+        }
         if let Some(reason) = i.reason.as_ref().filter(|_| !i.ready) {
             state.push_str(&format!(" ({reason})"));
         }
+        // Galera members are all writable: the role column names rw's member instead.
+        let role = match s.topology {
+            myset_api::Topology::Galera if i.ordinal == s.primary => "rw".to_string(),
+            myset_api::Topology::Galera => "member".to_string(),
+            myset_api::Topology::Replication => i.role.to_string(),
+        };
         println!(
             "{:<16} {:<8} {:<6} {:<22} {:<9} {:<8} {:<9} {state}",
             i.name,
-            i.role.to_string(),
+            role,
             if i.ready { "yes" } else { "no" },
             format!("{}:{}", i.host, i.port),
             i.server_id,

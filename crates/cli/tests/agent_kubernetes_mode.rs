@@ -240,6 +240,7 @@ fn an_agent_started_as_a_pod_waits_for_its_spec_and_serves_token_free_probes() {
         semisync: false,
         peers: Vec::new(),
         isolation_fence_ms: 0,
+        galera: None,
     };
     spec.ordinal = 1;
     let other = serde_json::to_string(&spec).unwrap();

@@ -59,6 +59,16 @@ const AGENT_RESTARTS: myset_core::RestartPolicy = myset_core::RestartPolicy {
     max_delay_ms: 30_000,
 };
 
+/// The member rw routes to: the primary; for Galera, one Ready member at a time (the recorded
+/// primary while it is Ready, else the lowest Ready ordinal), None while none is Ready.
+fn writer(state: &ClusterState, ready: &[u32]) -> Option<u32> {
+    match state.topology {
+        Topology::Replication => Some(state.primary),
+        Topology::Galera if ready.contains(&state.primary) => Some(state.primary),
+        Topology::Galera => ready.first().copied(),
+    }
+}
+
 /// What the controller last saw of one ordinal.
 #[derive(Default)]
 pub(crate) struct Observed {
@@ -623,11 +633,7 @@ impl<R: Runtime> Controller<R> {
         let state = self.state();
         let server = |o: u32| state.placements.get(&o).map(|p| p.server.clone());
         let ready = self.ready_ordinals();
-        let writer = match state.topology {
-            Topology::Replication => Some(state.primary),
-            Topology::Galera if ready.contains(&state.primary) => Some(state.primary),
-            Topology::Galera => ready.first().copied(),
-        };
+        let writer = writer(&state, &ready);
         let rw: Vec<Address> = writer.and_then(server).into_iter().collect();
         let ro: Vec<Address> = ready.into_iter().filter_map(server).collect();
         self.rw.send_if_modified(|cur| replace_if_changed(cur, rw));
@@ -885,6 +891,13 @@ impl<R: Runtime> Controller<R> {
                     if let Some(sent) = sent {
                         want.bootstrap = sent.bootstrap;
                         want.donors = sent.donors.clone();
+                        // A Galera member forming the cluster keeps that instruction until it
+                        // is Ready: its first server start may still be ahead.
+                        if let (Some(w), Some(g)) = (want.galera.as_mut(), sent.galera.as_ref()) {
+                            if !ob.readiness.is_ready() {
+                                w.start = g.start.clone();
+                            }
+                        }
                     }
                     (sent != Some(&want)).then_some(want)
                 })
@@ -965,15 +978,19 @@ impl<R: Runtime> Controller<R> {
                 !state.rejoin_pending.contains_key(&i.ordinal) && !busy.contains(&i.ordinal)
             })
             .count();
-        let (durability_in_force, conditions) = myset_core::conditions(&myset_core::ClusterView {
-            asked: state.durability,
-            members: state.members.len(),
-            primary: state.primary,
-            primary_status: observed
-                .get(&state.primary)
-                .and_then(|ob| ob.status.as_ref()),
-            failover_candidates,
-        });
+        let (durability_in_force, conditions) = match state.topology {
+            // Galera's guarantees are its own: no semi-sync, no failover candidates.
+            Topology::Galera => (state.durability, Vec::new()),
+            Topology::Replication => myset_core::conditions(&myset_core::ClusterView {
+                asked: state.durability,
+                members: state.members.len(),
+                primary: state.primary,
+                primary_status: observed
+                    .get(&state.primary)
+                    .and_then(|ob| ob.status.as_ref()),
+                failover_candidates,
+            }),
+        };
         drop(observed);
         let mut status = ClusterStatus::from_state(
             &state,
@@ -987,6 +1004,11 @@ impl<R: Runtime> Controller<R> {
         status.controller_pid = Some(std::process::id());
         status.durability_in_force = durability_in_force;
         status.conditions = conditions;
+        if state.topology == Topology::Galera {
+            // The member rw routes to now.
+            let ready = self.ready_ordinals();
+            status.primary = writer(&state, &ready).unwrap_or(state.primary);
+        }
         status
     }
 }

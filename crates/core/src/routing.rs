@@ -91,6 +91,7 @@ mod tests {
             fenced: None,
             semisync_clients: None,
             commits_waiting_since_ms: None,
+            galera: None,
         }
     }
 

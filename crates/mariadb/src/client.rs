@@ -337,6 +337,30 @@ mod tests {
     }
 
     #[test]
+    fn galera_state_is_read_strictly() {
+        let row = |v: [&str; 5]| v.iter().map(|s| Some(s.to_string())).collect::<Vec<_>>();
+        let g = parse_galera(&row([
+            "4",
+            "Primary",
+            "3",
+            "20",
+            "ae55ea56-e63e-11f1-a8ff-abe18b21bcd3",
+        ]))
+        .unwrap();
+        assert_eq!(g.state, myset_api::WsrepState::Synced);
+        assert!(g.primary_component);
+        assert_eq!((g.cluster_size, g.seqno), (3, 20));
+        let minority = parse_galera(&row(["1", "non-Primary", "1", "-1", "x"])).unwrap();
+        assert_eq!(minority.state, myset_api::WsrepState::Joining);
+        assert!(!minority.primary_component);
+        assert!(
+            parse_galera(&[None, None, None, None, None]).is_err(),
+            "wsrep off"
+        );
+        assert!(parse_galera(&row(["synced", "Primary", "3", "1", "u"])).is_err());
+    }
+
+    #[test]
     fn a_real_10_11_server_has_every_column_myset_reads() {
         for fixture in [CONNECTED, PRIMARY_GONE] {
             let row = vertical_row(fixture);

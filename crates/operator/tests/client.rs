@@ -67,6 +67,7 @@ fn record(replicas: u32, primary: u32, term: u64) -> ClusterState {
                     port: 3306,
                 },
                 agent: Address { host, port: 8080 },
+                galera: None,
             },
         );
     }

@@ -253,6 +253,7 @@ impl World {
             fenced: None,
             semisync_clients: None,
             commits_waiting_since_ms: None,
+            galera: None,
         }
     }
 
@@ -432,6 +433,7 @@ impl Runtime for FakeRuntime {
         Ok(Placement {
             server: address(),
             agent: address(),
+            galera: None,
         })
     }
 
