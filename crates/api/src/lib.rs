@@ -793,6 +793,11 @@ pub struct ClusterState {
     /// bootstrap only ever uses data of this UUID.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub galera_uuid: Option<String>,
+    /// Galera: `up --force-bootstrap ORDINAL`: the next full-outage recovery bootstraps this
+    /// member even if the majority rule refuses, losing writes newer than its own. Cleared
+    /// once a member is Ready.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub galera_force_bootstrap: Option<u32>,
     /// Whether members removed by a scale-down lose their data dirs (`scale --delete-data`).
     #[serde(default)]
     pub delete_data_on_removal: bool,
@@ -838,6 +843,7 @@ impl ClusterState {
             durability: Durability::default(),
             topology: Topology::default(),
             galera_uuid: None,
+            galera_force_bootstrap: None,
             delete_data_on_removal: false,
             failover_delay_ms: default_failover_delay_ms(),
             primary_server_ids: Default::default(),

@@ -338,6 +338,11 @@ pub struct UpArgs {
     /// (every member writable; at least 3 members) [default: replication]
     #[arg(long, value_enum)]
     pub topology: Option<myset_api::Topology>,
+    /// Galera, after a full outage that myset refuses to recover by itself (too few members'
+    /// positions known): bootstrap the cluster from this member. Writes newer than its own on
+    /// other members are lost
+    #[arg(long, value_name = "ORDINAL")]
+    pub force_bootstrap: Option<u32>,
     /// Run each instance in its own network namespace with its own address, as if on its
     /// own host (root only; for testing partitions with `myset partition`)
     #[arg(long)]

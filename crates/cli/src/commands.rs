@@ -230,6 +230,7 @@ async fn up(state_dir: &std::path::Path, args: &UpArgs) -> anyhow::Result<()> {
         ro_port,
         ha,
         topology,
+        force_bootstrap,
         netns,
         timeout,
     } = args.clone();
@@ -252,6 +253,27 @@ async fn up(state_dir: &std::path::Path, args: &UpArgs) -> anyhow::Result<()> {
                 "cluster {} was created without --netns; it cannot move into namespaces",
                 dir.name()
             );
+        }
+        if let Some(ordinal) = force_bootstrap {
+            if state.topology != myset_api::Topology::Galera {
+                bail!(
+                    "--force-bootstrap is for Galera clusters; cluster {} uses the {} topology",
+                    dir.name(),
+                    state.topology
+                );
+            }
+            if !state.members.contains(&ordinal) {
+                let members: Vec<String> = state.members.iter().map(u32::to_string).collect();
+                bail!(
+                    "--force-bootstrap {ordinal}: not a member of cluster {} (members: {})",
+                    dir.name(),
+                    members.join(", ")
+                );
+            }
+            eprintln!(
+                "warning: member {ordinal} will bootstrap the cluster; writes newer than its own on other members are lost"
+            );
+            state.galera_force_bootstrap = Some(ordinal);
         }
         if topology.is_some_and(|t| t != state.topology) {
             bail!(
@@ -281,6 +303,12 @@ async fn up(state_dir: &std::path::Path, args: &UpArgs) -> anyhow::Result<()> {
         );
         state.durability = ha.durability.unwrap_or_default();
         state.topology = topology.unwrap_or_default();
+        if force_bootstrap.is_some() {
+            bail!(
+                "--force-bootstrap recovers an existing Galera cluster; cluster {} does not exist yet",
+                dir.name()
+            );
+        }
         if let Some(seconds) = ha.max_read_staleness {
             state.max_staleness_seconds = seconds;
         }

@@ -159,6 +159,24 @@ fn galera_members_are_all_writable_survive_kills_and_full_outages() {
     for o in 0..3 {
         assert_eq!(count(&cluster, &o.to_string()), Some(acked), "member {o}");
     }
+
+    // A forced bootstrap names its member and says what it would lose (nothing here: every
+    // member holds the same position after a clean stop).
+    cluster.cmd(&["down"]).ok();
+    cluster
+        .up_with(&["--force-bootstrap", "7"])
+        .error_containing(&["--force-bootstrap 7", "not a member"]);
+    let before = cluster.events().len();
+    cluster.up_with(&["--force-bootstrap", "2"]).ok();
+    wait_all_synced(&cluster, 3);
+    let forced = cluster.events()[before..]
+        .iter()
+        .find(|e| e.kind == EventKind::GaleraBootstrap)
+        .cloned()
+        .expect("the forced bootstrap is recorded");
+    assert_eq!(forced.ordinal, Some(2), "{forced:?}");
+    assert!(forced.message.contains("forced"), "{forced:?}");
+    assert_eq!(count(&cluster, "ro"), Some(acked));
 }
 
 #[test]

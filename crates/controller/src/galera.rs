@@ -91,19 +91,42 @@ impl<R: Runtime> Controller<R> {
                 ),
             })
             .collect();
-        match myset_core::galera::choose_bootstrap(&state.members, &known, cluster.as_ref(), None) {
+        let force = state.galera_force_bootstrap;
+        match myset_core::galera::choose_bootstrap(&state.members, &known, cluster.as_ref(), force)
+        {
             Bootstrap::New { ordinal } => GaleraPlan::Form {
                 ordinal,
                 start: GaleraStart::NewCluster,
             },
             Bootstrap::From {
-                ordinal, position, ..
+                ordinal,
+                position,
+                overriding,
             } => {
+                let why = match force {
+                    Some(_) if overriding.is_empty() => {
+                        "as forced by `up --force-bootstrap` (no known member is further ahead)"
+                            .to_string()
+                    }
+                    Some(_) => {
+                        let lost: Vec<String> = overriding
+                            .iter()
+                            .map(|(o, seqno)| {
+                                format!("{} at seqno {seqno}", state.instance_name(*o))
+                            })
+                            .collect();
+                        format!(
+                            "as forced by `up --force-bootstrap`: writes newer than its own on {} are lost",
+                            lost.join(", ")
+                        )
+                    }
+                    None => "the newest position".to_string(),
+                };
                 self.record_event(
                     Event::new(
                         EventKind::GaleraBootstrap,
                         format!(
-                            "after a full outage, {} bootstraps the cluster from {position}, the newest position of [{}]",
+                            "after a full outage, {} bootstraps the cluster from {position}, {why}; positions: [{}]",
                             state.instance_name(ordinal),
                             positions.join(", ")
                         ),
@@ -133,9 +156,14 @@ impl<R: Runtime> Controller<R> {
         }
     }
 
-    /// Records the cluster's UUID the first time a Ready member reports it.
+    /// Records the cluster's UUID the first time a Ready member reports it, and forgets a
+    /// forced bootstrap once the cluster is formed again.
     pub(crate) async fn galera_record_uuid(&self) -> anyhow::Result<()> {
         let state = self.state();
+        if state.galera_force_bootstrap.is_some() && !self.ready_ordinals().is_empty() {
+            self.update_state(|s| s.galera_force_bootstrap = None)
+                .await?;
+        }
         if state.galera_uuid.is_some() {
             return Ok(());
         }
