@@ -192,3 +192,46 @@ fn galera_refuses_what_it_cannot_do() {
         "a refused cluster leaves nothing behind"
     );
 }
+
+#[test]
+fn a_galera_member_cut_off_in_a_minority_refuses_writes_and_rejoins() {
+    if !available() {
+        return;
+    }
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: network namespaces need root");
+        return;
+    }
+    let cluster = Cluster::new("galera-part");
+    cluster.up_with(&["--topology", "galera", "--netns"]).ok();
+    wait_all_synced(&cluster, 3);
+    cluster.sql("rw", SETUP).ok();
+    let writer = cluster.status().primary;
+
+    cluster.cmd(&["partition", &writer.to_string()]).ok();
+    // The majority goes on: rw moves to one of its members.
+    assert!(
+        wait_until(Duration::from_secs(30), || write(&cluster, "rw", 1)),
+        "the majority took no write through rw"
+    );
+    // The cut-off member, alone in a non-Primary component, refuses writes on its own side.
+    assert!(
+        wait_until(Duration::from_secs(30), || cluster
+            .sql_inside(writer, "INSERT INTO g.t (member) VALUES (99)")
+            .is_err_and(|e| e.contains("WSREP"))),
+        "the minority member took a write"
+    );
+    let during = count(&cluster, "rw").expect("the majority answers");
+
+    cluster
+        .cmd(&["partition", &writer.to_string(), "--heal"])
+        .ok();
+    wait_all_synced(&cluster, 3);
+    assert!(
+        wait_until(Duration::from_secs(20), || count(
+            &cluster,
+            &writer.to_string()
+        ) == Some(during)),
+        "the healed member did not catch up"
+    );
+}

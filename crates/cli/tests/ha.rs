@@ -6,7 +6,6 @@
 mod support;
 
 use myset_api::{ChangeKind, EventKind};
-use std::process::Command;
 use std::time::Duration;
 use support::{wait_until, Cluster, SLOW};
 
@@ -39,33 +38,6 @@ fn wait_for_failover_from(cluster: &Cluster, old: u32) {
 
 fn is_root() -> bool {
     nix::unistd::geteuid().is_root()
-}
-
-/// Runs SQL as the user account from inside instance `ordinal`'s network namespace, where a
-/// client cut off with a partitioned primary would be.
-fn sql_inside(cluster: &Cluster, ordinal: u32, sql: &str) -> Result<String, String> {
-    let state: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(cluster.state_file()).expect("cluster.json"))
-            .expect("cluster.json is JSON");
-    let index = state["netns"].as_u64().expect("a --netns cluster");
-    let host = state["placements"][ordinal.to_string()]["server"]["host"]
-        .as_str()
-        .expect("placement host")
-        .to_string();
-    let password = std::fs::read_to_string(cluster.root().join("password")).expect("password");
-    let namespace = format!("myset{index}-{}-{ordinal}", cluster.name);
-    let out = Command::new("ip")
-        .args(["netns", "exec", &namespace, "mariadb", "-N", "-B"])
-        .args(["-h", &host, "-P", "3306", "-u", "myset"])
-        .arg(format!("-p{}", password.trim()))
-        .args(["--connect-timeout", "5", "-e", sql])
-        .output()
-        .expect("run mariadb in the namespace");
-    if out.status.success() {
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-    } else {
-        Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
-    }
 }
 
 fn event_kinds(cluster: &Cluster) -> Vec<EventKind> {
@@ -132,15 +104,12 @@ fn a_partitioned_primary_fences_itself_and_rejoins() {
     wait_for_failover_from(&cluster, 0);
     // On its side of the partition, the old primary refuses writes from the user account.
     assert!(
-        wait_until(Duration::from_secs(15), || sql_inside(
-            &cluster,
-            0,
-            "SELECT @@read_only"
-        )
-        .is_ok_and(|v| v == "1")),
+        wait_until(Duration::from_secs(15), || cluster
+            .sql_inside(0, "SELECT @@read_only")
+            .is_ok_and(|v| v == "1")),
         "the isolated primary did not fence itself"
     );
-    let refused = sql_inside(&cluster, 0, "INSERT INTO ha.t VALUES (7)");
+    let refused = cluster.sql_inside(0, "INSERT INTO ha.t VALUES (7)");
     assert!(
         refused.as_ref().is_err_and(|e| e.contains("read-only")),
         "a write on the fenced primary was not refused: {refused:?}"
@@ -193,7 +162,7 @@ fn an_async_primary_with_an_unreplicated_write_is_set_aside_and_recloned() {
     cluster.cmd(&["partition", "0"]).ok();
     // In async mode a client beside the isolated primary can still commit, until it fences
     // itself: that is the write async mode may lose.
-    let written = sql_inside(&cluster, 0, "INSERT INTO ha.t VALUES (999)");
+    let written = cluster.sql_inside(0, "INSERT INTO ha.t VALUES (999)");
     assert!(written.is_ok(), "the direct write failed: {written:?}");
     wait_for_failover_from(&cluster, 0);
     cluster.cmd(&["partition", "0", "--heal"]).ok();

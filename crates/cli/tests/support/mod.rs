@@ -432,6 +432,33 @@ impl Cluster {
         self.cmd(&["sql", target, "-e", sql])
     }
 
+    /// Runs SQL as the user account from inside instance `ordinal`'s network namespace, where a
+    /// client cut off with a partitioned primary would be.
+    pub fn sql_inside(&self, ordinal: u32, sql: &str) -> Result<String, String> {
+        let state: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(self.state_file()).expect("self.json"))
+                .expect("self.json is JSON");
+        let index = state["netns"].as_u64().expect("a --netns cluster");
+        let host = state["placements"][ordinal.to_string()]["server"]["host"]
+            .as_str()
+            .expect("placement host")
+            .to_string();
+        let password = std::fs::read_to_string(self.root().join("password")).expect("password");
+        let namespace = format!("myset{index}-{}-{ordinal}", self.name);
+        let out = Command::new("ip")
+            .args(["netns", "exec", &namespace, "mariadb", "-N", "-B"])
+            .args(["-h", &host, "-P", "3306", "-u", "myset"])
+            .arg(format!("-p{}", password.trim()))
+            .args(["--connect-timeout", "5", "-e", sql])
+            .output()
+            .expect("run mariadb in the namespace");
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
+        }
+    }
+
     /// Rows of a query that must succeed, each row split on tabs.
     #[track_caller]
     pub fn query(&self, target: &str, sql: &str) -> Vec<Vec<String>> {
