@@ -603,6 +603,8 @@ async fn scale(
     delete_data: bool,
     timeout: u64,
 ) -> anyhow::Result<()> {
+    let state = dir.load_state()?;
+    check_topology(&ClusterState { replicas, ..state })?;
     let api = controller(dir)?;
     api.put(
         "/scale",

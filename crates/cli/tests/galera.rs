@@ -115,6 +115,21 @@ fn galera_members_are_all_writable_survive_kills_and_full_outages() {
         acked += 1;
     }
 
+    // Scaling keeps the data: two members join by state transfer, then leave again with
+    // their data dirs kept; fewer than 3 is refused.
+    cluster.scale(5, false).ok();
+    wait_all_synced(&cluster, 5);
+    assert_eq!(count(&cluster, "4"), Some(acked));
+    cluster.scale(3, false).ok();
+    wait_all_synced(&cluster, 3);
+    assert!(
+        cluster.data_dir(4).exists(),
+        "a scale-down keeps the data dir"
+    );
+    cluster
+        .scale(2, false)
+        .error_containing(&["at least 3 members"]);
+
     // A clean full stop, then up: the cluster is formed again with every write.
     cluster.cmd(&["down"]).ok();
     cluster.up_with(&[]).ok();
