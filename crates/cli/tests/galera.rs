@@ -250,3 +250,63 @@ fn a_galera_member_cut_off_in_a_minority_refuses_writes_and_rejoins() {
         "the healed member did not catch up"
     );
 }
+
+/// SIGKILLs every process of one member (agent and server).
+fn kill_member(cluster: &Cluster, ordinal: u32) {
+    let dir = cluster.instance_dir(ordinal).to_string_lossy().into_owned();
+    for (pid, _) in support::processes_mentioning(&dir) {
+        support::signal(pid, nix::sys::signal::Signal::SIGKILL);
+    }
+}
+
+#[test]
+fn after_members_crash_one_by_one_the_newest_bootstraps_and_no_write_is_lost() {
+    if !available() {
+        return;
+    }
+    let cluster = Cluster::new("galera-seq");
+    cluster.up_with(&["--topology", "galera"]).ok();
+    wait_all_synced(&cluster, 3);
+    cluster.sql("0", SETUP).ok();
+    assert!(write(&cluster, "0", 0));
+    let mut acked = 1u64;
+
+    // The controller is frozen, so nothing restarts the members while they go down one by one
+    // (its lock stays held, so no agent starts another controller either).
+    let controller = cluster.controller_pid().expect("a controller");
+    support::signal(controller, nix::sys::signal::Signal::SIGSTOP);
+    let _resume = support::ContinueOnDrop(controller);
+
+    kill_member(&cluster, 0);
+    // Members 1 and 2 stay a majority of the last view and take writes that 0 never sees
+    // (each waits until the dead member is evicted).
+    for _ in 0..3 {
+        assert!(write(&cluster, "1", 1), "the majority refused a write");
+        acked += 1;
+    }
+    kill_member(&cluster, 1);
+    kill_member(&cluster, 2);
+
+    let before = cluster.events().len();
+    support::signal(controller, nix::sys::signal::Signal::SIGCONT);
+    assert!(
+        wait_until(Duration::from_secs(90), || cluster.events()[before..]
+            .iter()
+            .any(|e| e.kind == EventKind::GaleraBootstrap)),
+        "no bootstrap: {:#?}",
+        &cluster.events()[before..]
+    );
+    let chosen = cluster.events()[before..]
+        .iter()
+        .find(|e| e.kind == EventKind::GaleraBootstrap)
+        .and_then(|e| e.ordinal)
+        .expect("the bootstrap names its member");
+    assert_ne!(
+        chosen, 0,
+        "the member that crashed first lacks the newest writes"
+    );
+    wait_all_synced(&cluster, 3);
+    for o in 0..3 {
+        assert_eq!(count(&cluster, &o.to_string()), Some(acked), "member {o}");
+    }
+}
