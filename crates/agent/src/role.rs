@@ -23,6 +23,17 @@ pub async fn admin(shared: &Shared) -> anyhow::Result<AdminClient> {
     Ok(AdminClient::connect(target, &s.admin_user, &s.admin_password, ADMIN_TIMEOUT).await?)
 }
 
+/// Whether a running Galera member is in no cluster at all (not even a non-Primary component
+/// of itself): wsrep says it is initializing with a cluster size of 0.
+pub async fn galera_disconnected(shared: &Shared) -> bool {
+    let Ok(mut c) = admin(shared).await else {
+        return false;
+    };
+    let status = c.galera().await;
+    c.disconnect().await;
+    status.is_ok_and(|g| g.cluster_size == 0 && g.state == myset_api::WsrepState::Initializing)
+}
+
 /// Idempotent: does nothing when the server already matches the spec.
 pub async fn converge(shared: &Shared, ops: &ServerOps<'_>) -> anyhow::Result<()> {
     let mut c = admin(shared).await?;

@@ -83,10 +83,31 @@ enum Watch {
     Exited(std::process::ExitStatus),
 }
 
+/// A Galera member's server that has stayed outside any cluster this long (for example after
+/// "IST didn't contain all write sets, node restart required", when mariadbd keeps running
+/// disconnected) is restarted, so it joins again.
+const GALERA_DISCONNECTED_LIMIT: Duration = Duration::from_secs(20);
+
 /// Keeps the running server converged to the spec until it exits or the agent stops.
 async fn watch(shared: &Shared, child: &mut Child) -> Watch {
     let mut converged = false;
+    let mut disconnected_since: Option<std::time::Instant> = None;
     loop {
+        if shared.spec().galera.is_some() && converged {
+            if role::galera_disconnected(shared).await {
+                let since = *disconnected_since.get_or_insert_with(std::time::Instant::now);
+                if since.elapsed() >= GALERA_DISCONNECTED_LIMIT {
+                    tracing::warn!(
+                        "mariadbd has been outside any Galera cluster for {:?}; restarting it to join again",
+                        since.elapsed()
+                    );
+                    let _ = child.start_kill();
+                    disconnected_since = None;
+                }
+            } else {
+                disconnected_since = None;
+            }
+        }
         let result = {
             let ops = shared.server_ops().await;
             role::converge(shared, &ops).await

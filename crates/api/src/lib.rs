@@ -625,6 +625,9 @@ pub enum EventKind {
     /// Galera: after a full outage, no member may bootstrap automatically; the message says
     /// why and what to do.
     GaleraBootstrapRefused,
+    /// Galera: the running members are all outside a Primary component (the others died):
+    /// they are stopped so the cluster is recovered as after a full outage.
+    GaleraNoPrimary,
     /// Kubernetes: a fenced member's Pod on a node that stopped reporting was force-deleted.
     PodForceDeleted,
     /// Kubernetes: a member whose node was lost with its volume gets a fresh one, cloned.

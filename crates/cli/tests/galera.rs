@@ -310,3 +310,54 @@ fn after_members_crash_one_by_one_the_newest_bootstraps_and_no_write_is_lost() {
         assert_eq!(count(&cluster, &o.to_string()), Some(acked), "member {o}");
     }
 }
+
+#[test]
+fn when_two_of_three_members_crash_the_survivor_is_recovered_with_them() {
+    if !available() {
+        return;
+    }
+    let cluster = Cluster::new("galera-two");
+    cluster.up_with(&["--topology", "galera"]).ok();
+    wait_all_synced(&cluster, 3);
+    cluster.sql("rw", SETUP).ok();
+    let mut acked = 0u64;
+    for _ in 0..3 {
+        assert!(write(&cluster, "rw", 0));
+        acked += 1;
+    }
+    // The survivor is left alone, a minority of its last view: no quorum, no writes, and it
+    // cannot form a Primary component by itself. The controller is frozen meanwhile, so it
+    // finds the survivor already cut off when it looks again (as when the dead members'
+    // restarts are delayed).
+    let controller = cluster.controller_pid().expect("a controller");
+    support::signal(controller, nix::sys::signal::Signal::SIGSTOP);
+    let resume = support::ContinueOnDrop(controller);
+    let before = cluster.events().len();
+    kill_member(&cluster, 1);
+    kill_member(&cluster, 2);
+    assert!(
+        wait_until(Duration::from_secs(60), || cluster
+            .try_query("0", "SHOW STATUS LIKE 'wsrep_cluster_status'")
+            .is_some_and(|rows| rows
+                .first()
+                .and_then(|r| r.get(1))
+                .map(String::as_str)
+                == Some("non-Primary"))),
+        "the survivor never left the Primary component"
+    );
+    drop(resume);
+    assert!(
+        wait_until(Duration::from_secs(90), || {
+            let since = &cluster.events()[before..];
+            since.iter().any(|e| e.kind == EventKind::GaleraNoPrimary)
+                && since.iter().any(|e| e.kind == EventKind::GaleraBootstrap)
+        }),
+        "not recovered: {:#?}",
+        &cluster.events()[before..]
+    );
+    wait_all_synced(&cluster, 3);
+    for o in 0..3 {
+        assert_eq!(count(&cluster, &o.to_string()), Some(acked), "member {o}");
+    }
+    assert!(write(&cluster, "rw", 0), "rw takes writes again");
+}

@@ -118,6 +118,8 @@ pub struct Controller<R: Runtime> {
     pub(crate) changing: tokio::sync::Mutex<()>,
     /// The last reason a failover was held back, so it is reported once.
     pub(crate) hold_reason: Mutex<Option<String>>,
+    /// Galera: since when every running member has been outside a Primary component.
+    pub(crate) galera_no_primary_since: Mutex<Option<Instant>>,
     /// The last error of each failing step, so it is reported once.
     step_errors: Mutex<BTreeMap<Step, String>>,
     /// Since when the primary's commits wait for an acknowledgement, as last reported.
@@ -147,6 +149,7 @@ impl<R: Runtime> Controller<R> {
             wake: Notify::new(),
             changing: tokio::sync::Mutex::new(()),
             hold_reason: Mutex::new(None),
+            galera_no_primary_since: Mutex::new(None),
             step_errors: Mutex::new(BTreeMap::new()),
             commits_waiting: Mutex::new(None),
             started: Instant::now(),

@@ -41,15 +41,19 @@ impl<R: Runtime> Controller<R> {
         if !ready.is_empty() {
             return GaleraPlan::JoinAll;
         }
-        let any_running = state
+        let running: Vec<u32> = state
             .members
             .iter()
-            .any(|&o| self.runtime.agent_pid(o).is_some());
-        if any_running {
-            return GaleraPlan::Wait(
-                "a member is starting; the others join once it is Ready".into(),
-            );
+            .copied()
+            .filter(|&o| self.runtime.agent_pid(o).is_some())
+            .collect();
+        if !running.is_empty() {
+            return self.galera_without_primary(state, &running).await;
         }
+        *self
+            .galera_no_primary_since
+            .lock()
+            .expect("no-primary lock") = None;
         if !state.initialized {
             let Some(&first) = state.members.iter().next() else {
                 return GaleraPlan::Wait("no members".into());
@@ -154,6 +158,54 @@ impl<R: Runtime> Controller<R> {
                 GaleraPlan::Wait(why)
             }
         }
+    }
+
+    /// No member is Ready and some run. If they are starting, wait. If every one of them
+    /// answers from outside a Primary component (the others died, so no quorum is left), they
+    /// can never form one alone: once that has lasted the failover delay, stop them, so the
+    /// next pass recovers the cluster as after a full outage, from every member's position.
+    async fn galera_without_primary(&self, state: &ClusterState, running: &[u32]) -> GaleraPlan {
+        let cut_off = {
+            let observed = self.observed.lock().expect("observed lock");
+            running.iter().all(|o| {
+                observed
+                    .get(o)
+                    .and_then(|ob| ob.status.as_ref()?.galera.as_ref())
+                    .is_some_and(|g| !g.primary_component)
+            })
+        };
+        let since = {
+            let mut since = self
+                .galera_no_primary_since
+                .lock()
+                .expect("no-primary lock");
+            if !cut_off {
+                *since = None;
+                return GaleraPlan::Wait(
+                    "a member is starting; the others join once it is Ready".into(),
+                );
+            }
+            *since.get_or_insert_with(tokio::time::Instant::now)
+        };
+        let delay = std::time::Duration::from_millis(state.failover_delay_ms);
+        if since.elapsed() < delay {
+            return GaleraPlan::Wait("the running members have no Primary component".into());
+        }
+        let names: Vec<String> = running.iter().map(|&o| state.instance_name(o)).collect();
+        self.record_event(Event::new(
+            EventKind::GaleraNoPrimary,
+            format!(
+                "{} alone without a Primary component for {}ms (the other members are gone): stopping them to recover the cluster from every member's position",
+                names.join(", "),
+                since.elapsed().as_millis()
+            ),
+        ));
+        futures::future::join_all(running.iter().map(|&o| self.runtime.stop(o))).await;
+        *self
+            .galera_no_primary_since
+            .lock()
+            .expect("no-primary lock") = None;
+        GaleraPlan::Wait("recovering after members without a Primary component stopped".into())
     }
 
     /// Records the cluster's UUID the first time a Ready member reports it, and forgets a
