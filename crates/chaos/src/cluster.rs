@@ -132,6 +132,16 @@ impl Cluster {
     }
 
     /// The controller's pid, while one runs.
+    /// How long the running controller has been up: since it wrote `controller.json`, which it
+    /// does once it listens.
+    pub fn controller_age(&self) -> Option<Duration> {
+        std::fs::metadata(self.dir().join("controller.json"))
+            .and_then(|m| m.modified())
+            .ok()?
+            .elapsed()
+            .ok()
+    }
+
     pub fn controller_pid(&self) -> Option<u32> {
         let text = std::fs::read_to_string(self.dir().join("controller.json")).ok()?;
         let v: serde_json::Value = serde_json::from_str(&text).ok()?;

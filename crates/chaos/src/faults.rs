@@ -115,11 +115,13 @@ pub async fn inject(
         }
         // Injected only into a converged cluster, so no failover is under way.
         Fault::KillController => {
+            wait_controller_stable(cluster).await;
             let controller = cluster.controller_pid().context("no controller running")?;
             myset_os::kill_and_wait(controller).await;
             wait_for_new_controller(cluster, controller, limit).await?;
         }
         Fault::KillControllerDuringFailover => {
+            wait_controller_stable(cluster).await;
             let controller = cluster.controller_pid().context("no controller running")?;
             let seen = cluster.events().len();
             let pids = freeze(primary)?;
@@ -149,6 +151,18 @@ pub async fn inject(
         }
     }
     Ok(())
+}
+
+/// The agents take a controller that dies within their restart policy's stable period for a
+/// crash loop and space its restarts out (as a kubelet's back-off does). Faults drawn in a row
+/// would kill controllers that young and measure that back-off instead of one failure, so a
+/// controller is killed only once it has outlived the period.
+async fn wait_controller_stable(cluster: &Cluster) {
+    let stable = Duration::from_millis(myset_core::RestartPolicy::default().stable_ms)
+        + Duration::from_millis(500);
+    if let Some(age) = cluster.controller_age() {
+        tokio::time::sleep(stable.saturating_sub(age)).await;
+    }
 }
 
 /// Waits until a controller other than `old` serves the cluster's status.
