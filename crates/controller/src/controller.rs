@@ -348,7 +348,7 @@ impl<R: Runtime> Controller<R> {
         // A change of primary (here or a switchover) excludes the others; waiting for a
         // switchover to finish is right, since it changes who the primary is.
         if state.topology == Topology::Galera {
-            let result = self.galera_record_uuid().await;
+            let result = self.galera_bookkeeping().await;
             self.report_step(Step::Record, result);
         } else {
             let _change = self.changing.lock().await;

@@ -210,7 +210,7 @@ impl<R: Runtime> Controller<R> {
 
     /// Records the cluster's UUID the first time a Ready member reports it, and forgets a
     /// forced bootstrap once the cluster is formed again.
-    pub(crate) async fn galera_record_uuid(&self) -> anyhow::Result<()> {
+    pub(crate) async fn galera_bookkeeping(&self) -> anyhow::Result<()> {
         let state = self.state();
         if state.galera_force_bootstrap.is_some() && !self.ready_ordinals().is_empty() {
             self.update_state(|s| s.galera_force_bootstrap = None)
