@@ -1,9 +1,10 @@
-//! The checker: after the faults, every acknowledged write is everywhere, the replicas agree,
-//! and the history shows no two primaries taking writes at once.
+//! The checker: after the faults, every acknowledged write is everywhere, the members agree,
+//! and the history shows no two primaries (Galera: no two Primary components) taking writes at
+//! once.
 
 use crate::cluster::{Cluster, Credentials};
 use crate::load::{connect_to, ReadStats, TABLE};
-use myset_api::EventKind;
+use myset_api::{EventKind, InstanceStatus, Topology};
 use mysql_async::prelude::Queryable;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -18,6 +19,7 @@ pub struct Verdict {
 
 pub async fn verify(
     cluster: &Cluster,
+    topology: Topology,
     credentials: &Credentials,
     acked: &[u64],
     timeout: Duration,
@@ -32,25 +34,22 @@ pub async fn verify(
     };
     let all_rejoined = status.converged();
 
-    // The replicas converge to the primary's GTID position.
+    // The replicas converge to the primary's GTID position; Galera members to the same
+    // cluster state and seqno.
     let deadline = Instant::now() + timeout;
+    let mut positions;
     let converged = loop {
         let s = cluster.status().await?;
-        let positions: BTreeSet<String> = s
+        positions = s
             .instances
             .iter()
-            .map(|i| {
-                i.gtid
-                    .as_ref()
-                    .map(|g| g.current.clone())
-                    .unwrap_or_default()
-            })
-            .collect();
+            .map(|i| position(topology, i))
+            .collect::<BTreeSet<_>>();
         if positions.len() == 1 && s.converged() {
             break true;
         }
         if Instant::now() > deadline {
-            problems.push(format!("GTID positions differ: {positions:?}"));
+            problems.push(format!("positions differ: {positions:?}"));
             break false;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -90,15 +89,35 @@ pub async fn verify(
         ));
     }
 
-    let sequence = primary_sequence(cluster);
-    let writers: Vec<u32> = primary_rows.iter().map(|(_, server)| *server).collect();
-    let split_brain = split_brain_windows(&writers, &sequence);
-    if split_brain > 0 {
-        problems.push(format!(
-            "{split_brain} split-brain window(s): writers {:?} do not follow the primaries {sequence:?}",
-            runs(&writers)
-        ));
-    }
+    let split_brain = match topology {
+        Topology::Replication => {
+            let sequence = primary_sequence(cluster);
+            let writers: Vec<u32> = primary_rows.iter().map(|(_, server)| *server).collect();
+            let windows = split_brain_windows(&writers, &sequence);
+            if windows > 0 {
+                problems.push(format!(
+                    "{windows} split-brain window(s): writers {:?} do not follow the primaries {sequence:?}",
+                    runs(&writers)
+                ));
+            }
+            windows
+        }
+        Topology::Galera => {
+            // A member that reports no state yet is "not converged", not another history.
+            let uuids: BTreeSet<&str> = positions
+                .iter()
+                .map(|p| p.0.as_str())
+                .filter(|uuid| !uuid.is_empty())
+                .collect();
+            let histories = galera_histories(uuids.len(), positions.len(), checksums.len());
+            if histories > 1 {
+                problems.push(format!(
+                    "{histories} diverging Galera histories: positions {positions:?}, checksums {checksums:?}"
+                ));
+            }
+            histories.saturating_sub(1) as u64
+        }
+    };
     Ok(Verdict {
         lost,
         split_brain,
@@ -106,6 +125,40 @@ pub async fn verify(
         converged,
         problems,
     })
+}
+
+/// Where one member stands: the GTID position of the replication topology, or a Galera
+/// member's cluster state UUID and seqno.
+fn position(topology: Topology, instance: &InstanceStatus) -> (String, String) {
+    match topology {
+        Topology::Replication => (
+            String::new(),
+            instance
+                .gtid
+                .as_ref()
+                .map(|g| g.current.clone())
+                .unwrap_or_default(),
+        ),
+        Topology::Galera => instance
+            .galera
+            .as_ref()
+            .map(|g| (g.cluster_uuid.clone(), g.seqno.to_string()))
+            .unwrap_or_default(),
+    }
+}
+
+/// How many separate histories a converged Galera cluster shows. Two Primary components that
+/// both committed cannot be merged again: their members end up under different cluster state
+/// UUIDs (a second bootstrap), or under the same UUID and seqno with different rows. Members
+/// merely behind (same UUID, lower seqno) are one history.
+pub fn galera_histories(uuids: usize, positions: usize, checksums: usize) -> usize {
+    if uuids > 1 {
+        uuids
+    } else if positions == 1 && checksums > 1 {
+        checksums
+    } else {
+        1
+    }
 }
 
 /// Reads through ro must have answered (at least `min_success` of those that counted) and
@@ -206,6 +259,18 @@ mod tests {
         assert_eq!(reads(&stats(989, 11, 0), 0.99, limit).len(), 1);
         assert_eq!(reads(&stats(1000, 0, 1), 0.99, limit).len(), 1);
         assert_eq!(reads(&stats(0, 0, 0), 0.99, limit).len(), 1);
+    }
+
+    #[test]
+    fn galera_members_split_only_when_their_histories_cannot_merge() {
+        // One UUID, one seqno, one checksum: one history.
+        assert_eq!(galera_histories(1, 1, 1), 1);
+        // A member still behind is not a split.
+        assert_eq!(galera_histories(1, 2, 2), 1);
+        // A second bootstrap: two cluster state UUIDs.
+        assert_eq!(galera_histories(2, 2, 1), 2);
+        // Same position, different rows.
+        assert_eq!(galera_histories(1, 1, 2), 2);
     }
 
     #[test]

@@ -38,7 +38,8 @@ impl Cluster {
                 cluster.state_dir.display()
             );
         }
-        let mut args = vec!["--replicas", "3"];
+        let topology = options.topology.to_string();
+        let mut args = vec!["--replicas", "3", "--topology", topology.as_str()];
         if options.netns {
             args.push("--netns");
         }

@@ -1,16 +1,19 @@
 //! The faults the harness injects.
 
 use crate::cluster::Cluster;
+use crate::load::Load;
 use anyhow::Context;
-use myset_api::{ClusterStatus, Role};
+use myset_api::{ClusterStatus, EventKind, Role, Topology};
 use nix::sys::signal::Signal;
 use rand::Rng;
 use std::time::Duration;
 
+/// In a Galera cluster "the primary" is the member `rw` routes to (the status's `primary`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Fault {
-    /// kill -9 of the primary's mariadbd; its agent restarts it.
+    /// kill -9 of the primary's mariadbd (Galera: of the member rw routes to); its agent
+    /// restarts it.
     KillPrimaryServer,
     /// kill -9 of the primary's agent and mariadbd, as if its Pod died.
     KillPrimaryInstance,
@@ -31,10 +34,25 @@ pub enum Fault {
     PartitionPrimary,
     /// A planned `myset switchover` (not drawn at random; for measuring the write pause).
     Switchover,
+    /// Galera: kill -9 of any member's agent and mariadbd.
+    KillMember,
+    /// Galera: SIGSTOP of any member's agent and mariadbd, SIGCONT once it left the pool.
+    FreezeMember,
+    /// Galera: any member cut off from the network (clusters in namespaces only), reconnected
+    /// once it left the pool.
+    PartitionMember,
+    /// Galera: every member's agent and mariadbd killed at once; the controller must recover
+    /// the cluster from the members' positions.
+    KillAllMembers,
+    /// Galera: the members crash one after another, with writes acknowledged by the survivors
+    /// in between, while the controller is frozen (so nothing restarts them); then it thaws and
+    /// must bootstrap from a member that holds the newest writes, never the first to crash.
+    CrashMembersInTurn,
 }
 
 impl Fault {
-    pub const ALL: [Fault; 7] = [
+    /// Every fault, for parsing `--only`.
+    const EVERY: [Fault; 14] = [
         Fault::KillPrimaryServer,
         Fault::KillPrimaryInstance,
         Fault::FreezePrimary,
@@ -42,11 +60,78 @@ impl Fault {
         Fault::KillController,
         Fault::KillControllerDuringFailover,
         Fault::RestartCluster,
+        Fault::PartitionPrimary,
+        Fault::Switchover,
+        Fault::KillMember,
+        Fault::FreezeMember,
+        Fault::PartitionMember,
+        Fault::KillAllMembers,
+        Fault::CrashMembersInTurn,
     ];
 
-    /// The harness stops the whole cluster on purpose: reads failing meanwhile are no outage.
+    /// The faults drawn at random for a cluster of `topology`; partitions need namespaces.
+    pub fn drawn(topology: Topology, netns: bool) -> Vec<Fault> {
+        let (always, partition): (&[Fault], Fault) = match topology {
+            Topology::Replication => (
+                &[
+                    Fault::KillPrimaryServer,
+                    Fault::KillPrimaryInstance,
+                    Fault::FreezePrimary,
+                    Fault::KillReplica,
+                    Fault::KillController,
+                    Fault::KillControllerDuringFailover,
+                    Fault::RestartCluster,
+                ],
+                Fault::PartitionPrimary,
+            ),
+            Topology::Galera => (
+                &[
+                    Fault::KillPrimaryServer,
+                    Fault::KillMember,
+                    Fault::FreezeMember,
+                    Fault::KillAllMembers,
+                    Fault::CrashMembersInTurn,
+                    Fault::KillController,
+                    Fault::RestartCluster,
+                ],
+                Fault::PartitionMember,
+            ),
+        };
+        always
+            .iter()
+            .copied()
+            .chain(netns.then_some(partition))
+            .collect()
+    }
+
+    /// Whether `--only` may inject this fault into a cluster of `topology` (with namespaces or
+    /// not); None when it may, else why not.
+    pub fn unusable(self, topology: Topology, netns: bool) -> Option<String> {
+        let applies = match self {
+            Fault::Switchover => topology == Topology::Replication,
+            _ => Fault::drawn(topology, true).contains(&self),
+        };
+        if !applies {
+            let usable: Vec<String> = Fault::drawn(topology, true)
+                .iter()
+                .map(|f| f.to_string())
+                .collect();
+            return Some(format!(
+                "fault {self} does not apply to {topology} clusters: use one of {}",
+                usable.join(", ")
+            ));
+        }
+        let partitions = matches!(self, Fault::PartitionPrimary | Fault::PartitionMember);
+        (partitions && !netns).then(|| format!("fault {self} needs --netns (run as root)"))
+    }
+
+    /// The harness takes the whole cluster down on purpose: reads failing meanwhile are no
+    /// outage.
     pub fn stops_the_cluster(self) -> bool {
-        self == Fault::RestartCluster
+        matches!(
+            self,
+            Fault::RestartCluster | Fault::KillAllMembers | Fault::CrashMembersInTurn
+        )
     }
 }
 
@@ -54,14 +139,12 @@ impl std::str::FromStr for Fault {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let all = Fault::ALL
+        Fault::EVERY
             .iter()
-            .chain([Fault::PartitionPrimary, Fault::Switchover].iter());
-        all.clone()
             .find(|f| f.to_string() == s)
             .copied()
             .ok_or_else(|| {
-                let names: Vec<String> = all.map(|f| f.to_string()).collect();
+                let names: Vec<String> = Fault::EVERY.iter().map(|f| f.to_string()).collect();
                 format!("unknown fault {s:?}: use one of {}", names.join(", "))
             })
     }
@@ -82,6 +165,7 @@ const FREEZE_LIMIT: Duration = Duration::from_secs(20);
 /// for the cluster to replace a killed controller.
 pub async fn inject(
     cluster: &Cluster,
+    load: &Load,
     fault: Fault,
     before: &ClusterStatus,
     rng: &mut impl Rng,
@@ -90,8 +174,11 @@ pub async fn inject(
     let primary = before
         .instances
         .iter()
-        .find(|i| i.role == Role::Primary)
-        .context("no primary in status")?;
+        .find(|i| i.ordinal == before.primary)
+        .context("the primary is not in the status")?;
+    let any_member = |rng: &mut dyn rand::RngCore| {
+        &before.instances[rng.random_range(0..before.instances.len())]
+    };
     match fault {
         Fault::KillPrimaryServer => {
             let pid = primary.pid.context("primary has no server pid")?;
@@ -108,10 +195,17 @@ pub async fn inject(
             let victim = replicas[rng.random_range(0..replicas.len())];
             cluster.kill(victim).await?;
         }
+        Fault::KillMember => cluster.kill(any_member(rng).ordinal).await?,
         Fault::FreezePrimary => {
-            let pids = freeze(primary)?;
+            let frozen = freeze(primary)?;
             wait_for_new_primary(cluster, before.primary).await;
-            thaw(&pids);
+            drop(frozen);
+        }
+        Fault::FreezeMember => {
+            let victim = any_member(rng);
+            let frozen = freeze(victim)?;
+            wait_out_of_pool(cluster, victim.ordinal).await;
+            drop(frozen);
         }
         // Injected only into a converged cluster, so no failover is under way.
         Fault::KillController => {
@@ -124,18 +218,18 @@ pub async fn inject(
             wait_controller_stable(cluster).await;
             let controller = cluster.controller_pid().context("no controller running")?;
             let seen = cluster.events().len();
-            let pids = freeze(primary)?;
+            let frozen = freeze(primary)?;
             // Killed as soon as the failover has begun, or after the limit anyway.
             myset_os::poll_until(FREEZE_LIMIT, Duration::from_millis(5), || {
                 cluster
                     .events()
                     .iter()
                     .skip(seen)
-                    .any(|e| e.kind == myset_api::EventKind::Failover)
+                    .any(|e| e.kind == EventKind::Failover)
             })
             .await;
             myset_os::kill_and_wait(controller).await;
-            thaw(&pids);
+            drop(frozen);
             // No `myset up`: bringing a controller back is the cluster's own job.
             wait_for_new_controller(cluster, controller, limit).await?;
         }
@@ -149,8 +243,100 @@ pub async fn inject(
             wait_for_new_primary(cluster, before.primary).await;
             cluster.partition(primary.ordinal, true).await?;
         }
+        Fault::PartitionMember => {
+            let victim = any_member(rng).ordinal;
+            cluster.partition(victim, false).await?;
+            wait_out_of_pool(cluster, victim).await;
+            cluster.partition(victim, true).await?;
+        }
+        Fault::KillAllMembers => {
+            // Signals rather than `myset kill` one member at a time, so the controller cannot
+            // restart one before the last is dead.
+            for instance in &before.instances {
+                for pid in [instance.agent_pid, instance.pid].into_iter().flatten() {
+                    myset_os::signal(pid, Signal::SIGKILL);
+                }
+            }
+        }
+        Fault::CrashMembersInTurn => {
+            crash_members_in_turn(cluster, load, before, rng, limit).await?
+        }
     }
     Ok(())
+}
+
+/// Freezes the controller (so nothing restarts a member), kills the members one after another
+/// with writes acknowledged by the survivors of the first crash, thaws the controller, and
+/// checks that it bootstrapped from a member other than the first to crash: that one lacks the
+/// writes acknowledged after it died.
+async fn crash_members_in_turn(
+    cluster: &Cluster,
+    load: &Load,
+    before: &ClusterStatus,
+    rng: &mut impl Rng,
+    limit: Duration,
+) -> anyhow::Result<()> {
+    use rand::seq::SliceRandom;
+    let mut order: Vec<&myset_api::InstanceStatus> = before.instances.iter().collect();
+    order.shuffle(rng);
+    wait_controller_stable(cluster).await;
+    let controller = cluster.controller_pid().context("no controller running")?;
+    let seen = cluster.events().len();
+    let frozen = Frozen::new(vec![controller]);
+    let (first, survivors) = order.split_first().context("no members")?;
+    cluster.kill(first.ordinal).await?;
+    // The survivors are a majority of the last view: once they have evicted the dead member
+    // they take writes it never sees.
+    let writer = survivors.first().context("a single member")?;
+    for _ in 0..3 {
+        load.write_directly(&writer.host, writer.port, limit)
+            .await
+            .with_context(|| {
+                format!("{} took no write after {} crashed", writer.name, first.name)
+            })?;
+    }
+    for survivor in survivors {
+        cluster.kill(survivor.ordinal).await?;
+    }
+    drop(frozen);
+    let chose = myset_os::poll_until_async(limit, Duration::from_millis(200), || async {
+        bootstrapped_from(cluster, seen).is_some()
+    })
+    .await;
+    anyhow::ensure!(
+        chose,
+        "no bootstrap within {}s of the last crash",
+        limit.as_secs()
+    );
+    let chosen = bootstrapped_from(cluster, seen);
+    anyhow::ensure!(
+        chosen != Some(first.ordinal),
+        "bootstrapped from {}, which crashed first and lacks the newest writes",
+        first.name
+    );
+    Ok(())
+}
+
+/// The member the first Galera bootstrap recorded after event `seen` chose.
+fn bootstrapped_from(cluster: &Cluster, seen: usize) -> Option<u32> {
+    cluster
+        .events()
+        .iter()
+        .skip(seen)
+        .find(|e| e.kind == EventKind::GaleraBootstrap)
+        .and_then(|e| e.ordinal)
+}
+
+/// Waits until `ordinal` is out of the endpoints' pool (not Ready), or gives up after
+/// `FREEZE_LIMIT`.
+async fn wait_out_of_pool(cluster: &Cluster, ordinal: u32) {
+    myset_os::poll_until_async(FREEZE_LIMIT, Duration::from_millis(100), || async {
+        cluster
+            .status()
+            .await
+            .is_ok_and(|s| s.instances.iter().any(|i| i.ordinal == ordinal && !i.ready))
+    })
+    .await;
 }
 
 /// The agents take a controller that dies within their restart policy's stable period for a
@@ -194,25 +380,38 @@ async fn wait_for_new_primary(cluster: &Cluster, old: u32) {
     .await;
 }
 
-fn freeze(primary: &myset_api::InstanceStatus) -> anyhow::Result<Vec<u32>> {
-    let pids: Vec<u32> = [primary.agent_pid, primary.pid]
+/// SIGSTOPs an instance's agent and server until the returned guard is dropped.
+fn freeze(instance: &myset_api::InstanceStatus) -> anyhow::Result<Frozen> {
+    let pids: Vec<u32> = [instance.agent_pid, instance.pid]
         .into_iter()
         .flatten()
         .collect();
     anyhow::ensure!(
         pids.len() == 2,
-        "primary has no agent or server pid to freeze"
+        "{} has no agent or server pid to freeze",
+        instance.name
     );
-    for &pid in &pids {
-        myset_os::signal(pid, Signal::SIGSTOP);
-    }
-    Ok(pids)
+    Ok(Frozen::new(pids))
 }
 
-fn thaw(pids: &[u32]) {
-    for &pid in pids {
-        if myset_os::pid_alive(pid) {
-            myset_os::signal(pid, Signal::SIGCONT);
+/// Processes stopped with SIGSTOP until dropped, so an error cannot leave them frozen.
+struct Frozen(Vec<u32>);
+
+impl Frozen {
+    fn new(pids: Vec<u32>) -> Self {
+        for &pid in &pids {
+            myset_os::signal(pid, Signal::SIGSTOP);
+        }
+        Frozen(pids)
+    }
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        for &pid in &self.0 {
+            if myset_os::pid_alive(pid) {
+                myset_os::signal(pid, Signal::SIGCONT);
+            }
         }
     }
 }

@@ -26,6 +26,8 @@ pub struct ChaosOptions {
     pub name: String,
     pub faults: usize,
     pub seed: u64,
+    /// The cluster's topology, which decides the faults drawn.
+    pub topology: myset_api::Topology,
     /// Inject only this fault, every time (for measuring one kind); random kinds otherwise.
     pub only: Option<Fault>,
     /// Run the instances in network namespaces, which adds partitions to the faults.
@@ -106,6 +108,12 @@ pub async fn run(
     options: ChaosOptions,
     progress: impl Fn(&FaultReport),
 ) -> anyhow::Result<ChaosReport> {
+    if let Some(reason) = options
+        .only
+        .and_then(|f| f.unusable(options.topology, options.netns))
+    {
+        anyhow::bail!("{reason}");
+    }
     let cluster = cluster::Cluster::create(&options)
         .await
         .context("cannot create the chaos cluster")?;
@@ -166,6 +174,7 @@ async fn drive(
     load.wait_for_acks(5, Duration::from_secs(30)).await?;
 
     let mut rng = rand::rngs::StdRng::seed_from_u64(options.seed);
+    let kinds = Fault::drawn(options.topology, options.netns);
     let mut reports = Vec::new();
     let mut last_injection: Option<Instant> = None;
     for index in 0..options.faults {
@@ -173,10 +182,6 @@ async fn drive(
             tokio::time::sleep(options.interval.saturating_sub(at.elapsed())).await;
         }
         last_injection = Some(Instant::now());
-        let kinds: Vec<Fault> = Fault::ALL
-            .into_iter()
-            .chain(options.netns.then_some(Fault::PartitionPrimary))
-            .collect();
         let fault = options
             .only
             .unwrap_or_else(|| kinds[rng.random_range(0..kinds.len())]);
@@ -189,9 +194,16 @@ async fn drive(
         let acks_before = load.acked_count();
         let stopped = fault.stops_the_cluster().then(|| load.stopped_on_purpose());
         let healed: anyhow::Result<u32> = async {
-            faults::inject(cluster, fault, &before, &mut rng, options.heal_timeout)
-                .await
-                .context("injecting failed")?;
+            faults::inject(
+                cluster,
+                &load,
+                fault,
+                &before,
+                &mut rng,
+                options.heal_timeout,
+            )
+            .await
+            .context("injecting failed")?;
             let status = cluster
                 .wait_converged(options.heal_timeout)
                 .await
@@ -232,7 +244,14 @@ async fn drive(
     let acked = load.stop().await;
     *failed_reads = load.failed_reads();
     let reads = load.reads_between(load_started, Instant::now(), staleness_limit);
-    let mut verdict = check::verify(cluster, &credentials, &acked, options.heal_timeout).await?;
+    let mut verdict = check::verify(
+        cluster,
+        options.topology,
+        &credentials,
+        &acked,
+        options.heal_timeout,
+    )
+    .await?;
     verdict
         .problems
         .extend(check::reads(&reads, MIN_READ_SUCCESS, staleness_limit));

@@ -4,7 +4,7 @@ use crate::cluster::Credentials;
 use anyhow::bail;
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, OptsBuilder};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -97,6 +97,9 @@ impl ReadStats {
 }
 
 pub struct Load {
+    credentials: Credentials,
+    /// The next write's id, shared by the writer through rw and the harness's own writes.
+    next_id: Arc<AtomicU64>,
     acked: Acked,
     reads: Arc<Mutex<Vec<Read>>>,
     stopped_on_purpose: Arc<AtomicBool>,
@@ -119,6 +122,8 @@ impl Drop for StoppedOnPurpose {
 impl Load {
     pub fn start(c: Credentials, rw_port: u16, ro_port: u16) -> Self {
         let load = Load {
+            credentials: c.clone(),
+            next_id: Arc::new(AtomicU64::new(1)),
             acked: Arc::default(),
             reads: Arc::default(),
             stopped_on_purpose: Arc::default(),
@@ -128,6 +133,7 @@ impl Load {
         let mut tasks = vec![tokio::spawn(write(
             c.clone(),
             rw_port,
+            load.next_id.clone(),
             load.acked.clone(),
             load.stop.clone(),
         ))];
@@ -146,6 +152,43 @@ impl Load {
 
     pub fn acked_count(&self) -> usize {
         self.acked.lock().expect("acked lock").len()
+    }
+
+    /// Writes the next id to one server directly (not through rw), retrying with new ids
+    /// until one is acknowledged or `limit` passes; the acknowledged id counts like the
+    /// writer's.
+    pub async fn write_directly(
+        &self,
+        host: &str,
+        port: u16,
+        limit: Duration,
+    ) -> anyhow::Result<()> {
+        let deadline = Instant::now() + limit;
+        let mut last_error = None;
+        while Instant::now() < deadline {
+            let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+            let attempt = async {
+                let mut conn = connect_to(&self.credentials, host, port).await?;
+                let result = insert(&mut conn, id).await;
+                let _ = conn.disconnect().await;
+                result
+            };
+            match attempt.await {
+                Ok(()) => {
+                    self.acked
+                        .lock()
+                        .expect("acked lock")
+                        .push((id, Instant::now()));
+                    return Ok(());
+                }
+                Err(e) => last_error = Some(e),
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        match last_error {
+            Some(e) => Err(e.context(format!("no write to {host}:{port} acknowledged"))),
+            None => bail!("no write to {host}:{port} attempted"),
+        }
     }
 
     /// Marks the cluster as stopped on purpose until the returned guard is dropped.
@@ -236,11 +279,24 @@ impl Load {
     }
 }
 
+/// Inserts row `id`, recording the server that accepted it; an error or a timeout leaves the
+/// outcome unknown.
+async fn insert(conn: &mut Conn, id: u64) -> anyhow::Result<()> {
+    let statement = format!("INSERT INTO {TABLE} (id, server_id) VALUES ({id}, @@server_id)");
+    tokio::time::timeout(STATEMENT_TIMEOUT, conn.query_drop(statement)).await??;
+    Ok(())
+}
+
 /// Writes ids 1, 2, 3, … through rw; an id is recorded only once its INSERT returned OK. An
 /// id whose outcome is unknown (error or timeout) is skipped, never retried.
-async fn write(c: Credentials, port: u16, acked: Acked, stop: Arc<AtomicBool>) {
+async fn write(
+    c: Credentials,
+    port: u16,
+    next_id: Arc<AtomicU64>,
+    acked: Acked,
+    stop: Arc<AtomicBool>,
+) {
     let mut conn: Option<Conn> = None;
-    let mut next_id = 1u64;
     while !stop.load(Ordering::Relaxed) {
         if conn.is_none() {
             match connect(&c, port).await {
@@ -251,13 +307,10 @@ async fn write(c: Credentials, port: u16, acked: Acked, stop: Arc<AtomicBool>) {
                 }
             }
         }
-        let id = next_id;
-        next_id += 1;
-        let statement = format!("INSERT INTO {TABLE} (id, server_id) VALUES ({id}, @@server_id)");
-        let c = conn.as_mut().expect("connected above");
-        match tokio::time::timeout(STATEMENT_TIMEOUT, c.query_drop(statement)).await {
-            Ok(Ok(())) => acked.lock().expect("acked lock").push((id, Instant::now())),
-            _ => conn = None,
+        let id = next_id.fetch_add(1, Ordering::Relaxed);
+        match insert(conn.as_mut().expect("connected above"), id).await {
+            Ok(()) => acked.lock().expect("acked lock").push((id, Instant::now())),
+            Err(_) => conn = None,
         }
     }
 }

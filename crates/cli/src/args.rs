@@ -101,9 +101,14 @@ pub enum Command {
         /// Seed of the fault sequence [default: random, printed for reproduction]
         #[arg(long)]
         seed: Option<u64>,
-        /// Inject only this fault (kill-primary-server, kill-primary-instance, freeze-primary,
-        /// kill-replica, kill-controller, kill-controller-during-failover, restart-cluster,
-        /// switchover, partition-primary)
+        /// Topology of the cluster the harness creates; it decides the faults drawn
+        #[arg(long, value_enum, default_value_t = myset_api::Topology::Replication)]
+        topology: myset_api::Topology,
+        /// Inject only this fault. Replication: kill-primary-server, kill-primary-instance,
+        /// freeze-primary, kill-replica, kill-controller, kill-controller-during-failover,
+        /// restart-cluster, switchover, partition-primary. Galera: kill-primary-server (of the
+        /// member rw routes to), kill-member, freeze-member, partition-member, kill-all-members,
+        /// crash-members-in-turn, kill-controller, restart-cluster
         #[arg(long)]
         only: Option<myset_chaos::Fault>,
         #[arg(long, default_value_t = 13316, value_parser = clap::value_parser!(u16).range(1..))]
