@@ -38,11 +38,7 @@ pub async fn run(shared: Arc<Shared>) -> anyhow::Result<()> {
     let mut forms_cluster = true;
     loop {
         shared.set_phase(Phase::Starting);
-        let extra = if forms_cluster {
-            galera_start_args(&shared)?
-        } else {
-            Vec::new()
-        };
+        let extra = galera_start_args(&shared, forms_cluster).await?;
         let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
         let mut child = spawn_server(&shared, &shared.layout.data(), &extra).await?;
         shared.set_pid(child.id());
@@ -171,16 +167,27 @@ pub fn server_config(shared: &Shared, datadir: &Path) -> ServerConfig {
     }
 }
 
-/// The options of a Galera member's start that forms the cluster: `--wsrep-new-cluster` for a
+/// The options of a Galera member's start. Forming the cluster: `--wsrep-new-cluster` for a
 /// brand-new one, and for a bootstrap after a full outage also the recovered position (so the
-/// cluster keeps its UUID), after marking the data dir safe to bootstrap from.
-fn galera_start_args(shared: &Shared) -> anyhow::Result<Vec<String>> {
+/// cluster keeps its UUID), after marking the data dir safe to bootstrap from. Joining (and
+/// every restart after the server once came up): the member's own position, so that after a
+/// crash (seqno -1 in `grastate.dat`) it asks its donor for the missing write sets (IST)
+/// rather than a full copy (SST), as `mysqld_safe --wsrep-recover` would arrange.
+async fn galera_start_args(shared: &Shared, forms_cluster: bool) -> anyhow::Result<Vec<String>> {
     let spec = shared.spec();
     let Some(galera) = &spec.galera else {
         return Ok(Vec::new());
     };
-    Ok(match &galera.start {
-        GaleraStart::Join => Vec::new(),
+    let start = if forms_cluster {
+        &galera.start
+    } else {
+        &GaleraStart::Join
+    };
+    Ok(match start {
+        GaleraStart::Join => joiner_position(shared)
+            .await
+            .map(|position| vec![myset_mariadb::galera::start_position_arg(&position)])
+            .unwrap_or_default(),
         GaleraStart::NewCluster => vec!["--wsrep-new-cluster".into()],
         GaleraStart::Bootstrap { position } => {
             myset_mariadb::galera::mark_safe_to_bootstrap(&shared.layout.data())?;
@@ -192,6 +199,42 @@ fn galera_start_args(shared: &Shared) -> anyhow::Result<Vec<String>> {
     })
 }
 
+/// A joining member's last committed position, recovered from InnoDB after a crash; None for
+/// an empty data dir, or when recovery fails (the member then gets a full state transfer).
+async fn joiner_position(shared: &Shared) -> Option<myset_core::galera::Position> {
+    let layout = &shared.layout;
+    // The recovery reads the option file of the server about to start.
+    if let Err(e) = write_server_config(shared, &layout.data()).await {
+        tracing::warn!("cannot write the option file for position recovery: {e:#}");
+        return None;
+    }
+    match myset_mariadb::galera::member_data(
+        &shared.binaries.mariadbd,
+        &layout.server_config(),
+        &layout.data(),
+        &layout.wsrep_recover_log(),
+    )
+    .await
+    {
+        Ok(myset_core::galera::MemberData::At { position, .. }) => Some(position),
+        Ok(myset_core::galera::MemberData::Empty) => None,
+        Err(e) => {
+            tracing::warn!(
+                "cannot recover the member's position; it will need a full state transfer: {e:#}"
+            );
+            None
+        }
+    }
+}
+
+/// Renders the option file of a server on `datadir`.
+async fn write_server_config(shared: &Shared, datadir: &Path) -> anyhow::Result<()> {
+    let config = server_config(shared, datadir).render();
+    crate::blocking::write_atomic(shared.layout.server_config(), config.into_bytes(), 0o600)
+        .await?;
+    Ok(())
+}
+
 /// Renders the option file and starts mariadbd on `datadir` with `extra_args`.
 pub async fn spawn_server(
     shared: &Shared,
@@ -199,8 +242,7 @@ pub async fn spawn_server(
     extra_args: &[&str],
 ) -> anyhow::Result<Child> {
     let layout = &shared.layout;
-    let config = server_config(shared, datadir).render();
-    crate::blocking::write_atomic(layout.server_config(), config.into_bytes(), 0o600).await?;
+    write_server_config(shared, datadir).await?;
     let log = append_log(&layout.server_log())?;
     let child = Command::new(&shared.binaries.mariadbd)
         .arg(format!(
@@ -214,6 +256,19 @@ pub async fn spawn_server(
         .spawn()
         .with_context(|| format!("cannot start {}", shared.binaries.mariadbd.display()))?;
     tracing::info!(pid = child.id(), "started mariadbd");
+    // mariadbd writes its pid file only once its storage is up, which for a Galera joiner is
+    // after the state transfer. Until then `myset kill` and the next agent's leftover check
+    // would not find it, and a server left running would hold the member's ports, so the
+    // agent writes the file at once (mariadbd overwrites it with the same pid).
+    if let Some(pid) = child.id() {
+        let file = layout.server_pid_file();
+        if let Err(e) =
+            crate::blocking::write_atomic(file.clone(), format!("{pid}\n").into_bytes(), 0o644)
+                .await
+        {
+            tracing::warn!("cannot write {}: {e:#}", file.display());
+        }
+    }
     Ok(child)
 }
 

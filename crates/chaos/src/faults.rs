@@ -203,8 +203,9 @@ pub async fn inject(
         }
         Fault::FreezeMember => {
             let victim = any_member(rng);
+            let seen = cluster.events().len();
             let frozen = freeze(victim)?;
-            wait_out_of_pool(cluster, victim.ordinal).await;
+            wait_out_of_pool(cluster, victim.ordinal, seen).await;
             drop(frozen);
         }
         // Injected only into a converged cluster, so no failover is under way.
@@ -245,8 +246,9 @@ pub async fn inject(
         }
         Fault::PartitionMember => {
             let victim = any_member(rng).ordinal;
+            let seen = cluster.events().len();
             cluster.partition(victim, false).await?;
-            wait_out_of_pool(cluster, victim).await;
+            wait_out_of_pool(cluster, victim, seen).await;
             cluster.partition(victim, true).await?;
         }
         Fault::KillAllMembers => {
@@ -327,14 +329,16 @@ fn bootstrapped_from(cluster: &Cluster, seen: usize) -> Option<u32> {
         .and_then(|e| e.ordinal)
 }
 
-/// Waits until `ordinal` is out of the endpoints' pool (not Ready), or gives up after
-/// `FREEZE_LIMIT`.
-async fn wait_out_of_pool(cluster: &Cluster, ordinal: u32) {
-    myset_os::poll_until_async(FREEZE_LIMIT, Duration::from_millis(100), || async {
+/// Waits until the controller takes `ordinal` out of the endpoints' pool (an Unready event
+/// after event `seen`: a member already unready for another reason, a donor say, must still
+/// be noticed as failed), or gives up after `FREEZE_LIMIT`.
+async fn wait_out_of_pool(cluster: &Cluster, ordinal: u32, seen: usize) {
+    myset_os::poll_until(FREEZE_LIMIT, Duration::from_millis(100), || {
         cluster
-            .status()
-            .await
-            .is_ok_and(|s| s.instances.iter().any(|i| i.ordinal == ordinal && !i.ready))
+            .events()
+            .iter()
+            .skip(seen)
+            .any(|e| e.kind == EventKind::Unready && e.ordinal == Some(ordinal))
     })
     .await;
 }

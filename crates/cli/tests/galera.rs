@@ -14,18 +14,6 @@ use support::{wait_until, Cluster};
 const SETUP: &str =
     "CREATE DATABASE g; CREATE TABLE g.t (id INT PRIMARY KEY AUTO_INCREMENT, member INT)";
 
-fn available() -> bool {
-    let found = std::path::Path::new("/usr/lib/galera/libgalera_smm.so").exists();
-    if !found {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "galera-4 is missing (scripts/install-deps installs it)"
-        );
-        eprintln!("skipped: galera-4 is not installed");
-    }
-    found
-}
-
 fn count(cluster: &Cluster, target: &str) -> Option<u64> {
     cluster
         .try_query(target, "SELECT COUNT(*) FROM g.t")
@@ -63,7 +51,7 @@ fn write(cluster: &Cluster, target: &str, member: u32) -> bool {
 
 #[test]
 fn galera_members_are_all_writable_survive_kills_and_full_outages() {
-    if !available() {
+    if !support::galera_available() {
         return;
     }
     let cluster = Cluster::new("galera");
@@ -196,7 +184,7 @@ fn galera_members_are_all_writable_survive_kills_and_full_outages() {
 
 #[test]
 fn galera_refuses_what_it_cannot_do() {
-    if !available() {
+    if !support::galera_available() {
         return;
     }
     let cluster = Cluster::new("galera-bad");
@@ -210,7 +198,7 @@ fn galera_refuses_what_it_cannot_do() {
 
 #[test]
 fn a_galera_member_cut_off_in_a_minority_refuses_writes_and_rejoins() {
-    if !available() {
+    if !support::galera_available() {
         return;
     }
     if !nix::unistd::geteuid().is_root() {
@@ -261,7 +249,7 @@ fn kill_member(cluster: &Cluster, ordinal: u32) {
 
 #[test]
 fn after_members_crash_one_by_one_the_newest_bootstraps_and_no_write_is_lost() {
-    if !available() {
+    if !support::galera_available() {
         return;
     }
     let cluster = Cluster::new("galera-seq");
@@ -313,7 +301,7 @@ fn after_members_crash_one_by_one_the_newest_bootstraps_and_no_write_is_lost() {
 
 #[test]
 fn when_two_of_three_members_crash_the_survivor_is_recovered_with_them() {
-    if !available() {
+    if !support::galera_available() {
         return;
     }
     let cluster = Cluster::new("galera-two");

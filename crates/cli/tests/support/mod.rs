@@ -27,6 +27,20 @@ pub const SLOW: Duration = Duration::from_secs(300);
 /// How often [`wait_until`] re-checks its condition.
 const POLL: Duration = Duration::from_millis(100);
 
+/// Whether Debian's galera-4 is installed; the Galera tests skip without it, except under CI,
+/// where its absence fails them (scripts/install-deps installs it).
+pub fn galera_available() -> bool {
+    let found = Path::new("/usr/lib/galera/libgalera_smm.so").exists();
+    if !found {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "galera-4 is missing (scripts/install-deps installs it)"
+        );
+        eprintln!("skipped: galera-4 is not installed");
+    }
+    found
+}
+
 /// Polls `condition` until it holds or `timeout` passes; returns whether it held.
 pub fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
