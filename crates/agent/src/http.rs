@@ -27,6 +27,7 @@ pub async fn serve(shared: Arc<Shared>, listener: tokio::net::TcpListener) {
         .route("/clone", get(clone))
         .route("/shutdown", post(shutdown))
         .route("/order", post(order))
+        .route(myset_api::GALERA_POSITION_PATH, get(position_while_running))
         .layer(axum::middleware::from_fn_with_state(
             shared.clone(),
             note_controller,
@@ -36,6 +37,15 @@ pub async fn serve(shared: Arc<Shared>, listener: tokio::net::TcpListener) {
     if let Err(e) = axum::serve(listener, app).await {
         tracing::error!("agent API stopped: {e}");
     }
+}
+
+/// A position is read from a data dir no server uses: only an agent waiting for its spec
+/// answers it.
+async fn position_while_running() -> Response {
+    error_response(
+        StatusCode::CONFLICT,
+        "this member's agent has its spec and runs its server: its Galera position is read only while it waits for a spec",
+    )
 }
 
 /// Calls carrying the controller's term header prove the controller can reach this agent.

@@ -49,6 +49,10 @@ impl InstanceLayout {
     pub fn backup_log(&self) -> PathBuf {
         self.log_dir().join("backup.log")
     }
+    /// The log of `mariadbd --wsrep-recover` when a Galera position is read.
+    pub fn wsrep_recover_log(&self) -> PathBuf {
+        self.log_dir().join("wsrep-recover.log")
+    }
     /// Marker inside a cloned data dir holding the GTID to replicate from; removed once used.
     pub fn clone_marker(&self) -> PathBuf {
         Self::clone_marker_in(&self.data())

@@ -74,12 +74,15 @@ impl AgentOptions {
 /// Runs the agent until it is told to stop (SIGTERM, SIGINT or `POST /shutdown`).
 pub async fn run(options: AgentOptions) -> anyhow::Result<()> {
     let layout = InstanceLayout::new(options.instance_dir.clone());
-    let awaiting = options.await_spec && !layout.spec_file().exists();
-    let spec: Option<InstanceSpec> = if awaiting {
+    let stored: Option<InstanceSpec> = if options.await_spec && !layout.spec_file().exists() {
         None
     } else {
         Some(read_json(&layout.spec_file())?)
     };
+    let spec = stored_spec_to_run(stored, options.await_spec);
+    if options.await_spec && spec.is_none() && layout.spec_file().exists() {
+        tracing::info!("a Galera member waits for the operator's spec before starting its server");
+    }
     if let (Some(spec), Some(identity)) = (&spec, &options.identity) {
         identity
             .check(spec)
@@ -145,6 +148,7 @@ async fn run_with(
             let received = awaiting::await_spec(
                 waiting,
                 &layout,
+                binaries.mariadbd.clone(),
                 identity,
                 &secrets.api_token,
                 early_stop.clone(),
@@ -195,6 +199,15 @@ async fn run_with(
     sampler.abort();
     link.abort();
     result
+}
+
+/// Whether the agent runs the spec it found on disk (None: it waits for one over the API).
+/// On Kubernetes (`await_spec`) only the operator, which compares every member's position,
+/// decides how a Galera server starts: a stored spec may still say "form the cluster" long
+/// after it was formed, and a new Pod may be there only to report its position. So a Galera
+/// agent there waits for the operator's word, reporting its position meanwhile.
+fn stored_spec_to_run(stored: Option<InstanceSpec>, await_spec: bool) -> Option<InstanceSpec> {
+    stored.filter(|s| !(await_spec && s.galera.is_some()))
 }
 
 fn read_json<T: serde::de::DeserializeOwned>(path: &std::path::Path) -> anyhow::Result<T> {
@@ -278,6 +291,37 @@ fn set_aside_once(layout: &InstanceLayout, label: &str) -> anyhow::Result<()> {
 #[cfg(test)]
 mod set_aside_tests {
     use super::*;
+
+    #[test]
+    fn a_stored_galera_spec_waits_for_the_operator_on_kubernetes_only() {
+        use myset_api::{Address, GaleraPorts, GaleraSpec, GaleraStart, Role};
+        let replication = testing::spec(Role::Primary, 3, None);
+        let mut galera = replication.clone();
+        galera.galera = Some(GaleraSpec {
+            cluster_name: "t".into(),
+            ports: GaleraPorts {
+                gcomm: 4567,
+                ist: 4568,
+                sst: 4444,
+            },
+            members: vec![Address {
+                host: "t-1".into(),
+                port: 4567,
+            }],
+            start: GaleraStart::NewCluster,
+        });
+        // Locally the runtime writes the spec just before starting the agent: it is fresh.
+        assert_eq!(
+            stored_spec_to_run(Some(galera.clone()), false),
+            Some(galera.clone())
+        );
+        assert_eq!(stored_spec_to_run(Some(galera), true), None);
+        assert_eq!(
+            stored_spec_to_run(Some(replication.clone()), true),
+            Some(replication)
+        );
+        assert_eq!(stored_spec_to_run(None, true), None);
+    }
 
     #[test]
     fn data_is_set_aside_once_per_label() {

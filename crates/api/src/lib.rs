@@ -200,6 +200,26 @@ pub struct GaleraStatus {
     pub cluster_uuid: String,
 }
 
+/// The agent path answering a stopped Galera member's last committed position
+/// ([`GaleraPositionReport`]): served by an agent whose server is not running (on Kubernetes,
+/// one waiting for the operator's spec), which reads it from its own data dir.
+pub const GALERA_POSITION_PATH: &str = "/galera/position";
+
+/// What a stopped Galera member's data dir holds, as its agent reports it: the wire form of
+/// `myset_core::galera::MemberData`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum GaleraPositionReport {
+    /// No data dir, never joined, or the zero UUID: nothing to offer.
+    Empty,
+    /// Its last committed position (`uuid:seqno`) and `grastate.dat`'s safe_to_bootstrap.
+    At {
+        uuid: String,
+        seqno: u64,
+        safe_to_bootstrap: bool,
+    },
+}
+
 /// Durability of acknowledged writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
@@ -628,6 +648,9 @@ pub enum EventKind {
     /// Galera: the running members are all outside a Primary component (the others died):
     /// they are stopped so the cluster is recovered as after a full outage.
     GaleraNoPrimary,
+    /// Kubernetes: an edit of the `MySet` that cannot be applied (a change of topology after
+    /// creation, too few members for Galera) was refused; the cluster keeps what it has.
+    SpecRefused,
     /// Kubernetes: a fenced member's Pod on a node that stopped reporting was force-deleted.
     PodForceDeleted,
     /// Kubernetes: a member whose node was lost with its volume gets a fresh one, cloned.

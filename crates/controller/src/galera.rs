@@ -63,11 +63,16 @@ impl<R: Runtime> Controller<R> {
                 start: GaleraStart::NewCluster,
             };
         }
-        // A full outage: every member's position first, then the choice.
+        // A full outage: every member's position first, then the choice. Read at once: a
+        // runtime may wait a while for each (a Pod to be scheduled, a recovery to run).
         let mut known = BTreeMap::new();
         let mut unreadable = Vec::new();
-        for &o in &state.members {
-            match self.runtime.galera_position(o).await {
+        let reads = state
+            .members
+            .iter()
+            .map(|&o| async move { (o, self.runtime.galera_position(o).await) });
+        for (o, read) in futures::future::join_all(reads).await {
+            match read {
                 Ok(data) => {
                     known.insert(o, data);
                 }

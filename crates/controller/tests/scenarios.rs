@@ -335,3 +335,56 @@ async fn status_tells_blocked_and_degraded_states() {
         .any(|c| matches!(c, myset_api::Condition::NoFailoverCandidate { .. })));
     assert_eq!(status.controller_pid, Some(std::process::id()));
 }
+
+/// Galera: a member cut off, the two others taking writes and then crashing, the first one
+/// back alone without a quorum: the controller stops it and recovers the cluster from the
+/// runtime's reading of every member's position, bootstrapping the newest.
+#[tokio::test(start_paused = true)]
+async fn a_galera_cluster_lost_member_by_member_is_recovered_from_the_newest_member() {
+    let world = World::new();
+    let mut state = myset_api::ClusterState::new("t", 3, "127.0.0.1", 0, 0);
+    state.topology = myset_api::Topology::Galera;
+    let s = Scenario::resume(world, state);
+    assert!(
+        s.run_until(SOON, |s| s.controller.status().converged())
+            .await,
+        "{:?}",
+        s.controller.status()
+    );
+    assert_eq!(s.world.galera_write(0, 5), 5);
+    s.world.freeze(0);
+    assert_eq!(
+        s.world.galera_write(1, 5),
+        5,
+        "two of three keep the quorum"
+    );
+    let crash = |o: u32| {
+        s.world.with(|w| {
+            let a = w.agents.get_mut(&o).unwrap();
+            a.running = false;
+            w.disk.insert(o, a.executed);
+        })
+    };
+    crash(1);
+    crash(2);
+    s.world.heal(0);
+    assert!(
+        s.run_until(Duration::from_secs(60), |s| {
+            s.controller.status().converged() && s.world.with(|w| w.galera_view) == 3
+        })
+        .await,
+        "not recovered: {:?}",
+        s.world.events()
+    );
+    let events = s.world.events();
+    assert!(events.iter().any(|e| e.kind == EventKind::GaleraNoPrimary));
+    let bootstrap = events
+        .iter()
+        .find(|e| e.kind == EventKind::GaleraBootstrap)
+        .expect("a bootstrap");
+    assert_eq!(bootstrap.ordinal, Some(1), "{bootstrap:?}");
+    for o in 0..3 {
+        assert_eq!(s.world.agent(o).executed.1, 10, "member {o}");
+    }
+    assert_single_primary(&s);
+}

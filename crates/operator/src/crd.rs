@@ -14,8 +14,8 @@ use std::collections::BTreeMap;
 pub const MAX_REPLICAS: u32 = 64;
 
 /// A replicated MariaDB cluster with stable ordinal identities: Pods `<name>-<N>` with PVCs
-/// `<name>-<N>-data`, one primary and replicas, `<name>-rw`, `<name>-ro` and a headless
-/// Service `<name>`.
+/// `<name>-<N>-data`, one primary and replicas (or Galera members, all writable),
+/// `<name>-rw`, `<name>-ro` and a headless Service `<name>`.
 // The printer columns repeat `type_ = ...`, which clippy takes for duplicated attributes.
 #[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Serialize, Deserialize, Clone, Debug, PartialEq, JsonSchema)]
@@ -30,6 +30,7 @@ pub const MAX_REPLICAS: u32 = 64;
     derive = "PartialEq",
     doc = "A replicated MariaDB cluster with stable ordinal identities, managed by myset",
     printcolumn(name = "Replicas", type_ = "integer", json_path = ".spec.replicas"),
+    printcolumn(name = "Topology", type_ = "string", json_path = ".spec.topology"),
     printcolumn(name = "Primary", type_ = "integer", json_path = ".status.primary"),
     printcolumn(name = "Term", type_ = "integer", json_path = ".status.term"),
     printcolumn(
@@ -52,6 +53,12 @@ pub struct MySetSpec {
     /// write; async: faster commits, a failover may lose the last ones.
     #[serde(default)]
     pub durability: myset_api::Durability,
+    /// replication: one primary and replicas (the default); galera: every member writable
+    /// through wsrep, at least 3 members, recovered after a full outage from the member with
+    /// the newest data. Fixed at creation: a later change is refused (event `spec-refused`,
+    /// condition `Degraded`) and the cluster keeps its topology.
+    #[serde(default)]
+    pub topology: myset_api::Topology,
     /// Seconds the primary must look dead (or its node unreachable) before an automatic
     /// failover (1 to 600).
     #[serde(default = "default_failover_delay_seconds")]

@@ -5,13 +5,23 @@
 //! The controller asks some questions synchronously (is the agent running, does the volume
 //! hold data): they are answered from a [`View`] of the cluster's Pods, PVCs and Nodes that
 //! [`KubeRuntime::refresh`] lists from the API server every probe period.
+//!
+//! Galera: an agent started in a Pod runs no server until the operator hands it a spec (a
+//! stored one may say "form the cluster" long after that was decided). So a Galera member's
+//! Pod counts as running only once this runtime handed its agent a spec, recorded on the Pod
+//! with the container's restart count ([`ANNOTATION_SPEC_DELIVERED`]): a restarted container
+//! waits again and is started again by the controller, which decides how it starts. A Pod
+//! whose agent waits is how the operator reads a stopped member's position after a full
+//! outage: [`Runtime::galera_position`] creates one if needed and asks its agent, which reads
+//! its own data dir.
 
 use crate::crd::MySet;
 use crate::record::StatusStore;
 use crate::render::{self, names, LABEL_CLUSTER, LABEL_ROLE};
 use k8s_openapi::api::core::v1::{Node, PersistentVolumeClaim, Pod};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
-use myset_api::{Address, ClusterState, Event, InstanceSpec, Placement, Role, Secrets};
+use myset_api::{Address, ClusterState, Event, InstanceSpec, Placement, Role, Secrets, Topology};
+use myset_core::galera::MemberData;
 use myset_runtime::{AgentApi, KillOutcome, Runtime};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -21,6 +31,10 @@ use tokio::sync::watch;
 /// Annotation on a PVC once its member's agent has run a server from it: only then does a
 /// restart of the member start from that data rather than clone.
 pub const ANNOTATION_DATA: &str = "myset.dev/data";
+/// Annotation on a Galera member's Pod once its agent was handed a spec: the container's
+/// restart count at that moment. A higher count means the container restarted and its agent
+/// waits for a spec again.
+pub const ANNOTATION_SPEC_DELIVERED: &str = "myset.dev/spec-delivered";
 /// The field manager of every write this operator makes.
 pub const FIELD_MANAGER: &str = "myset-operator";
 
@@ -36,6 +50,9 @@ const SPEC_RETRY: Duration = Duration::from_secs(1);
 const POLL: Duration = Duration::from_millis(200);
 /// Events kept in memory for `status` and tests.
 const EVENTS_KEPT: usize = 1000;
+/// How long reading a stopped Galera member's position may take: its Pod must be scheduled,
+/// pull its image and start, and its agent may run `mariadbd --wsrep-recover`.
+const POSITION_WAIT: Duration = Duration::from_secs(300);
 
 /// What the runtime last listed of one member's Pod.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,6 +63,12 @@ pub struct PodView {
     /// The Pod's phase: Pending, Running, Succeeded, Failed or Unknown.
     pub phase: Option<String>,
     pub role_label: Option<String>,
+    pub uid: Option<String>,
+    /// How often its containers restarted.
+    pub restarts: i32,
+    /// Galera: the restart count when its agent was handed a spec
+    /// ([`ANNOTATION_SPEC_DELIVERED`]).
+    pub spec_delivered: Option<i32>,
 }
 
 impl PodView {
@@ -53,6 +76,11 @@ impl PodView {
     /// and has not ended.
     pub fn running(&self) -> bool {
         !self.terminating && !matches!(self.phase.as_deref(), Some("Succeeded" | "Failed"))
+    }
+
+    /// Galera: its agent was handed a spec and has not restarted since.
+    pub fn has_spec(&self) -> bool {
+        self.spec_delivered == Some(self.restarts)
     }
 }
 
@@ -98,6 +126,9 @@ pub struct KubeRuntime<A: AgentApi> {
     events: Arc<Mutex<VecDeque<Event>>>,
     /// Members whose next Pod sets their data dir aside first, with the label.
     set_aside: Mutex<BTreeMap<u32, String>>,
+    /// Galera: the Pods (by member, the Pod's uid) whose agents this runtime is handing a
+    /// spec: they count as running meanwhile, so the controller does not start them twice.
+    delivering: Arc<Mutex<BTreeMap<u32, String>>>,
     /// Publishes each event as a Kubernetes Event on the `MySet`.
     publish: Box<dyn Fn(&Event) + Send + Sync>,
 }
@@ -132,6 +163,7 @@ impl<A: AgentApi + Clone> KubeRuntime<A> {
             status,
             events: Arc::default(),
             set_aside: Mutex::default(),
+            delivering: Arc::default(),
             publish,
         }
     }
@@ -189,16 +221,17 @@ impl<A: AgentApi + Clone> KubeRuntime<A> {
         Ok(())
     }
 
-    /// Labels each member's Pod with its role as `record` has it, so `<name>-rw` selects the
-    /// primary only. Pods whose label is already right are left alone.
-    pub async fn label_roles(&self, record: &ClusterState) -> anyhow::Result<()> {
+    /// Labels each member's Pod with its role, so `<name>-rw` selects `writer` only: the
+    /// primary, or for Galera the one member rw routes to. Pods whose label is already right
+    /// are left alone.
+    pub async fn label_roles(&self, record: &ClusterState, writer: u32) -> anyhow::Result<()> {
         let wanted: Vec<(u32, Role)> = record
             .members
             .iter()
             .map(|&o| {
                 (
                     o,
-                    if o == record.primary {
+                    if o == writer {
                         Role::Primary
                     } else {
                         Role::Replica
@@ -284,6 +317,16 @@ impl<A: AgentApi + Clone> KubeRuntime<A> {
         }
     }
 
+    /// Waits until a terminating Pod is gone; true at once when there is none terminating.
+    async fn wait_pod_gone_if_terminating(&self, name: &str) -> anyhow::Result<bool> {
+        match self.pods.get_opt(name).await? {
+            Some(p) if p.metadata.deletion_timestamp.is_some() => {
+                Ok(self.wait_pod_gone(name, STOP_GRACE + KILL_CONFIRM).await)
+            }
+            _ => Ok(true),
+        }
+    }
+
     async fn wait_pod_gone(&self, name: &str, limit: Duration) -> bool {
         myset_os::poll_until_async(limit, POLL, || async {
             matches!(self.pods.get_opt(name).await, Ok(None))
@@ -298,6 +341,66 @@ impl<A: AgentApi + Clone> KubeRuntime<A> {
             None => view.pods.remove(&ordinal),
         };
     }
+
+    fn topology(&self) -> Topology {
+        self.myset.borrow().spec.topology
+    }
+
+    /// Creates the member's PVC (kept if it exists) and Pod; an existing Pod is taken as it
+    /// is. Returns the Pod.
+    async fn ensure_pod(&self, ordinal: u32, role: Role) -> anyhow::Result<Pod> {
+        let myset = self.myset.borrow().clone();
+        let set_aside = self
+            .set_aside
+            .lock()
+            .expect("set-aside lock")
+            .get(&ordinal)
+            .cloned();
+        let (pvc, pod) = render::render_member(&myset, ordinal, role.into(), set_aside.as_deref())?;
+        match self.pvcs.create(&PostParams::default(), &pvc).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(e)) if e.code == 409 => {}
+            Err(e) => anyhow::bail!("cannot create PVC {}: {e}", names::pvc(&self.name, ordinal)),
+        }
+        let pod_name = names::pod(&self.name, ordinal);
+        let running = match self.pods.create(&PostParams::default(), &pod).await {
+            Ok(created) => {
+                self.set_aside
+                    .lock()
+                    .expect("set-aside lock")
+                    .remove(&ordinal);
+                created
+            }
+            Err(kube::Error::Api(e)) if e.code == 409 => {
+                match self.pods.get_opt(&pod_name).await? {
+                    Some(p) if p.metadata.deletion_timestamp.is_some() => anyhow::bail!(
+                        "Pod {pod_name} is still terminating; it is recreated once gone"
+                    ),
+                    Some(p) => p,
+                    None => anyhow::bail!("Pod {pod_name} went away while being created"),
+                }
+            }
+            Err(e) => anyhow::bail!("cannot create Pod {pod_name}: {e}"),
+        };
+        self.note_pod(ordinal, Some(pod_view(&running)));
+        Ok(running)
+    }
+
+    /// The member's agent, reached by its Pod's stable DNS name.
+    fn agent_address(&self, ordinal: u32) -> Address {
+        Address {
+            host: render::member_host(&self.name, &self.namespace, ordinal),
+            port: render::AGENT_PORT as u16,
+        }
+    }
+}
+
+/// Galera's record of a delivery: the Pod is annotated with its restart count at delivery
+/// (so a restarted container is known to wait again), and the runtime's view and pending
+/// deliveries follow.
+struct DeliveryRecord {
+    view: Arc<Mutex<View>>,
+    delivering: Arc<Mutex<BTreeMap<u32, String>>>,
 }
 
 /// Hands a new Pod's agent its spec, retrying for as long as that same Pod exists: it may
@@ -309,18 +412,74 @@ async fn deliver_spec<A: AgentApi>(
     spec: InstanceSpec,
     pod_name: String,
     uid: Option<String>,
+    record: Option<DeliveryRecord>,
 ) {
-    loop {
-        if agents.put_spec(&spec, SPEC_CALL).await.is_ok() {
-            return;
-        }
-        tokio::time::sleep(SPEC_RETRY).await;
+    // The restart count before the spec goes out: a restart after it shows as a higher one.
+    let mut seen = None;
+    let restarts = loop {
         match pods.get_opt(&pod_name).await {
-            Ok(Some(p)) if p.metadata.uid == uid && p.metadata.deletion_timestamp.is_none() => {}
-            Ok(_) => return,
+            Ok(Some(p)) if p.metadata.uid == uid && p.metadata.deletion_timestamp.is_none() => {
+                seen = Some(restart_count(&p));
+            }
+            Ok(_) => {
+                forget_delivery(record.as_ref(), spec.ordinal, uid.as_deref());
+                return;
+            }
             Err(e) => tracing::debug!(pod = %pod_name, "cannot check the Pod: {e}"),
         }
+        if let Some(restarts) = seen {
+            if agents.put_spec(&spec, SPEC_CALL).await.is_ok() {
+                break restarts;
+            }
+        }
+        tokio::time::sleep(SPEC_RETRY).await;
+    };
+    let Some(record) = record else {
+        return;
+    };
+    let patch = serde_json::json!({
+        "metadata": {"annotations": {ANNOTATION_SPEC_DELIVERED: restarts.to_string()}}
+    });
+    loop {
+        match pods
+            .patch(&pod_name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+        {
+            Ok(p) if p.metadata.uid == uid => {
+                record
+                    .view
+                    .lock()
+                    .expect("view lock")
+                    .pods
+                    .insert(spec.ordinal, pod_view(&p));
+                break;
+            }
+            Ok(_) => break,
+            Err(kube::Error::Api(e)) if e.code == 404 => break,
+            Err(e) => {
+                tracing::warn!(pod = %pod_name, "cannot record the delivered spec: {e}");
+                tokio::time::sleep(SPEC_RETRY).await;
+            }
+        }
     }
+    forget_delivery(Some(&record), spec.ordinal, uid.as_deref());
+}
+
+fn forget_delivery(record: Option<&DeliveryRecord>, ordinal: u32, uid: Option<&str>) {
+    if let Some(record) = record {
+        let mut delivering = record.delivering.lock().expect("delivering lock");
+        if delivering.get(&ordinal).map(String::as_str) == uid {
+            delivering.remove(&ordinal);
+        }
+    }
+}
+
+fn restart_count(pod: &Pod) -> i32 {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .map(|c| c.iter().map(|c| c.restart_count).sum())
+        .unwrap_or(0)
 }
 
 impl From<Role> for crate::crd::Role {
@@ -350,6 +509,14 @@ fn pod_view(pod: &Pod) -> PodView {
             .labels
             .as_ref()
             .and_then(|l| l.get(LABEL_ROLE).cloned()),
+        uid: pod.metadata.uid.clone(),
+        restarts: restart_count(pod),
+        spec_delivered: pod
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(ANNOTATION_SPEC_DELIVERED))
+            .and_then(|v| v.parse().ok()),
     }
 }
 
@@ -378,7 +545,7 @@ impl<A: AgentApi + Clone> Runtime for KubeRuntime<A> {
     }
 
     /// Every member is reached by its Pod's stable DNS name, on the same ports.
-    fn place(&self, ordinal: u32, _state: &ClusterState) -> anyhow::Result<Placement> {
+    fn place(&self, ordinal: u32, state: &ClusterState) -> anyhow::Result<Placement> {
         let host = render::member_host(&self.name, &self.namespace, ordinal);
         let at = |port: i32| Address {
             host: host.clone(),
@@ -387,66 +554,84 @@ impl<A: AgentApi + Clone> Runtime for KubeRuntime<A> {
         Ok(Placement {
             server: at(render::MYSQL_PORT),
             agent: at(render::AGENT_PORT),
-            // The Galera topology is not offered on Kubernetes yet.
-            galera: None,
+            galera: (state.topology == Topology::Galera).then_some(render::GALERA_PORTS),
         })
     }
 
-    /// Creates the member's PVC (kept if it exists) and Pod, then hands the spec to the new
-    /// agent in the background: a Pod may take minutes to be scheduled and pull its image.
+    /// Creates the member's PVC (kept if it exists) and Pod, or takes the Pod that is there
+    /// (a Galera member's whose agent waits), then hands the spec to its agent in the
+    /// background: a Pod may take minutes to be scheduled and pull its image.
     async fn start(&self, spec: &InstanceSpec) -> anyhow::Result<()> {
-        let myset = self.myset.borrow().clone();
-        let set_aside = self
-            .set_aside
-            .lock()
-            .expect("set-aside lock")
-            .get(&spec.ordinal)
-            .cloned();
-        let (pvc, pod) =
-            render::render_member(&myset, spec.ordinal, spec.role.into(), set_aside.as_deref())?;
-        match self.pvcs.create(&PostParams::default(), &pvc).await {
-            Ok(_) => {}
-            Err(kube::Error::Api(e)) if e.code == 409 => {}
-            Err(e) => anyhow::bail!(
-                "cannot create PVC {}: {e}",
-                names::pvc(&self.name, spec.ordinal)
-            ),
-        }
-        let pod_name = names::pod(&self.name, spec.ordinal);
-        let running = match self.pods.create(&PostParams::default(), &pod).await {
-            Ok(created) => {
-                self.set_aside
+        let running = self.ensure_pod(spec.ordinal, spec.role).await?;
+        let record = (self.topology() == Topology::Galera).then(|| {
+            if let Some(uid) = &running.metadata.uid {
+                self.delivering
                     .lock()
-                    .expect("set-aside lock")
-                    .remove(&spec.ordinal);
-                created
+                    .expect("delivering lock")
+                    .insert(spec.ordinal, uid.clone());
             }
-            Err(kube::Error::Api(e)) if e.code == 409 => {
-                match self.pods.get_opt(&pod_name).await? {
-                    Some(p) if p.metadata.deletion_timestamp.is_some() => anyhow::bail!(
-                        "Pod {pod_name} is still terminating; it is recreated once gone"
-                    ),
-                    Some(p) => p,
-                    None => anyhow::bail!("Pod {pod_name} went away while being created"),
-                }
+            DeliveryRecord {
+                view: self.view.clone(),
+                delivering: self.delivering.clone(),
             }
-            Err(e) => anyhow::bail!("cannot create Pod {pod_name}: {e}"),
-        };
-        self.note_pod(spec.ordinal, Some(pod_view(&running)));
+        });
         tokio::spawn(deliver_spec(
             self.agents.clone(),
             self.pods.clone(),
             spec.clone(),
-            pod_name,
+            names::pod(&self.name, spec.ordinal),
             running.metadata.uid,
+            record,
         ));
         Ok(())
     }
 
-    /// The agent is the Pod's PID 1: while the Pod runs, so does it.
+    /// The agent is the Pod's PID 1: while the Pod runs, so does it. A Galera member runs
+    /// only once its agent has a spec from this runtime (see the module's doc).
     fn agent_pid(&self, ordinal: u32) -> Option<u32> {
+        let galera = self.topology() == Topology::Galera;
+        let delivering = self.delivering.lock().expect("delivering lock").clone();
         let view = self.view.lock().expect("view lock");
-        view.pods.get(&ordinal).filter(|p| p.running()).map(|_| 1)
+        view.pods
+            .get(&ordinal)
+            .filter(|p| p.running())
+            .filter(|p| {
+                !galera
+                    || p.has_spec()
+                    || p.uid.is_some() && delivering.get(&ordinal) == p.uid.as_ref()
+            })
+            .map(|_| 1)
+    }
+
+    /// A stopped Galera member's position, read by the agent of its Pod, which runs no server
+    /// until it is handed a spec: an existing Pod without one, or a new Pod for the purpose
+    /// (it becomes the member's Pod when the member starts). Waits for the Pod to be
+    /// scheduled and its agent to answer, at most [`POSITION_WAIT`].
+    async fn galera_position(&self, ordinal: u32) -> anyhow::Result<MemberData> {
+        let pod_name = names::pod(&self.name, ordinal);
+        if self.agent_pid(ordinal).is_some() {
+            anyhow::bail!(
+                "{pod_name} runs its server; a position is read only from a stopped member"
+            );
+        }
+        if !self.wait_pod_gone_if_terminating(&pod_name).await? {
+            anyhow::bail!("Pod {pod_name} is still terminating");
+        }
+        self.ensure_pod(ordinal, Role::Replica).await?;
+        let agent = self.agent_address(ordinal);
+        let deadline = tokio::time::Instant::now() + POSITION_WAIT;
+        let mut last = String::new();
+        while tokio::time::Instant::now() < deadline {
+            match self.agents.galera_position(&agent, SPEC_CALL).await {
+                Ok(data) => return Ok(data),
+                Err(e) => last = e.to_string(),
+            }
+            tokio::time::sleep(POLL).await;
+        }
+        anyhow::bail!(
+            "its agent (Pod {pod_name}) did not report a position within {}s: {last}",
+            POSITION_WAIT.as_secs()
+        )
     }
 
     async fn stop(&self, ordinal: u32) {

@@ -10,9 +10,13 @@
 //!   (its node is gone, or it stays Pending) for the rebuild timeout is rebuilt on another
 //!   node with a fresh volume cloned from a peer, unless it is the primary or the last copy
 //!   of the data.
+//!
+//! Galera has no primary to protect: a drain needs no switchover (rw moves off a member as it
+//! leaves), and a member's quorum fences it, so a member on an unready node counts as fenced
+//! once it is not Ready while another member is (the Primary component is elsewhere).
 
 use crate::kube_runtime::View;
-use myset_api::ClusterState;
+use myset_api::{ClusterState, Topology};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// One thing to do about nodes.
@@ -59,7 +63,8 @@ pub fn node_actions(
             .is_some_and(|(_, n)| n.ready && !n.unschedulable)
     };
 
-    if let Some((node, info)) = view.node_of(record.primary) {
+    let galera = record.topology == Topology::Galera;
+    if let Some((node, info)) = view.node_of(record.primary).filter(|_| !galera) {
         if info.unschedulable {
             let target = record
                 .members
@@ -82,7 +87,11 @@ pub fn node_actions(
             continue;
         };
         let unready_for = lasted.node_unready_ms.get(&node).copied().unwrap_or(0);
-        let fenced = ordinal != record.primary;
+        let fenced = if galera {
+            !ready.contains(&ordinal) && ready.iter().any(|&r| r != ordinal)
+        } else {
+            ordinal != record.primary
+        };
         let on_unready_node = view.nodes.get(&node).is_some_and(|n| !n.ready);
         let terminating_or_running = view.pods.contains_key(&ordinal);
         if fenced
@@ -97,7 +106,7 @@ pub fn node_actions(
     // Members holding data that another Ready member also holds: never the last copy.
     let other_ready = |o: u32| ready.iter().any(|&r| r != o);
     for (&ordinal, &stuck_ms) in &lasted.member_stuck_ms {
-        if ordinal == record.primary || !record.members.contains(&ordinal) {
+        if (!galera && ordinal == record.primary) || !record.members.contains(&ordinal) {
             continue;
         }
         if stuck_ms >= policy.rebuild_after_ms && other_ready(ordinal) {
@@ -185,6 +194,9 @@ mod tests {
                     terminating: false,
                     phase: Some("Running".into()),
                     role_label: None,
+                    uid: Some(format!("uid-{o}")),
+                    restarts: 0,
+                    spec_delivered: Some(0),
                 },
             );
             v.nodes.insert(
@@ -293,6 +305,37 @@ mod tests {
         assert!(node_actions(&record(2), &v, &ready, &lasted, POLICY)
             .iter()
             .all(|a| !matches!(a, NodeAction::Rebuild { .. })));
+    }
+
+    #[test]
+    fn galera_drains_without_switchover_and_its_quorum_fences_a_member_cut_off() {
+        let galera = |primary| ClusterState {
+            topology: Topology::Galera,
+            ..record(primary)
+        };
+        let mut v = view();
+        v.nodes.get_mut("n0").unwrap().unschedulable = true;
+        assert!(
+            node_actions(&galera(0), &v, &all_ready(), &Durations::default(), POLICY).is_empty(),
+            "no switchover: rw leaves a member as it goes"
+        );
+        let mut v = view();
+        v.nodes.get_mut("n0").unwrap().ready = false;
+        let lasted = advance(&Durations::default(), &v, &galera(0).members, 5_000);
+        // Member 0 still Ready (its agent answers and it is in the Primary component): kept.
+        assert!(node_actions(&galera(0), &v, &all_ready(), &lasted, POLICY).is_empty());
+        // Not Ready while others are: the Primary component is elsewhere, so it is fenced,
+        // even though the record's preferred writer is 0.
+        let ready: BTreeSet<u32> = [1, 2].into();
+        assert_eq!(
+            node_actions(&galera(0), &v, &ready, &lasted, POLICY),
+            vec![NodeAction::ForceDelete {
+                ordinal: 0,
+                node: "n0".into()
+            }]
+        );
+        // Nobody Ready: nothing says the cut-off member is outside the Primary component.
+        assert!(node_actions(&galera(0), &v, &BTreeSet::new(), &lasted, POLICY).is_empty());
     }
 
     #[test]

@@ -19,7 +19,7 @@ use k8s_openapi::NamespaceResourceScope;
 use kube::api::{Api, Patch, PatchParams, PostParams};
 use kube::{Resource, ResourceExt};
 use myset_api::{
-    ClusterState, ClusterStatus, Event, EventKind, InstanceState, Phase, Role, Secrets,
+    ClusterState, ClusterStatus, Event, EventKind, InstanceState, Phase, Role, Secrets, Topology,
 };
 use myset_controller::{Controller, HttpAgents, Timing};
 use myset_runtime::AgentApi;
@@ -95,6 +95,8 @@ pub struct Operator<A: AgentApi + Clone> {
     make_agents: Box<dyn Fn(&Secrets) -> A + Send + Sync>,
     timing: Timing,
     brains: Mutex<BTreeMap<(String, String), Brain<A>>>,
+    /// Per `MySet`, the refusal last reported, so each is an event once.
+    refusals: Mutex<BTreeMap<(String, String), String>>,
 }
 
 /// The brain of one `MySet`.
@@ -102,6 +104,8 @@ pub struct Brain<A: AgentApi + Clone> {
     pub controller: Arc<Controller<KubeRuntime<A>>>,
     myset: watch::Sender<MySet>,
     stop: CancellationToken,
+    /// Why the latest spec is refused, if it is: shown in the `Degraded` condition.
+    refused: Arc<Mutex<Option<String>>>,
 }
 
 impl Operator<HttpAgents> {
@@ -122,6 +126,7 @@ impl<A: AgentApi + Clone> Operator<A> {
             make_agents: Box::new(make_agents),
             timing,
             brains: Mutex::new(BTreeMap::new()),
+            refusals: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -153,9 +158,36 @@ impl<A: AgentApi + Clone> Operator<A> {
     ) -> anyhow::Result<kube::runtime::controller::Action> {
         let namespace = myset.namespace().unwrap_or_else(|| "default".into());
         let name = myset.name_any();
-        crate::validate::validate(myset).with_context(|| format!("MySet {namespace}/{name}"))?;
+        let key = (namespace.clone(), name.clone());
+        if let Err(invalid) = crate::validate::validate(myset) {
+            self.refuse(
+                &key,
+                myset,
+                format!("the MySet's spec is refused: {invalid}"),
+            );
+            return Err(invalid).with_context(|| format!("MySet {namespace}/{name}"));
+        }
         let secrets = ensure_secrets(&self.client, myset).await?;
-        for object in render::render_shared(myset, &secrets)? {
+        let existing = self.brain(&namespace, &name);
+        let controller = match existing {
+            Some(c) => c,
+            None => {
+                let brain = self.start_brain(myset, secrets.clone()).await?;
+                let controller = brain.controller.clone();
+                self.brains
+                    .lock()
+                    .expect("brains lock")
+                    .insert(key.clone(), brain);
+                controller
+            }
+        };
+        let record = controller.state();
+        // The topology is the record's, whatever the spec says now (see `refused_change`).
+        let effective = with_topology(myset, record.topology);
+        if let Some(brain) = self.brains.lock().expect("brains lock").get(&key) {
+            brain.myset.send_replace(effective.clone());
+        }
+        for object in render::render_shared(&effective, &secrets)? {
             match &object {
                 Object::Secret(_) => {}
                 Object::ConfigMap(o) => apply(&self.client, &namespace, o).await?,
@@ -164,23 +196,13 @@ impl<A: AgentApi + Clone> Operator<A> {
                 Object::PersistentVolumeClaim(_) | Object::Pod(_) => {}
             }
         }
-        let key = (namespace.clone(), name.clone());
-        let existing = self.brain(&namespace, &name);
-        let controller = match existing {
-            Some(c) => {
-                if let Some(brain) = self.brains.lock().expect("brains lock").get(&key) {
-                    brain.myset.send_replace(myset.clone());
-                }
-                c
-            }
-            None => {
-                let brain = self.start_brain(myset, secrets).await?;
-                let controller = brain.controller.clone();
-                self.brains.lock().expect("brains lock").insert(key, brain);
-                controller
-            }
-        };
-        let record = controller.state();
+        if let Some(why) = refused_change(myset, &record) {
+            self.refuse(&key, myset, why);
+            return Ok(kube::runtime::controller::Action::requeue(
+                Duration::from_secs(60),
+            ));
+        }
+        self.accept(&key);
         let delete_data = myset.spec.storage.delete_on_scale_down;
         if record.replicas != myset.spec.replicas || record.delete_data_on_removal != delete_data {
             controller
@@ -199,6 +221,43 @@ impl<A: AgentApi + Clone> Operator<A> {
         Ok(kube::runtime::controller::Action::requeue(
             Duration::from_secs(60),
         ))
+    }
+
+    /// Reports that `myset`'s spec is refused: an event the first time this reason is seen,
+    /// and the `Degraded` condition while it lasts.
+    fn refuse(&self, key: &(String, String), myset: &MySet, why: String) {
+        let brain = self
+            .brains
+            .lock()
+            .expect("brains lock")
+            .get(key)
+            .map(|b| (b.controller.clone(), b.refused.clone()));
+        if let Some((_, refused)) = &brain {
+            *refused.lock().expect("refused lock") = Some(why.clone());
+        }
+        let mut refusals = self.refusals.lock().expect("refusals lock");
+        if refusals.get(key) == Some(&why) {
+            return;
+        }
+        refusals.insert(key.clone(), why.clone());
+        drop(refusals);
+        let event = Event::new(EventKind::SpecRefused, why);
+        match brain {
+            Some((controller, _)) => controller.record_event(event),
+            // No brain (a new MySet refused from the start): published directly.
+            None => {
+                tracing::warn!("{}", event.message);
+                event_publisher(self.client.clone(), myset)(&event);
+            }
+        }
+    }
+
+    /// The spec is acted on again: a refusal is over.
+    fn accept(&self, key: &(String, String)) {
+        self.refusals.lock().expect("refusals lock").remove(key);
+        if let Some(brain) = self.brains.lock().expect("brains lock").get(key) {
+            *brain.refused.lock().expect("refused lock") = None;
+        }
     }
 
     async fn switchover(
@@ -257,6 +316,8 @@ impl<A: AgentApi + Clone> Operator<A> {
             .unwrap_or_else(|| initial_record(&fresh));
         let status = Arc::new(StatusStore::new(api.clone(), fresh.clone()));
         let (myset_tx, myset_rx) = watch::channel(fresh.clone());
+        // The runtime renders Pods from it: with the record's topology.
+        myset_tx.send_replace(with_topology(&fresh, record.topology));
         let runtime = KubeRuntime::new(
             self.client.clone(),
             myset_rx,
@@ -267,18 +328,21 @@ impl<A: AgentApi + Clone> Operator<A> {
         runtime.refresh().await?;
         let controller = Controller::new(runtime, record, secrets, self.timing);
         let stop = CancellationToken::new();
+        let refused = Arc::new(Mutex::new(None));
         tokio::spawn(controller.clone().run_loop());
         tokio::spawn(housekeeping(
             controller.clone(),
             status,
             api,
             myset_tx.clone(),
+            refused.clone(),
             stop.clone(),
         ));
         Ok(Brain {
             controller,
             myset: myset_tx,
             stop,
+            refused,
         })
     }
 }
@@ -296,7 +360,27 @@ pub fn initial_record(myset: &MySet) -> ClusterState {
     record.durability = spec.durability;
     record.failover_delay_ms = u64::from(spec.failover_delay_seconds) * 1000;
     record.delete_data_on_removal = spec.storage.delete_on_scale_down;
+    record.topology = spec.topology;
     record
+}
+
+/// `myset` with the topology the cluster has: the one it was created with.
+pub fn with_topology(myset: &MySet, topology: Topology) -> MySet {
+    let mut pinned = myset.clone();
+    pinned.spec.topology = topology;
+    pinned
+}
+
+/// Why the spec cannot be acted on although it is valid on its own: it asks for another
+/// topology than the cluster's, which cannot change after creation (replication and Galera
+/// keep different data and state; converting one to the other is not offered).
+pub fn refused_change(myset: &MySet, record: &ClusterState) -> Option<String> {
+    let (asked, has) = (myset.spec.topology, record.topology);
+    (asked != has).then(|| {
+        format!(
+            "spec.topology {asked} is refused: the cluster was created as {has} and its topology cannot change; nothing in this spec is acted on until spec.topology is {has} again"
+        )
+    })
 }
 
 /// Reads the cluster's credentials from its Secret, creating both Secrets with fresh
@@ -397,6 +481,7 @@ async fn housekeeping<A: AgentApi + Clone>(
     status: Arc<StatusStore>,
     api: Api<MySet>,
     myset_tx: watch::Sender<MySet>,
+    refused: Arc<Mutex<Option<String>>>,
     stop: CancellationToken,
 ) {
     let mut lasted = Durations::default();
@@ -410,7 +495,7 @@ async fn housekeeping<A: AgentApi + Clone>(
         let name = myset_tx.borrow().name_any();
         match api.get_opt(&name).await {
             Ok(Some(latest)) => {
-                myset_tx.send_replace(latest);
+                myset_tx.send_replace(with_topology(&latest, controller.state().topology));
             }
             Ok(None) => {
                 tracing::info!("the MySet is gone; its brain stops");
@@ -421,10 +506,12 @@ async fn housekeeping<A: AgentApi + Clone>(
                 continue;
             }
         }
+        let refusal = refused.lock().expect("refused lock").clone();
         match housekeeping_pass(
             &controller,
             &status,
             &myset_tx,
+            refusal.as_deref(),
             &mut lasted,
             &mut last_report,
         )
@@ -450,14 +537,16 @@ async fn housekeeping_pass<A: AgentApi + Clone>(
     controller: &Arc<Controller<KubeRuntime<A>>>,
     status: &StatusStore,
     myset_tx: &watch::Sender<MySet>,
+    refusal: Option<&str>,
     lasted: &mut Durations,
     last_report: &mut Option<(Vec<crd::InstanceStatus>, Vec<Condition>)>,
 ) -> anyhow::Result<()> {
     let runtime = controller.runtime();
     runtime.refresh().await?;
     let record = controller.state();
-    runtime.label_roles(&record).await?;
     let observed = controller.status();
+    // The primary, or for Galera the member rw routes to (one Ready member at a time).
+    runtime.label_roles(&record, observed.primary).await?;
     for instance in &observed.instances {
         if matches!(
             instance.state,
@@ -491,8 +580,8 @@ async fn housekeeping_pass<A: AgentApi + Clone>(
         act_on_node(controller, action).await;
     }
 
-    let instances = instance_statuses(&observed, &view);
-    let conditions = conditions(&observed, &record, now());
+    let instances = instance_statuses(&observed, &view, record.topology);
+    let conditions = conditions(&observed, &record, refusal, now());
     let report = (instances, conditions);
     if last_report.as_ref() != Some(&report) {
         status
@@ -565,10 +654,12 @@ fn now() -> Time {
     Time(k8s_openapi::jiff::Timestamp::now())
 }
 
-/// The per-instance status of the `MySet`.
+/// The per-instance status of the `MySet`. A Galera member is shown as the primary while rw
+/// routes to it (every member is writable; rw uses one at a time).
 pub fn instance_statuses(
     observed: &ClusterStatus,
     view: &crate::kube_runtime::View,
+    topology: Topology,
 ) -> Vec<crd::InstanceStatus> {
     observed
         .instances
@@ -577,15 +668,25 @@ pub fn instance_statuses(
             ordinal: i.ordinal,
             pod: i.name.clone(),
             node: view.pods.get(&i.ordinal).and_then(|p| p.node.clone()),
-            role: i.role.into(),
+            role: match topology {
+                Topology::Replication => i.role.into(),
+                Topology::Galera if i.ordinal == observed.primary => crd::Role::Primary,
+                Topology::Galera => crd::Role::Replica,
+            },
             ready: i.ready,
             gtid: i.gtid.as_ref().map(|g| g.current.clone()),
         })
         .collect()
 }
 
-/// `Ready`, `Progressing` and `Degraded`, from what the controller observed.
-pub fn conditions(observed: &ClusterStatus, record: &ClusterState, at: Time) -> Vec<Condition> {
+/// `Ready`, `Progressing` and `Degraded`, from what the controller observed; `refusal`: why
+/// the latest spec is not acted on, if it is not.
+pub fn conditions(
+    observed: &ClusterStatus,
+    record: &ClusterState,
+    refusal: Option<&str>,
+    at: Time,
+) -> Vec<Condition> {
     let not_ready: Vec<String> = observed
         .instances
         .iter()
@@ -609,10 +710,14 @@ pub fn conditions(observed: &ClusterStatus, record: &ClusterState, at: Time) -> 
         .map(|i| i.name.clone())
         .collect();
     let scaling = record.members.len() as u32 != record.replicas;
+    // The member rw routes to: the primary, or a Galera member (any may take writes).
+    let galera = record.topology == Topology::Galera;
+    let writer = observed.primary;
     let primary_ready = observed
         .instances
         .iter()
-        .any(|i| i.ordinal == record.primary && i.role == Role::Primary && i.ready);
+        .any(|i| i.ordinal == writer && (galera || i.role == Role::Primary) && i.ready);
+    let writer_words = if galera { "rw on member" } else { "primary" };
     let condition = |type_: &str, on: bool, reason: &str, message: String| Condition {
         type_: type_.into(),
         status: if on { "True" } else { "False" }.into(),
@@ -643,6 +748,9 @@ pub fn conditions(observed: &ClusterStatus, record: &ClusterState, at: Time) -> 
     if !not_ready.is_empty() && !progressing {
         problems.push(format!("not Ready: {}", not_ready.join(", ")));
     }
+    if let Some(why) = refusal {
+        problems.push(why.to_string());
+    }
     vec![
         condition(
             crd::condition::READY,
@@ -650,12 +758,13 @@ pub fn conditions(observed: &ClusterStatus, record: &ClusterState, at: Time) -> 
             if ready { "AllReady" } else { "NotAllReady" },
             if ready {
                 format!(
-                    "{} instances Ready; primary {}",
+                    "{} instances Ready; {writer_words} {writer}",
                     observed.instances.len(),
-                    record.primary
                 )
+            } else if !primary_ready && galera {
+                "no member is Ready for rw".to_string()
             } else if !primary_ready {
-                format!("the primary ({}) is not Ready", record.primary)
+                format!("the primary ({writer}) is not Ready")
             } else {
                 format!("not Ready: {}", not_ready.join(", "))
             },

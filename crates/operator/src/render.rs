@@ -42,6 +42,29 @@ pub const AGENT_PORT: i32 = 8080;
 /// `/readyz` with a bare verdict and nothing else (`--probe-listen`); the API port keeps
 /// requiring the token.
 pub const PROBE_PORT: i32 = 8081;
+/// Galera members' group communication, incremental and full state transfer ports (Galera's
+/// usual ones), the same in every Pod; peers reach them through the headless Service.
+pub const GALERA_PORTS: myset_api::GaleraPorts = myset_api::GaleraPorts {
+    gcomm: 4567,
+    ist: 4568,
+    sst: 4444,
+};
+/// The names of those ports on Pods and on the headless Service.
+const GALERA_PORT_NAMES: [&str; 3] = ["galera", "galera-ist", "galera-sst"];
+
+/// Galera's ports with their names, for a Galera `MySet`; none otherwise.
+fn galera_ports(topology: myset_api::Topology) -> Vec<(&'static str, i32)> {
+    match topology {
+        myset_api::Topology::Replication => Vec::new(),
+        myset_api::Topology::Galera => {
+            let p = GALERA_PORTS;
+            GALERA_PORT_NAMES
+                .into_iter()
+                .zip([p.gcomm, p.ist, p.sst].map(i32::from))
+                .collect()
+        }
+    }
+}
 
 /// The PVC's mount: the agent's instance directory (data dir, spec, sockets, logs).
 pub const INSTANCE_DIR: &str = "/var/lib/myset";
@@ -349,10 +372,15 @@ impl<'a> Context<'a> {
                 cluster_ip: Some("None".into()),
                 publish_not_ready_addresses: Some(true),
                 selector: Some(self.selector()),
-                ports: Some(vec![
-                    service_port("mysql", MYSQL_PORT, "mysql"),
-                    service_port("agent", AGENT_PORT, "agent"),
-                ]),
+                // Galera members reach each other's group communication and state
+                // transfers here, Ready or not (a joiner is not Ready until it synced).
+                ports: Some(
+                    [("mysql", MYSQL_PORT), ("agent", AGENT_PORT)]
+                        .into_iter()
+                        .chain(galera_ports(self.myset.spec.topology))
+                        .map(|(name, port)| service_port(name, port, name))
+                        .collect(),
+                ),
                 ..ServiceSpec::default()
             }),
             ..Service::default()
@@ -468,11 +496,17 @@ impl<'a> Context<'a> {
                 field_env("POD_NAMESPACE", "metadata.namespace"),
                 field_env("POD_IP", "status.podIP"),
             ]),
-            ports: Some(vec![
-                container_port("mysql", MYSQL_PORT),
-                container_port("agent", AGENT_PORT),
-                container_port("probes", PROBE_PORT),
-            ]),
+            ports: Some(
+                [
+                    ("mysql", MYSQL_PORT),
+                    ("agent", AGENT_PORT),
+                    ("probes", PROBE_PORT),
+                ]
+                .into_iter()
+                .chain(galera_ports(spec.topology))
+                .map(|(name, port)| container_port(name, port))
+                .collect(),
+            ),
             // The agent's liveness for the kubelet holds while it waits for its spec and
             // while a bootstrap, clone or prepare makes progress; this budget is a backstop
             // for a first start, and the liveness probe only starts once this one passes.

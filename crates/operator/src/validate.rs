@@ -151,6 +151,10 @@ pub fn validate(myset: &MySet) -> Result<(), InvalidMySet> {
             format!("{} is outside 1 to {MAX_REPLICAS}", spec.replicas),
         ));
     }
+    if spec.topology == myset_api::Topology::Galera {
+        // The same rule, and words, as `myset up` and `myset scale`.
+        myset_core::galera::check_size(spec.replicas).map_err(|e| invalid("spec.replicas", e))?;
+    }
     if !(1..=600).contains(&spec.failover_delay_seconds) {
         return Err(invalid(
             "spec.failoverDelaySeconds",

@@ -1,4 +1,5 @@
-//! Every object `render` makes of the example MySet, and every manifest under deploy/, is
+//! Every object `render` makes of the example MySet (as it is, and as a Galera cluster), and
+//! every manifest under deploy/, is
 //! strict-valid against the real Kubernetes schemas of the oldest and newest versions
 //! kubernetes-validate bundles (scripts/validate-k8s). Needs `kubernetes-validate` from PyPI;
 //! without it the test is skipped, except under CI (`CI` set), where it fails.
@@ -17,7 +18,14 @@ fn rendered_objects_and_deploy_manifests_are_valid_kubernetes() {
     let text = std::fs::read_to_string(root.join("deploy/example-myset.yaml")).unwrap();
     let mut myset = myset_operator::parse_manifest(&text).unwrap();
     myset.metadata.uid = Some("00000000-0000-0000-0000-000000000000".into());
-    let objects = myset_operator::render(&myset, &myset_operator::generate_credentials()).unwrap();
+    let mut objects =
+        myset_operator::render(&myset, &myset_operator::generate_credentials()).unwrap();
+    // The same as a Galera cluster: its Pods and headless Service have more ports.
+    let mut galera = myset.clone();
+    galera.metadata.name = Some("galera".into());
+    galera.spec.topology = myset_api::Topology::Galera;
+    objects
+        .extend(myset_operator::render(&galera, &myset_operator::generate_credentials()).unwrap());
     let dir = tempfile::tempdir().unwrap();
     let rendered = dir.path().join("rendered.yaml");
     std::fs::write(&rendered, myset_operator::to_yaml_stream(&objects).unwrap()).unwrap();
@@ -33,6 +41,8 @@ fn rendered_objects_and_deploy_manifests_are_valid_kubernetes() {
     for expected in [
         "pod/demo-2 against version 1.25",
         "pod/demo-2 against version 1.37",
+        "pod/galera-2 against version 1.25",
+        "service/galera against version 1.37",
         "customresourcedefinition/mysets.myset.dev against version 1.25",
         "clusterrole/myset-operator against version 1.37",
         "deployment/myset-operator against version 1.25",

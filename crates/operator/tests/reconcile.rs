@@ -160,11 +160,7 @@ async fn a_switchover_is_asked_with_an_annotation_and_the_annotation_is_removed(
     let h = Harness::new(3, 3).await;
     h.converge(3).await;
     let patch = serde_json::json!({"metadata": {"annotations": {ANNOTATION_SWITCHOVER: "2"}}});
-    h.sim
-        .mysets
-        .patch("db", &PatchParams::default(), &Patch::Merge(&patch))
-        .await
-        .unwrap();
+    h.edit(patch).await;
     assert!(
         h.until(Duration::from_secs(30), || async { h.primary() == 2 })
             .await
@@ -184,17 +180,9 @@ async fn scaling_up_and_down_keeps_the_volumes() {
     let h = Harness::new(3, 5).await;
     h.converge(3).await;
     let scale = |n: u32| serde_json::json!({"spec": {"replicas": n}});
-    h.sim
-        .mysets
-        .patch("db", &PatchParams::default(), &Patch::Merge(&scale(5)))
-        .await
-        .unwrap();
+    h.edit(scale(5)).await;
     h.converge(5).await;
-    h.sim
-        .mysets
-        .patch("db", &PatchParams::default(), &Patch::Merge(&scale(3)))
-        .await
-        .unwrap();
+    h.edit(scale(3)).await;
     assert!(
         h.until(Duration::from_secs(120), || async {
             h.sim.pod_names().await == ["db-0", "db-1", "db-2"] && h.all_ready(3).await
@@ -319,11 +307,7 @@ async fn durability_and_failover_delay_edits_reach_the_members() {
     let h = Harness::new(3, 3).await;
     h.converge(3).await;
     let edit = serde_json::json!({"spec": {"durability": "async", "failoverDelaySeconds": 7}});
-    h.sim
-        .mysets
-        .patch("db", &PatchParams::default(), &Patch::Merge(&edit))
-        .await
-        .unwrap();
+    h.edit(edit).await;
     assert!(
         h.until(Duration::from_secs(30), || async {
             let primary = h.sim.agents.world.agent(h.primary());
@@ -335,4 +319,364 @@ async fn durability_and_failover_delay_edits_reach_the_members() {
     let record = h.status().await.record.unwrap();
     assert_eq!(record.durability, myset_api::Durability::Async);
     assert_eq!(record.failover_delay_ms, 7000);
+}
+
+/// The Galera topology: members and their Pods, ports and rw.
+mod galera {
+    use super::*;
+    use myset_api::{EventKind, Topology};
+    use sim::myset_of;
+
+    async fn galera_harness(nodes: usize) -> Harness {
+        let h = Harness::with(myset_of(3, Topology::Galera), nodes).await;
+        h.converge(3).await;
+        h
+    }
+
+    /// The member `-rw` selects (the Pod labelled primary), when exactly one is.
+    async fn rw_member(h: &Harness) -> Option<u32> {
+        match h.labelled_primary().await.as_slice() {
+            [one] => one.strip_prefix("db-")?.parse().ok(),
+            _ => None,
+        }
+    }
+
+    fn events(h: &Harness) -> Vec<myset_api::Event> {
+        h.operator
+            .brain(NAMESPACE, "db")
+            .expect("a brain")
+            .runtime()
+            .events()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_galera_myset_runs_writable_members_reachable_on_galeras_ports_with_one_rw_member() {
+        let h = galera_harness(3).await;
+        let record = h.status().await.record.expect("the record");
+        assert_eq!(record.topology, Topology::Galera);
+        assert_eq!(
+            record.placements[&2].galera,
+            Some(myset_operator::render::GALERA_PORTS)
+        );
+        // Each member's agent is told every member's group-communication address.
+        let spec = h.sim.agents.world.agent(1).spec;
+        let galera = spec.galera.expect("a Galera spec");
+        let members: Vec<String> = galera.members.iter().map(|a| a.to_string()).collect();
+        assert_eq!(
+            members,
+            [
+                "db-0.db.default.svc:4567",
+                "db-1.db.default.svc:4567",
+                "db-2.db.default.svc:4567"
+            ]
+        );
+        // The Pods and the headless Service carry the group-communication, IST and SST ports.
+        let pod = h.sim.pods.get("db-1").await.unwrap();
+        let ports: Vec<(String, i32)> = pod.spec.unwrap().containers[0]
+            .ports
+            .clone()
+            .unwrap()
+            .into_iter()
+            .map(|p| (p.name.unwrap(), p.container_port))
+            .collect();
+        for wanted in [("galera", 4567), ("galera-ist", 4568), ("galera-sst", 4444)] {
+            assert!(
+                ports.contains(&(wanted.0.to_string(), wanted.1)),
+                "{ports:?}"
+            );
+        }
+        let services: Api<Service> = Api::namespaced(h.sim.client.clone(), NAMESPACE);
+        let headless = services.get("db").await.unwrap().spec.unwrap();
+        let names: Vec<String> = headless
+            .ports
+            .unwrap()
+            .into_iter()
+            .filter_map(|p| p.name)
+            .collect();
+        assert_eq!(
+            names,
+            ["mysql", "agent", "galera", "galera-ist", "galera-sst"]
+        );
+        assert_eq!(headless.publish_not_ready_addresses, Some(true));
+
+        // One member for rw; every member takes writes, and each has them all.
+        let writer = rw_member(&h).await.expect("one Pod labelled for rw");
+        assert_eq!(h.sim.agents.world.galera_write(writer, 5), 5);
+        for o in 0..3 {
+            assert_eq!(h.sim.agents.world.galera_write(o, 1), 1, "member {o}");
+        }
+        for o in 0..3 {
+            assert_eq!(h.sim.agents.world.agent(o).executed.1, 8);
+        }
+        let statuses = h.status().await.instances;
+        assert_eq!(
+            statuses
+                .iter()
+                .filter(|i| i.role == myset_operator::crd::Role::Primary)
+                .map(|i| i.ordinal)
+                .collect::<Vec<_>>(),
+            [writer],
+            "the status names rw's member"
+        );
+
+        // rw's member's Pod is deleted: rw moves to another Ready member, and the member
+        // comes back into the cluster with every write.
+        h.sim
+            .pods
+            .delete(&format!("db-{writer}"), &Default::default())
+            .await
+            .unwrap();
+        assert!(
+            h.until(Duration::from_secs(10), || async {
+                rw_member(&h).await.is_some_and(|w| w != writer)
+            })
+            .await,
+            "rw did not move: {:?}",
+            h.labelled_primary().await
+        );
+        h.converge(3).await;
+        assert_eq!(h.sim.agents.world.agent(writer).executed.1, 8);
+        assert!(h.sim.agents.world.with(|w| w.split_brain.is_empty()));
+        assert!(events(&h)
+            .iter()
+            .all(|e| e.kind != EventKind::GaleraBootstrap));
+    }
+
+    /// Every member is lost, the first one earlier than the others (its node stopped
+    /// reporting while the other two took writes). The operator reads each member's position
+    /// from the agent of a Pod that runs no server, bootstraps the newest, and the others
+    /// join it: no acknowledged write is lost.
+    #[tokio::test(start_paused = true)]
+    async fn after_losing_every_member_the_operator_bootstraps_the_newest_from_positions_the_agents_read(
+    ) {
+        let h = galera_harness(3).await;
+        let world = &h.sim.agents.world;
+        let writer = rw_member(&h).await.expect("rw's member");
+        assert_eq!(world.galera_write(writer, 5), 5);
+
+        // Member 0's node stops reporting: it is cut off, the two others keep a quorum.
+        let n0 = h.sim.node_of("db-0").await.expect("scheduled");
+        h.sim.set_node_ready(&n0, false).await;
+        assert!(
+            h.until(Duration::from_secs(30), || async {
+                rw_member(&h).await.is_some_and(|w| w != 0)
+            })
+            .await,
+            "rw did not leave the cut-off member"
+        );
+        let writer = rw_member(&h).await.unwrap();
+        assert_eq!(world.galera_write(writer, 5), 5);
+        assert_eq!(world.agent(0).executed.1, 5, "the cut-off member is behind");
+        // Its Pod is force-deleted once the node was away for the failover delay (Galera's
+        // quorum fences it); its replacement cannot run while the volume's node is away.
+        assert!(
+            h.until(Duration::from_secs(30), || async {
+                events(&h)
+                    .iter()
+                    .any(|e| e.kind == EventKind::PodForceDeleted && e.ordinal == Some(0))
+            })
+            .await
+        );
+
+        // Then the two others are lost at once, and member 0's node comes back.
+        for pod in ["db-1", "db-2"] {
+            h.sim.pods.delete(pod, &Default::default()).await.unwrap();
+        }
+        h.sim.set_node_ready(&n0, true).await;
+        h.converge(3).await;
+
+        let bootstrap = events(&h)
+            .into_iter()
+            .find(|e| e.kind == EventKind::GaleraBootstrap)
+            .expect("a bootstrap after the outage");
+        let chosen = bootstrap.ordinal.expect("the member chosen");
+        assert_ne!(
+            chosen, 0,
+            "the member lost first is never the source: {bootstrap:?}"
+        );
+        let uuid = sim::fake::GALERA_UUID;
+        for position in [format!("0: {uuid}:5"), format!("{chosen}: {uuid}:10")] {
+            assert!(
+                bootstrap.message.contains(&position),
+                "{position} in {bootstrap:?}"
+            );
+        }
+        // The positions came from the members' agents, each in a Pod of its own.
+        let reported = h.sim.agents.positions_reported.lock().unwrap().clone();
+        let members: std::collections::BTreeSet<u32> = reported.iter().map(|(o, _)| *o).collect();
+        assert_eq!(members, [0, 1, 2].into(), "{reported:?}");
+        // Every acknowledged write is on every member, and only one component ever formed.
+        for o in 0..3 {
+            let seqno = world.agent(o).executed.1;
+            assert!(
+                world.with(|w| w.acked.iter().all(|&s| s <= seqno)),
+                "member {o} at {seqno}"
+            );
+        }
+        assert!(world.with(|w| w.split_brain.is_empty()));
+        let writer = rw_member(&h).await.expect("rw's member");
+        assert_eq!(world.galera_write(writer, 1), 1);
+    }
+
+    /// A member's container restarts (its agent died): the new agent waits for a spec rather
+    /// than act on its stored one, the operator sees the restart count and starts the member
+    /// again as the cluster needs it (joining), and it rejoins with every write.
+    #[tokio::test(start_paused = true)]
+    async fn a_restarted_container_waits_for_the_operator_and_rejoins() {
+        let h = galera_harness(3).await;
+        let world = &h.sim.agents.world;
+        let writer = rw_member(&h).await.expect("rw's member");
+        assert_eq!(world.galera_write(writer, 3), 3);
+        let member = (writer + 1) % 3;
+        h.sim.restart_container(member).await;
+        assert_eq!(
+            world.galera_write(writer, 2),
+            2,
+            "two members keep the quorum"
+        );
+        assert!(
+            h.until(Duration::from_secs(30), || async {
+                events(&h)
+                    .iter()
+                    .any(|e| e.kind == EventKind::AgentRestarted && e.ordinal == Some(member))
+            })
+            .await,
+            "the operator did not start the member again: {:#?}",
+            events(&h)
+        );
+        // Ready again, as the controller sees it after the restart.
+        let restarted_at = events(&h)
+            .iter()
+            .rposition(|e| e.kind == EventKind::AgentRestarted)
+            .unwrap();
+        assert!(
+            h.until(Duration::from_secs(30), || async {
+                events(&h)[restarted_at..]
+                    .iter()
+                    .any(|e| e.kind == EventKind::Ready && e.ordinal == Some(member))
+            })
+            .await
+        );
+        h.converge(3).await;
+        let again = world.agent(member);
+        assert_eq!(
+            again.spec.galera.expect("a Galera spec").start,
+            myset_api::GaleraStart::Join
+        );
+        assert_eq!(again.executed.1, 5, "it rejoined with every write");
+        let pod = h.sim.pods.get(&format!("db-{member}")).await.unwrap();
+        let delivered = pod.metadata.annotations.unwrap_or_default();
+        assert_eq!(
+            delivered
+                .get(myset_operator::kube_runtime::ANNOTATION_SPEC_DELIVERED)
+                .map(String::as_str),
+            Some("1"),
+            "the delivery is recorded against the restarted container"
+        );
+        assert!(events(&h)
+            .iter()
+            .all(|e| e.kind != EventKind::GaleraBootstrap));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_change_of_topology_is_refused_and_nothing_in_that_spec_is_acted_on() {
+        let h = Harness::new(3, 4).await;
+        h.converge(3).await;
+        let edit = serde_json::json!({"spec": {"topology": "galera", "replicas": 4}});
+        h.edit(edit).await;
+        assert!(
+            h.until(Duration::from_secs(10), || async {
+                let degraded = h
+                    .status()
+                    .await
+                    .conditions
+                    .into_iter()
+                    .find(|c| c.type_ == "Degraded");
+                degraded.is_some_and(|c| c.status == "True" && c.message.contains("spec.topology"))
+            })
+            .await,
+            "no Degraded condition: {:?}",
+            h.status().await.conditions
+        );
+        let refused: Vec<_> = events(&h)
+            .into_iter()
+            .filter(|e| e.kind == EventKind::SpecRefused)
+            .collect();
+        assert_eq!(refused.len(), 1, "one event for one refusal: {refused:?}");
+        assert!(
+            refused[0].message.contains("created as replication"),
+            "{refused:?}"
+        );
+        let record = h.status().await.record.unwrap();
+        assert_eq!(record.topology, Topology::Replication);
+        assert_eq!(
+            record.replicas, 3,
+            "the scale in the refused spec is not acted on"
+        );
+        assert_eq!(h.sim.pod_names().await, ["db-0", "db-1", "db-2"]);
+        let services: Api<Service> = Api::namespaced(h.sim.client.clone(), NAMESPACE);
+        let ports = services
+            .get("db")
+            .await
+            .unwrap()
+            .spec
+            .unwrap()
+            .ports
+            .unwrap();
+        assert_eq!(ports.len(), 2, "no Galera ports: {ports:?}");
+        // Back to replication: the refusal ends and the scale is acted on.
+        let edit = serde_json::json!({"spec": {"topology": "replication"}});
+        h.edit(edit).await;
+        h.converge(4).await;
+        let degraded = h
+            .status()
+            .await
+            .conditions
+            .into_iter()
+            .find(|c| c.type_ == "Degraded")
+            .unwrap();
+        assert_eq!(degraded.status, "False", "{degraded:?}");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn fewer_than_three_galera_members_are_refused_at_creation_and_at_scale_down() {
+        let mut two = myset_of(3, Topology::Galera);
+        two.spec.replicas = 2;
+        let sim = sim::Sim::new(two, 3).await;
+        let agents = sim.agents.clone();
+        let operator = std::sync::Arc::new(myset_operator::operator::Operator::with_agents(
+            sim.client.clone(),
+            sim::TIMING,
+            move |_| agents.clone(),
+        ));
+        let latest = sim.mysets.get("db").await.unwrap();
+        let error = operator.reconcile(&latest).await.unwrap_err();
+        assert!(
+            format!("{error:#}").contains("at least 3 members"),
+            "{error:#}"
+        );
+        assert!(sim.pod_names().await.is_empty(), "nothing is created");
+        assert!(operator.brain(NAMESPACE, "db").is_none());
+
+        let h = galera_harness(3).await;
+        let edit = serde_json::json!({"spec": {"replicas": 2}});
+        h.edit(edit).await;
+        let latest = h.latest().await;
+        let error = h.operator.reconcile(&latest).await.unwrap_err();
+        assert!(format!("{error:#}").contains("at least 3 members"));
+        let refused: Vec<_> = events(&h)
+            .into_iter()
+            .filter(|e| e.kind == EventKind::SpecRefused)
+            .collect();
+        assert!(
+            refused.len() == 1 && refused[0].message.contains("spec.replicas"),
+            "{refused:?}"
+        );
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        assert_eq!(
+            h.operator.brain(NAMESPACE, "db").unwrap().state().replicas,
+            3
+        );
+        assert_eq!(h.sim.pod_names().await, ["db-0", "db-1", "db-2"]);
+    }
 }

@@ -1,6 +1,10 @@
 //! How the controller talks to agents.
 
-use myset_api::{Address, AgentStatus, InstanceSpec, Order, OrderResult, CONTROLLER_TERM_HEADER};
+use myset_api::{
+    Address, AgentStatus, GaleraPositionReport, InstanceSpec, Order, OrderResult,
+    CONTROLLER_TERM_HEADER, GALERA_POSITION_PATH,
+};
+use myset_core::galera::{ClusterUuid, MemberData, Position};
 use std::future::Future;
 use std::time::Duration;
 
@@ -37,6 +41,47 @@ pub trait AgentApi: Send + Sync + 'static {
         order: &Order,
         timeout: Duration,
     ) -> impl Future<Output = Result<OrderResult, AgentError>> + Send;
+    /// Galera: the last committed position of a member whose server is not running, as its
+    /// agent reads it from its own data dir (on Kubernetes the controller cannot read a
+    /// volume; the agent of a Pod waiting for its spec can). At most `timeout`.
+    fn galera_position(
+        &self,
+        agent: &Address,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<MemberData, AgentError>> + Send {
+        let _ = timeout;
+        let agent = agent.clone();
+        async move {
+            Err(AgentError::Refused {
+                detail: "these agents cannot report a Galera position".into(),
+                agent,
+            })
+        }
+    }
+}
+
+/// The position an agent reported, checked: a malformed UUID is a refusal, not a guess.
+pub fn member_data(
+    agent: &Address,
+    report: GaleraPositionReport,
+) -> Result<MemberData, AgentError> {
+    Ok(match report {
+        GaleraPositionReport::Empty => MemberData::Empty,
+        GaleraPositionReport::At {
+            uuid,
+            seqno,
+            safe_to_bootstrap,
+        } => MemberData::At {
+            position: Position {
+                uuid: ClusterUuid::parse(&uuid).map_err(|e| AgentError::Refused {
+                    agent: agent.clone(),
+                    detail: format!("reported a malformed Galera UUID: {e}"),
+                })?,
+                seqno,
+            },
+            safe_to_bootstrap,
+        },
+    })
 }
 
 /// Agents reached over their token-authenticated HTTP API.
@@ -103,5 +148,18 @@ impl AgentApi for HttpAgents {
             .call("/order", order)
             .await
             .map_err(|e| classify(agent, e))
+    }
+
+    async fn galera_position(
+        &self,
+        agent: &Address,
+        timeout: Duration,
+    ) -> Result<MemberData, AgentError> {
+        let report = self
+            .client(agent, 0, timeout)
+            .get(GALERA_POSITION_PATH)
+            .await
+            .map_err(|e| classify(agent, e))?;
+        member_data(agent, report)
     }
 }

@@ -8,7 +8,7 @@
 
 mod agents;
 
-pub use agents::{AgentApi, AgentError, HttpAgents};
+pub use agents::{member_data, AgentApi, AgentError, HttpAgents};
 
 use myset_api::{ClusterState, Event, InstanceSpec, Placement};
 use std::future::Future;

@@ -2,12 +2,19 @@
 //! agents in memory, with servers reduced to what the controller's decisions depend on (role,
 //! term, fencing, one GTID domain, who replicates from whom). No process, no socket, no
 //! mariadbd; time is tokio's paused clock, so a scenario of minutes runs in milliseconds.
+//!
+//! Galera members (a spec with `galera`) are reduced likewise: one cluster UUID, a seqno per
+//! member, a Primary component whose reachable members apply every write at once, which a
+//! joiner enters by state transfer and which is lost when at most half of its last view
+//! survives; a stopped member's position is what its volume holds.
 
 use myset_api::{
-    Address, AgentStatus, ClusterState, Event, GtidPositions, InstanceSpec, Order, OrderAction,
-    OrderResult, Phase, Placement, ReplicationStatus, Role, Secrets,
+    Address, AgentStatus, ClusterState, Event, GaleraStart, GaleraStatus, GtidPositions,
+    InstanceSpec, Order, OrderAction, OrderResult, Phase, Placement, ReplicationStatus, Role,
+    Secrets, WsrepState,
 };
 use myset_controller::{AgentApi, AgentError, Controller, KillOutcome, Runtime, Timing};
+use myset_core::galera::{ClusterUuid, MemberData, Position};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -40,7 +47,12 @@ pub struct FakeAgent {
     pub received: Gtid,
     /// When it last received from its primary.
     pub last_heard: Option<Instant>,
+    /// Galera: in the Primary component (Synced), so Ready and writable.
+    pub galera_primary: bool,
 }
+
+/// The fake Galera cluster's state UUID.
+pub const GALERA_UUID: &str = "6b5b3c2e-0000-4000-8000-00000000cafe";
 
 impl FakeAgent {
     fn following(&self) -> bool {
@@ -69,6 +81,8 @@ pub struct Inner {
     /// Instances whose next start leaves them unreachable for a while (a slow start: the
     /// controller cannot observe them yet).
     pub slow_start: BTreeMap<u32, Duration>,
+    /// Galera: how many members the Primary component last had (0: none exists).
+    pub galera_view: usize,
 }
 
 pub struct World {
@@ -131,13 +145,90 @@ impl World {
             let writers: Vec<u32> = w
                 .agents
                 .iter()
-                .filter(|(_, a)| a.running && a.spec.role == Role::Primary)
+                .filter(|(_, a)| {
+                    a.running && a.spec.galera.is_none() && a.spec.role == Role::Primary
+                })
                 .map(|(o, _)| *o)
                 .collect();
             if writers.len() > 1 {
                 w.split_brain.push(writers);
             }
+            Self::propagate_galera(w);
         });
+    }
+
+    /// Galera: members cut off or dead are in no component; the survivors of the Primary
+    /// component keep it only with more than half of its last view, and then every reachable
+    /// member is in it with the newest writes (joiners by state transfer).
+    fn propagate_galera(w: &mut Inner) {
+        let mut reachable = Vec::new();
+        for (&o, a) in w.agents.iter_mut().filter(|(_, a)| a.spec.galera.is_some()) {
+            if a.running && !a.isolated {
+                reachable.push(o);
+            } else {
+                a.galera_primary = false;
+            }
+        }
+        let survivors: Vec<u32> = reachable
+            .iter()
+            .copied()
+            .filter(|o| w.agents[o].galera_primary)
+            .collect();
+        if survivors.is_empty() || survivors.len() * 2 <= w.galera_view {
+            for o in survivors {
+                w.agents.get_mut(&o).unwrap().galera_primary = false;
+            }
+            w.galera_view = 0;
+            return;
+        }
+        let newest = survivors
+            .iter()
+            .map(|o| w.agents[o].executed)
+            .max_by_key(|g| g.1)
+            .unwrap();
+        for o in &reachable {
+            let a = w.agents.get_mut(o).unwrap();
+            a.galera_primary = true;
+            a.executed = newest;
+            a.received = newest;
+        }
+        w.galera_view = reachable.len();
+    }
+
+    /// Galera: a client commits `n` writes on member `ordinal`; each is acknowledged once
+    /// the Primary component has it (every member of it applies it).
+    pub fn galera_write(&self, ordinal: u32, n: u64) -> u64 {
+        let mut acked = 0;
+        for _ in 0..n {
+            self.propagate();
+            let seq = self.with(|w| {
+                let a = w.agents.get_mut(&ordinal)?;
+                if !a.running || a.isolated || !a.galera_primary {
+                    return None;
+                }
+                a.executed = (a.spec.server_id, a.executed.1 + 1);
+                Some(a.executed.1)
+            });
+            let Some(seq) = seq else { break };
+            self.propagate();
+            self.with(|w| w.acked.push(seq));
+            acked += 1;
+        }
+        acked
+    }
+
+    /// Galera: what a stopped member's volume holds, as `grastate.dat` or a recovery says.
+    pub fn galera_position(&self, ordinal: u32) -> MemberData {
+        self.with(|w| match w.disk.get(&ordinal) {
+            None => MemberData::Empty,
+            Some(&(_, seqno)) => MemberData::At {
+                position: Position {
+                    uuid: ClusterUuid::parse(GALERA_UUID).expect("a UUID"),
+                    seqno,
+                },
+                safe_to_bootstrap: false,
+            },
+        })
     }
 
     /// A client commits `n` writes on the server `ordinal` (through rw or directly). With
@@ -202,7 +293,34 @@ impl World {
         self.with(|w| w.events.clone())
     }
 
-    fn status_of(a: &FakeAgent, ordinal: u32) -> AgentStatus {
+    fn status_of(a: &FakeAgent, ordinal: u32, galera_view: usize) -> AgentStatus {
+        if a.spec.galera.is_some() {
+            let primary = a.galera_primary;
+            return AgentStatus {
+                ready: primary,
+                reason: (!primary).then(|| "not in the Primary component".to_string()),
+                replication: None,
+                read_only: Some(false),
+                primary_silent_ms: None,
+                semisync: Some(false),
+                galera: Some(GaleraStatus {
+                    state: if primary {
+                        WsrepState::Synced
+                    } else {
+                        WsrepState::Initializing
+                    },
+                    primary_component: primary,
+                    cluster_size: if primary { galera_view as u32 } else { 1 },
+                    seqno: a.executed.1 as i64,
+                    cluster_uuid: GALERA_UUID.into(),
+                }),
+                ..Self::replication_status_of(a, ordinal)
+            };
+        }
+        Self::replication_status_of(a, ordinal)
+    }
+
+    fn replication_status_of(a: &FakeAgent, ordinal: u32) -> AgentStatus {
         let silent = a
             .last_heard
             .map(|t| Instant::now().duration_since(t).as_millis() as u64);
@@ -358,7 +476,7 @@ impl AgentApi for FakeAgents {
             if !a.running || a.isolated {
                 return Err(unreachable(agent));
             }
-            Ok(World::status_of(a, ordinal))
+            Ok(World::status_of(a, ordinal, w.galera_view))
         })
     }
 
@@ -394,6 +512,23 @@ impl AgentApi for FakeAgents {
             Err(_) => Err(unreachable(agent)),
         }
     }
+
+    /// An agent whose server is stopped reads its position from its volume.
+    async fn galera_position(
+        &self,
+        agent: &Address,
+        _timeout: Duration,
+    ) -> Result<MemberData, AgentError> {
+        let ordinal = self.0.with(|w| {
+            let ordinal = World::ordinal_of(w, agent).ok_or_else(|| unreachable(agent))?;
+            match &w.agents[&ordinal] {
+                a if a.isolated => Err(unreachable(agent)),
+                a if a.running => Err(refused(agent, "its server runs")),
+                _ => Ok(ordinal),
+            }
+        })?;
+        Ok(self.0.galera_position(ordinal))
+    }
 }
 
 pub struct FakeRuntime {
@@ -423,17 +558,30 @@ impl Runtime for FakeRuntime {
         let taken: BTreeSet<u16> = state
             .placements
             .values()
-            .flat_map(|p| [p.server.port, p.agent.port])
+            .flat_map(|p| {
+                let galera = p.galera.iter().flat_map(|g| [g.gcomm, g.ist, g.sst]);
+                [p.server.port, p.agent.port].into_iter().chain(galera)
+            })
             .collect();
         let mut free = (10_000u16..).filter(|p| !taken.contains(p));
+        let mut port = || free.next().expect("a free port");
         let mut address = || Address {
             host: "fake".into(),
-            port: free.next().expect("a free port"),
+            port: port(),
         };
+        let (server, agent) = (address(), address());
+        let galera = (state.topology == myset_api::Topology::Galera).then(|| {
+            let mut port = || free.next().expect("a free port");
+            myset_api::GaleraPorts {
+                gcomm: port(),
+                ist: port(),
+                sst: port(),
+            }
+        });
         Ok(Placement {
-            server: address(),
-            agent: address(),
-            galera: None,
+            server,
+            agent,
+            galera,
         })
     }
 
@@ -441,9 +589,12 @@ impl Runtime for FakeRuntime {
         self.world
             .with(|w| {
                 let data = w.disk.get(&spec.ordinal).copied();
+                let galera = spec.galera.as_ref().map(|g| &g.start);
                 let position = match data {
                     Some(p) => p,
                     None if spec.bootstrap => (spec.server_id, 0),
+                    // A Galera joiner starts empty and gets its data when it joins.
+                    None if galera.is_some() => (spec.server_id, 0),
                     None => {
                         // A clone copies the first running donor's data.
                         let donor = spec
@@ -458,8 +609,32 @@ impl Runtime for FakeRuntime {
                         donor.executed
                     }
                 };
+                // Galera: forming the cluster again must be from the member's own position.
+                let forms = match galera {
+                    Some(GaleraStart::NewCluster) => true,
+                    Some(GaleraStart::Bootstrap { position: asked }) => {
+                        let has = format!("{GALERA_UUID}:{}", position.1);
+                        anyhow::ensure!(
+                            *asked == has,
+                            "asked to bootstrap from {asked}, but its data is at {has}"
+                        );
+                        true
+                    }
+                    Some(GaleraStart::Join) | None => false,
+                };
+                if forms {
+                    let formed = w.agents.values().any(|a| a.galera_primary && a.running);
+                    if formed {
+                        // A second Primary component: Galera's split brain.
+                        let both = w.agents.keys().copied().chain([spec.ordinal]).collect();
+                        w.split_brain.push(both);
+                    }
+                    w.galera_view = 1;
+                }
                 w.next_pid += 10;
-                w.disk.insert(spec.ordinal, position);
+                if data.is_some() || galera.is_none() || forms {
+                    w.disk.insert(spec.ordinal, position);
+                }
                 let slow = w.slow_start.remove(&spec.ordinal);
                 w.agents.insert(
                     spec.ordinal,
@@ -473,6 +648,7 @@ impl Runtime for FakeRuntime {
                         executed: position,
                         received: position,
                         last_heard: None,
+                        galera_primary: forms,
                     },
                 );
                 Ok(slow)
@@ -498,10 +674,16 @@ impl Runtime for FakeRuntime {
         tokio::time::sleep(delay).await;
         self.world.with(|w| {
             if let Some(a) = w.agents.get_mut(&ordinal) {
+                // A Galera member leaving gracefully shrinks the component's view.
+                if a.running && a.galera_primary {
+                    a.galera_primary = false;
+                    w.galera_view = w.galera_view.saturating_sub(1);
+                }
                 a.running = false;
                 w.disk.insert(ordinal, a.executed);
             }
         });
+        self.world.propagate();
     }
 
     async fn kill(&self, ordinal: u32) -> KillOutcome {
@@ -541,6 +723,11 @@ impl Runtime for FakeRuntime {
 
     fn password_file(&self) -> String {
         "/nonexistent/password".into()
+    }
+
+    /// Like the local runtime: read from the stopped member's volume.
+    async fn galera_position(&self, ordinal: u32) -> anyhow::Result<MemberData> {
+        Ok(self.world.galera_position(ordinal))
     }
 }
 

@@ -18,6 +18,7 @@ use kube::api::{Api, ListParams, ObjectMeta, Patch, PatchParams};
 use myset_api::{Address, AgentStatus, InstanceSpec, Order, OrderResult};
 use myset_controller::Timing;
 use myset_controller::{AgentApi, AgentError, Runtime};
+use myset_core::galera::MemberData;
 use myset_operator::operator::Operator;
 use myset_operator::MySet;
 use std::collections::BTreeMap;
@@ -36,6 +37,8 @@ pub struct SimAgents {
     incarnation: Arc<Mutex<BTreeMap<u32, String>>>,
     /// Labels under which each member's data was set aside (`--set-aside-data`), once each.
     set_aside: Arc<Mutex<BTreeMap<u32, Vec<String>>>>,
+    /// Galera positions the agents reported, in order: (member, the Pod's uid).
+    pub positions_reported: Arc<Mutex<Vec<(u32, String)>>>,
 }
 
 /// `<name>-<N>.<name>.<ns>.svc` → N.
@@ -194,6 +197,31 @@ impl AgentApi for SimAgents {
             .order(agent, order, timeout)
             .await
     }
+
+    /// The agent of a Pod that was handed no spec runs no server: it reads its volume.
+    async fn galera_position(
+        &self,
+        agent: &Address,
+        _timeout: Duration,
+    ) -> Result<MemberData, AgentError> {
+        let ordinal = ordinal_of(agent).ok_or_else(|| cut_off(agent))?;
+        let uid = self
+            .sync(ordinal, &cluster_of(agent))
+            .await
+            .ok_or_else(|| cut_off(agent))?;
+        let known = self.incarnation.lock().unwrap().get(&ordinal).cloned();
+        let serving = self
+            .world
+            .with(|w| w.agents.get(&ordinal).is_some_and(|a| a.running));
+        if known.as_ref() == Some(&uid) && serving {
+            return Err(AgentError::Refused {
+                agent: agent.clone(),
+                detail: "this member's agent has its spec and runs its server".into(),
+            });
+        }
+        self.positions_reported.lock().unwrap().push((ordinal, uid));
+        Ok(self.world.galera_position(ordinal))
+    }
 }
 
 fn cluster_of(agent: &Address) -> String {
@@ -312,6 +340,7 @@ impl Sim {
                 nodes: nodes.clone(),
                 incarnation: Arc::default(),
                 set_aside: Arc::default(),
+                positions_reported: Arc::default(),
             },
             pvcs: Api::namespaced(client.clone(), NAMESPACE),
             mysets: Api::namespaced(client.clone(), NAMESPACE),
@@ -412,6 +441,33 @@ impl Sim {
         assert_eq!(node_ready(&self.nodes.get(name).await.unwrap()), ready);
     }
 
+    /// The kubelet restarts a member's container: its agent and server die, the Pod stays
+    /// (same uid) with a higher restart count, and the new agent waits for a spec.
+    pub async fn restart_container(&self, ordinal: u32) {
+        let name = format!("db-{ordinal}");
+        let pod = self.pods.get(&name).await.unwrap();
+        let restarts: i32 = pod
+            .status
+            .and_then(|s| s.container_statuses)
+            .map(|c| c.iter().map(|c| c.restart_count).sum())
+            .unwrap_or(0);
+        self.agents.world.with(|w| {
+            let a = w.agents.get_mut(&ordinal).unwrap();
+            a.running = false;
+            w.disk.insert(ordinal, a.executed);
+        });
+        self.agents.incarnation.lock().unwrap().remove(&ordinal);
+        self.agents.world.propagate();
+        let patch = serde_json::json!({"status": {"containerStatuses": [{
+            "name": "myset", "image": "localhost/myset:dev", "imageID": "",
+            "ready": false, "restartCount": restarts + 1,
+        }]}});
+        self.pods
+            .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .unwrap();
+    }
+
     /// Cordons a node, as `kubectl drain` does first.
     pub async fn cordon(&self, name: &str) {
         let patch = serde_json::json!({"spec": {"unschedulable": true}});
@@ -456,6 +512,10 @@ pub const TIMING: Timing = Timing {
 };
 
 pub fn myset(replicas: u32) -> MySet {
+    myset_of(replicas, myset_api::Topology::Replication)
+}
+
+pub fn myset_of(replicas: u32, topology: myset_api::Topology) -> MySet {
     let text = format!(
         "apiVersion: myset.dev/v1alpha1
 kind: MySet
@@ -465,6 +525,7 @@ metadata:
   uid: 6c1c3a52-0000-4000-8000-000000000001
 spec:
   replicas: {replicas}
+  topology: {topology}
   failoverDelaySeconds: 3
   nodeLossTimeoutSeconds: 60
   image: localhost/myset:dev
@@ -482,7 +543,11 @@ pub struct Harness {
 
 impl Harness {
     pub async fn new(replicas: u32, nodes: usize) -> Harness {
-        let sim = Sim::new(myset(replicas), nodes).await;
+        Harness::with(myset(replicas), nodes).await
+    }
+
+    pub async fn with(myset: MySet, nodes: usize) -> Harness {
+        let sim = Sim::new(myset, nodes).await;
         let agents = sim.agents.clone();
         let operator = Arc::new(Operator::with_agents(
             sim.client.clone(),
@@ -490,6 +555,15 @@ impl Harness {
             move |_| agents.clone(),
         ));
         Harness { sim, operator }
+    }
+
+    /// Edits the `MySet` as `kubectl patch --type merge` does.
+    pub async fn edit(&self, patch: serde_json::Value) {
+        self.sim
+            .mysets
+            .patch("db", &PatchParams::default(), &Patch::Merge(&patch))
+            .await
+            .expect("edit the MySet");
     }
 
     pub async fn latest(&self) -> MySet {
