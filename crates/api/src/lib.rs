@@ -153,6 +153,7 @@ pub enum GaleraStart {
 
 /// A Galera member's replication state (`wsrep_local_state`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum WsrepState {
     Joining,
@@ -190,6 +191,7 @@ impl fmt::Display for WsrepState {
 
 /// What a Galera member's server reports.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
 pub struct GaleraStatus {
     pub state: WsrepState,
     /// In the Primary component (a quorum): only then does it take writes.

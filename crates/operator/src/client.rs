@@ -101,10 +101,19 @@ pub fn cluster_status(myset: &MySet) -> ClusterStatus {
     let status = myset.status.clone().unwrap_or_default();
     let record = status.record.as_ref();
     let durability = record.map_or(spec.durability, |r| r.durability);
-    let primary = status
+    let recorded = status
         .primary
         .or(record.map(|r| r.primary))
         .unwrap_or_default();
+    // Galera: the member rw routes to now, as the operator last reported it.
+    let primary = match record.map(|r| r.topology) {
+        Some(myset_api::Topology::Galera) => status
+            .instances
+            .iter()
+            .find(|i| i.role == crd::Role::Primary)
+            .map_or(recorded, |i| i.ordinal),
+        _ => recorded,
+    };
     let observed: BTreeMap<u32, &crd::InstanceStatus> =
         status.instances.iter().map(|i| (i.ordinal, i)).collect();
     let mut ordinals: Vec<u32> = observed.keys().copied().collect();
@@ -219,7 +228,7 @@ fn instance_status(
                 ..GtidPositions::default()
             }),
         replication: None,
-        galera: None,
+        galera: observed.and_then(|i| i.galera.clone()),
     }
 }
 

@@ -212,7 +212,8 @@ impl ServiceType {
 #[derive(Serialize, Deserialize, Clone, Debug, Default, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct MySetStatus {
-    /// Ordinal of the primary.
+    /// Ordinal of the primary (Galera: the member `<name>-rw` prefers; the instance with the
+    /// role primary is the one it routes to now).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub primary: Option<u32>,
     /// Increases with every change of primary; agents refuse orders from an older term.
@@ -249,6 +250,9 @@ pub struct InstanceStatus {
     /// GTID position (`gtid_current_pos`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gtid: Option<String>,
+    /// Galera members: wsrep state, component, cluster size and seqno.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub galera: Option<myset_api::GaleraStatus>,
 }
 
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq, JsonSchema)]

@@ -675,6 +675,7 @@ pub fn instance_statuses(
             },
             ready: i.ready,
             gtid: i.gtid.as_ref().map(|g| g.current.clone()),
+            galera: i.galera.clone(),
         })
         .collect()
 }

@@ -88,6 +88,7 @@ fn status(replicas: u32, primary: u32, term: u64, ready: &[u32]) -> MySetStatus 
             },
             ready: ready.contains(&o),
             gtid: Some(format!("0-101-{}", 10 + o)),
+            galera: None,
         })
         .collect();
     MySetStatus {

@@ -418,6 +418,20 @@ mod galera {
             [writer],
             "the status names rw's member"
         );
+        // `myset --kube status` shows it as the local status does: rw's member and, per
+        // member, the wsrep state and component.
+        let shown = myset_operator::client::cluster_status(&h.latest().await);
+        assert_eq!((shown.topology, shown.primary), (Topology::Galera, writer));
+        assert!(
+            shown
+                .instances
+                .iter()
+                .all(|i| i.galera.as_ref().is_some_and(|g| {
+                    g.state == myset_api::WsrepState::Synced && g.primary_component
+                })),
+            "{:?}",
+            shown.instances
+        );
 
         // rw's member's Pod is deleted: rw moves to another Ready member, and the member
         // comes back into the cluster with every write.
