@@ -22,7 +22,7 @@ use k8s_openapi::api::core::v1::{Node, PersistentVolumeClaim, Pod};
 use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use myset_api::{Address, ClusterState, Event, InstanceSpec, Placement, Role, Secrets, Topology};
 use myset_core::galera::MemberData;
-use myset_runtime::{AgentApi, KillOutcome, Runtime};
+use myset_runtime::{AgentApi, AgentError, KillOutcome, Runtime};
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -624,6 +624,9 @@ impl<A: AgentApi + Clone> Runtime for KubeRuntime<A> {
         while tokio::time::Instant::now() < deadline {
             match self.agents.galera_position(&agent, SPEC_CALL).await {
                 Ok(data) => return Ok(data),
+                // It answered without a position (its server runs, or the read failed): no
+                // use asking again.
+                Err(e @ AgentError::Refused { .. }) => return Err(e.into()),
                 Err(e) => last = e.to_string(),
             }
             tokio::time::sleep(POLL).await;
