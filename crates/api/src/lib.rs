@@ -200,6 +200,11 @@ pub struct GaleraStatus {
     /// `wsrep_last_committed`.
     pub seqno: i64,
     pub cluster_uuid: String,
+    /// `wsrep_cluster_conf_id`: how many membership changes its component has seen. A member
+    /// frozen or cut off past its eviction still reports Synced and Primary with the old view
+    /// until it notices; its peers' views are newer by then.
+    #[serde(default)]
+    pub conf_id: u64,
 }
 
 /// The agent path answering a stopped Galera member's last committed position
@@ -650,6 +655,9 @@ pub enum EventKind {
     /// Galera: the running members are all outside a Primary component (the others died):
     /// they are stopped so the cluster is recovered as after a full outage.
     GaleraNoPrimary,
+    /// Galera: a forced bootstrap of a member was asked; the next recovery after a full outage
+    /// uses it (writes newer than that member's are lost).
+    GaleraForceBootstrapAsked,
     /// Kubernetes: an edit of the `MySet` that cannot be applied (a change of topology after
     /// creation, too few members for Galera) was refused; the cluster keeps what it has.
     SpecRefused,

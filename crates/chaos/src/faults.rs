@@ -36,10 +36,11 @@ pub enum Fault {
     Switchover,
     /// Galera: kill -9 of any member's agent and mariadbd.
     KillMember,
-    /// Galera: SIGSTOP of any member's agent and mariadbd, SIGCONT once it left the pool.
+    /// Galera: SIGSTOP of any member's agent and mariadbd, SIGCONT once it left the pool and
+    /// the others evicted it.
     FreezeMember,
     /// Galera: any member cut off from the network (clusters in namespaces only), reconnected
-    /// once it left the pool.
+    /// once it left the pool and the others evicted it.
     PartitionMember,
     /// Galera: every member's agent and mariadbd killed at once; the controller must recover
     /// the cluster from the members' positions.
@@ -205,7 +206,7 @@ pub async fn inject(
             let victim = any_member(rng);
             let seen = cluster.events().len();
             let frozen = freeze(victim)?;
-            wait_out_of_pool(cluster, victim.ordinal, seen).await;
+            wait_evicted(cluster, victim.ordinal, seen).await;
             drop(frozen);
         }
         // Injected only into a converged cluster, so no failover is under way.
@@ -248,7 +249,7 @@ pub async fn inject(
             let victim = any_member(rng).ordinal;
             let seen = cluster.events().len();
             cluster.partition(victim, false).await?;
-            wait_out_of_pool(cluster, victim, seen).await;
+            wait_evicted(cluster, victim, seen).await;
             cluster.partition(victim, true).await?;
         }
         Fault::KillAllMembers => {
@@ -329,16 +330,24 @@ fn bootstrapped_from(cluster: &Cluster, seen: usize) -> Option<u32> {
         .and_then(|e| e.ordinal)
 }
 
-/// Waits until the controller takes `ordinal` out of the endpoints' pool (an Unready event
-/// after event `seen`: a member already unready for another reason, a donor say, must still
-/// be noticed as failed), or gives up after `FREEZE_LIMIT`.
-async fn wait_out_of_pool(cluster: &Cluster, ordinal: u32, seen: usize) {
-    myset_os::poll_until(FREEZE_LIMIT, Duration::from_millis(100), || {
-        cluster
-            .events()
-            .iter()
-            .skip(seen)
-            .any(|e| e.kind == EventKind::Unready && e.ordinal == Some(ordinal))
+/// Waits until the controller has taken `ordinal` out of the endpoints' pool (an Unready or
+/// Suspect event after event `seen`: a member already unready for another reason, a donor
+/// say, must still be noticed as failed) and the other members have evicted it from their
+/// Galera component, so that it must rejoin; gives up after `FREEZE_LIMIT`.
+async fn wait_evicted(cluster: &Cluster, ordinal: u32, seen: usize) {
+    myset_os::poll_until_async(FREEZE_LIMIT, Duration::from_millis(100), || async {
+        let noticed = cluster.events().iter().skip(seen).any(|e| {
+            matches!(e.kind, EventKind::Unready | EventKind::Suspect) && e.ordinal == Some(ordinal)
+        });
+        noticed
+            && cluster.status().await.is_ok_and(|s| {
+                let members = s.instances.len() as u32;
+                s.instances
+                    .iter()
+                    .filter(|i| i.ordinal != ordinal)
+                    .filter_map(|i| i.galera.as_ref())
+                    .any(|g| g.primary_component && g.cluster_size < members)
+            })
     })
     .await;
 }

@@ -490,22 +490,31 @@ impl<R: Runtime> Controller<R> {
             .filter_map(|(_, r)| r.as_ref().ok().map(|s| s.term))
             .max()
             .unwrap_or(0);
+        let newest_galera_view = myset_core::galera::newest_view(
+            results
+                .iter()
+                .filter_map(|(_, r)| r.as_ref().ok()?.galera.as_ref()),
+        );
         let mut transitions = Vec::new();
         {
             let mut observed = self.observed.lock().expect("observed lock");
             for (ordinal, result) in results {
                 let entry = observed.entry(ordinal).or_default();
-                let serves = matches!(&result, Ok(s) if myset_core::serves_reads(
-                    s,
-                    state.role_of(ordinal),
-                    state.rejoin_pending.contains_key(&ordinal) || busy.contains(&ordinal),
-                ));
+                let stale_view = result.as_ref().ok().and_then(|s| {
+                    myset_core::galera::stale_view(s.galera.as_ref()?, newest_galera_view)
+                });
+                let serves = stale_view.is_none()
+                    && matches!(&result, Ok(s) if myset_core::serves_reads(
+                        s,
+                        state.role_of(ordinal),
+                        state.rejoin_pending.contains_key(&ordinal) || busy.contains(&ordinal),
+                    ));
                 match result {
                     Ok(status) => {
                         if status.live {
                             entry.last_live = Some(Instant::now());
                         }
-                        entry.note = status.reason.clone();
+                        entry.note = stale_view.or_else(|| status.reason.clone());
                         entry.status = Some(status);
                     }
                     Err(e) => {

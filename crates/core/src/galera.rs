@@ -43,6 +43,32 @@ pub fn readiness(status: &myset_api::GaleraStatus) -> Result<(), String> {
     Ok(())
 }
 
+/// The newest view among members in a Primary component: the highest `wsrep_cluster_conf_id`
+/// they report. None when none is in one.
+pub fn newest_view<'a>(
+    reports: impl IntoIterator<Item = &'a myset_api::GaleraStatus>,
+) -> Option<u64> {
+    reports
+        .into_iter()
+        .filter(|g| g.primary_component)
+        .map(|g| g.conf_id)
+        .max()
+}
+
+/// Why a member that calls itself Synced and Primary must not serve yet: its view is older than
+/// its peers' (`newest`, from [`newest_view`]). A member frozen or cut off until its peers
+/// evicted it keeps reporting its old view until it notices, and reads there would miss
+/// everything committed since.
+pub fn stale_view(status: &myset_api::GaleraStatus, newest: Option<u64>) -> Option<String> {
+    let newest = newest?;
+    (status.primary_component && status.conf_id < newest).then(|| {
+        format!(
+            "its view ({}) is older than its peers' ({newest}): it was cut off and has not noticed yet",
+            status.conf_id
+        )
+    })
+}
+
 /// A Galera cluster (state) UUID, lowercase canonical form.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ClusterUuid(String);
@@ -561,6 +587,35 @@ mod tests {
             choose_bootstrap(&members(3), &known, Some(&uuid(U1)), None),
             Bootstrap::From { ordinal: 2, .. }
         ));
+    }
+
+    fn view(primary: bool, conf_id: u64) -> myset_api::GaleraStatus {
+        myset_api::GaleraStatus {
+            state: myset_api::WsrepState::Synced,
+            primary_component: primary,
+            cluster_size: 3,
+            seqno: 10,
+            cluster_uuid: U1.into(),
+            conf_id,
+        }
+    }
+
+    #[test]
+    fn a_member_behind_its_peers_view_does_not_serve() {
+        // Two members moved on to view 5 after evicting a frozen third, still at view 4.
+        let reports = [view(true, 5), view(true, 5), view(true, 4)];
+        let newest = newest_view(&reports);
+        assert_eq!(newest, Some(5));
+        assert!(stale_view(&reports[0], newest).is_none());
+        let stale = stale_view(&reports[2], newest).expect("the thawed member is stale");
+        assert!(stale.contains("(4)") && stale.contains("(5)"), "{stale}");
+        // A minority's view does not count, nor is a member outside the component "stale"
+        // (readiness already refuses it).
+        let minority = [view(false, 9), view(true, 3)];
+        assert_eq!(newest_view(&minority), Some(3));
+        assert!(stale_view(&minority[0], Some(3)).is_none());
+        assert_eq!(newest_view(&[view(false, 2)]), None);
+        assert!(stale_view(&view(true, 1), None).is_none());
     }
 
     fn member_data() -> impl Strategy<Value = Option<MemberData>> {

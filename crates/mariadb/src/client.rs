@@ -256,8 +256,8 @@ pub fn parse_semisync(row: &[Option<String>]) -> Result<SemisyncState, String> {
 }
 
 pub fn parse_galera(row: &[Option<String>]) -> Result<myset_api::GaleraStatus, String> {
-    let [state, component, size, seqno, uuid] = row else {
-        return Err(format!("expected 5 values, got {}", row.len()));
+    let [state, component, size, seqno, uuid, conf_id] = row else {
+        return Err(format!("expected 6 values, got {}", row.len()));
     };
     let text = |what: &str, v: &Option<String>| -> Result<String, String> {
         v.clone()
@@ -274,6 +274,8 @@ pub fn parse_galera(row: &[Option<String>]) -> Result<myset_api::GaleraStatus, S
         cluster_size: number("wsrep_cluster_size", size)?.max(0) as u32,
         seqno: number("wsrep_last_committed", seqno)?,
         cluster_uuid: text("wsrep_cluster_state_uuid", uuid)?,
+        // -1 outside any component.
+        conf_id: number("wsrep_cluster_conf_id", conf_id)?.max(0) as u64,
     })
 }
 
@@ -338,26 +340,32 @@ mod tests {
 
     #[test]
     fn galera_state_is_read_strictly() {
-        let row = |v: [&str; 5]| v.iter().map(|s| Some(s.to_string())).collect::<Vec<_>>();
+        let row = |v: [&str; 6]| v.iter().map(|s| Some(s.to_string())).collect::<Vec<_>>();
         let g = parse_galera(&row([
             "4",
             "Primary",
             "3",
             "20",
             "ae55ea56-e63e-11f1-a8ff-abe18b21bcd3",
+            "7",
         ]))
         .unwrap();
         assert_eq!(g.state, myset_api::WsrepState::Synced);
         assert!(g.primary_component);
-        assert_eq!((g.cluster_size, g.seqno), (3, 20));
-        let minority = parse_galera(&row(["1", "non-Primary", "1", "-1", "x"])).unwrap();
+        assert_eq!((g.cluster_size, g.seqno, g.conf_id), (3, 20, 7));
+        let minority = parse_galera(&row(["1", "non-Primary", "1", "-1", "x", "-1"])).unwrap();
         assert_eq!(minority.state, myset_api::WsrepState::Joining);
         assert!(!minority.primary_component);
+        assert_eq!(minority.conf_id, 0);
         assert!(
-            parse_galera(&[None, None, None, None, None]).is_err(),
+            parse_galera(&[None, None, None, None, None, None]).is_err(),
             "wsrep off"
         );
-        assert!(parse_galera(&row(["synced", "Primary", "3", "1", "u"])).is_err());
+        assert!(parse_galera(&row(["synced", "Primary", "3", "1", "u", "1"])).is_err());
+        assert!(
+            parse_galera(&row(["4", "Primary", "3", "20", "u", "1"])[..5]).is_err(),
+            "a row from an older query"
+        );
     }
 
     #[test]

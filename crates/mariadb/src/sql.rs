@@ -139,13 +139,14 @@ pub const SEMISYNC_STATE: &str = "SELECT @@GLOBAL.rpl_semi_sync_master_enabled, 
      WHERE VARIABLE_NAME = 'RPL_SEMI_SYNC_MASTER_WAIT_SESSIONS')";
 
 /// A Galera member's state: wsrep_local_state, wsrep_cluster_status, wsrep_cluster_size,
-/// wsrep_last_committed, wsrep_cluster_state_uuid.
+/// wsrep_last_committed, wsrep_cluster_state_uuid, wsrep_cluster_conf_id.
 pub const GALERA_STATE: &str = "SELECT \
     (SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'WSREP_LOCAL_STATE'), \
     (SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'WSREP_CLUSTER_STATUS'), \
     (SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'WSREP_CLUSTER_SIZE'), \
     (SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'WSREP_LAST_COMMITTED'), \
-    (SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'WSREP_CLUSTER_STATE_UUID')";
+    (SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'WSREP_CLUSTER_STATE_UUID'), \
+    (SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'WSREP_CLUSTER_CONF_ID')";
 
 /// Whether commits on this server wait for a replica's acknowledgement (primary side only).
 pub fn set_semisync(enabled: bool) -> String {

@@ -313,6 +313,7 @@ impl World {
                     cluster_size: if primary { galera_view as u32 } else { 1 },
                     seqno: a.executed.1 as i64,
                     cluster_uuid: GALERA_UUID.into(),
+                    conf_id: galera_view as u64,
                 }),
                 ..Self::replication_status_of(a, ordinal)
             };
