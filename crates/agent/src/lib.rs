@@ -309,6 +309,7 @@ mod set_aside_tests {
                 port: 4567,
             }],
             start: GaleraStart::NewCluster,
+            causal_reads: false,
         });
         // Locally the runtime writes the spec just before starting the agent: it is fresh.
         assert_eq!(

@@ -163,6 +163,7 @@ pub fn server_config(shared: &Shared, datadir: &Path) -> ServerConfig {
             members: g.members.iter().map(|a| a.to_string()).collect(),
             sst_user: shared.secrets.admin_user.clone(),
             sst_password: shared.secrets.admin_password.clone(),
+            causal_reads: g.causal_reads,
         }),
     }
 }

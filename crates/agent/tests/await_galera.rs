@@ -65,6 +65,7 @@ fn stored_spec(agent: &Address) -> InstanceSpec {
             },
             members: vec![here(free_port())],
             start: GaleraStart::NewCluster,
+            causal_reads: false,
         }),
     }
 }

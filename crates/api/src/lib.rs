@@ -136,6 +136,9 @@ pub struct GaleraSpec {
     /// Every member's group-communication address, this one included.
     pub members: Vec<Address>,
     pub start: GaleraStart,
+    /// Causal reads for the user's connections ([`ClusterState::causal_reads`]).
+    #[serde(default)]
+    pub causal_reads: bool,
 }
 
 /// How a Galera member's server starts.
@@ -519,6 +522,9 @@ pub struct ClusterStatus {
     pub topology: Topology,
     /// The durability asked for.
     pub durability: Durability,
+    /// Galera: whether reads are causal ([`ClusterState::causal_reads`]).
+    #[serde(default)]
+    pub causal_reads: bool,
     /// The durability actually in force (weaker when, say, there is no replica to wait for).
     pub durability_in_force: Durability,
     /// What a user should know: blocked commits, no failover candidate, weaker durability.
@@ -570,6 +576,7 @@ impl ClusterStatus {
             term: state.term,
             topology: state.topology,
             durability: state.durability,
+            causal_reads: state.causal_reads,
             durability_in_force: state.durability,
             conditions: Vec::new(),
             last_primary_change: state.last_primary_change.clone(),
@@ -834,6 +841,12 @@ pub struct ClusterState {
     /// once a member is Ready.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub galera_force_bootstrap: Option<u32>,
+    /// Galera: every read on a user's connection first waits until its member has applied
+    /// everything the cluster committed before the read began (`wsrep_sync_wait = 1`, set
+    /// for the user's sessions through `init_connect`), so a read through `ro` sees every write
+    /// acknowledged before it. Off by default: each read then costs a round trip to the group.
+    #[serde(default)]
+    pub causal_reads: bool,
     /// Whether members removed by a scale-down lose their data dirs (`scale --delete-data`).
     #[serde(default)]
     pub delete_data_on_removal: bool,
@@ -880,6 +893,7 @@ impl ClusterState {
             topology: Topology::default(),
             galera_uuid: None,
             galera_force_bootstrap: None,
+            causal_reads: false,
             delete_data_on_removal: false,
             failover_delay_ms: default_failover_delay_ms(),
             primary_server_ids: Default::default(),

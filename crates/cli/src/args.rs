@@ -283,6 +283,19 @@ impl Cli {
     }
 }
 
+/// A setting turned on or off.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Switch {
+    On,
+    Off,
+}
+
+impl Switch {
+    pub fn is_on(self) -> bool {
+        self == Switch::On
+    }
+}
+
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Output {
     Table,
@@ -348,6 +361,12 @@ pub struct UpArgs {
     /// other members are lost
     #[arg(long, value_name = "ORDINAL")]
     pub force_bootstrap: Option<u32>,
+    /// Galera: every read on the user's connections first waits until its member has applied
+    /// all the cluster committed before it (wsrep_sync_wait = 1), so reads through ro see every
+    /// acknowledged write, at the cost of a round trip to the group per read [default: off;
+    /// unchanged for an existing cluster]
+    #[arg(long, value_enum)]
+    pub causal_reads: Option<Switch>,
     /// Run each instance in its own network namespace with its own address, as if on its
     /// own host (root only; for testing partitions with `myset partition`)
     #[arg(long)]

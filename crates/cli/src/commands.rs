@@ -1,6 +1,6 @@
 //! One function per subcommand.
 
-use crate::args::{Cli, Command, NameArg, OperatorCommand, Output, UpArgs};
+use crate::args::{Cli, Command, NameArg, OperatorCommand, Output, Switch, UpArgs};
 use crate::{display, wait};
 use anyhow::{bail, Context};
 use myset_api::{ClusterState, ClusterStatus, ScaleRequest, SwitchoverRequest};
@@ -233,6 +233,7 @@ async fn up(state_dir: &std::path::Path, args: &UpArgs) -> anyhow::Result<()> {
         ha,
         topology,
         force_bootstrap,
+        causal_reads,
         netns,
         timeout,
     } = args.clone();
@@ -291,6 +292,7 @@ async fn up(state_dir: &std::path::Path, args: &UpArgs) -> anyhow::Result<()> {
         state.max_staleness_seconds = ha.max_read_staleness.unwrap_or(state.max_staleness_seconds);
         state.rw_port = rw_port.unwrap_or(state.rw_port);
         state.ro_port = ro_port.unwrap_or(state.ro_port);
+        state.causal_reads = causal_reads.map_or(state.causal_reads, Switch::is_on);
         check_topology(&state)?;
         check_ports(&state)?;
         dir.save_state(&state)?;
@@ -305,6 +307,7 @@ async fn up(state_dir: &std::path::Path, args: &UpArgs) -> anyhow::Result<()> {
         );
         state.durability = ha.durability.unwrap_or_default();
         state.topology = topology.unwrap_or_default();
+        state.causal_reads = causal_reads.is_some_and(Switch::is_on);
         if force_bootstrap.is_some() {
             bail!(
                 "--force-bootstrap recovers an existing Galera cluster; cluster {} does not exist yet",
@@ -345,6 +348,13 @@ async fn up(state_dir: &std::path::Path, args: &UpArgs) -> anyhow::Result<()> {
 }
 
 fn check_topology(state: &ClusterState) -> anyhow::Result<()> {
+    if state.causal_reads && state.topology != myset_api::Topology::Galera {
+        bail!(
+            "--causal-reads is for Galera clusters; cluster {} uses the {} topology, whose reads through ro are bounded by --max-read-staleness instead",
+            state.name,
+            state.topology
+        );
+    }
     if state.topology == myset_api::Topology::Galera {
         myset_core::galera::check_size(state.replicas).map_err(anyhow::Error::msg)?;
         if !std::path::Path::new(myset_mariadb::galera::PROVIDER).exists() {

@@ -45,9 +45,10 @@ pub fn status_table(s: &ClusterStatus) {
         s.name, s.name, s.primary, s.term, s.replicas
     );
     let guarantee = match s.topology {
-        myset_api::Topology::Galera => {
-            "topology galera (every member writable; rw goes to one Ready member)".to_string()
-        }
+        myset_api::Topology::Galera => format!(
+            "topology galera (every member writable; rw goes to one Ready member; causal reads {})",
+            if s.causal_reads { "on" } else { "off" }
+        ),
         myset_api::Topology::Replication if s.durability_in_force == s.durability => {
             format!("durability {}", s.durability)
         }

@@ -194,6 +194,11 @@ fn galera_refuses_what_it_cannot_do() {
         !cluster.state_file().exists(),
         "a refused cluster leaves nothing behind"
     );
+    // Causal reads are Galera's; replication bounds its reads' staleness instead.
+    cluster
+        .up_with(&["--causal-reads", "on"])
+        .error_containing(&["--causal-reads is for Galera", "--max-read-staleness"]);
+    assert!(!cluster.state_file().exists());
 }
 
 #[test]
@@ -206,9 +211,18 @@ fn a_galera_member_cut_off_in_a_minority_refuses_writes_and_rejoins() {
         return;
     }
     let cluster = Cluster::new("galera-part");
-    cluster.up_with(&["--topology", "galera", "--netns"]).ok();
+    cluster
+        .up_with(&["--topology", "galera", "--netns", "--causal-reads", "on"])
+        .ok();
     wait_all_synced(&cluster, 3);
     cluster.sql("rw", SETUP).ok();
+    // Causal reads: the user's sessions wait for the group before each read; myset's own
+    // probes are exempt (they keep working on the cut-off member below).
+    assert!(cluster.status().causal_reads);
+    assert_eq!(
+        cluster.query("ro", "SELECT @@session.wsrep_sync_wait"),
+        vec![vec!["1".to_string()]]
+    );
     let writer = cluster.status().primary;
 
     cluster.cmd(&["partition", &writer.to_string()]).ok();

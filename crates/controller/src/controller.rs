@@ -830,6 +830,7 @@ impl<R: Runtime> Controller<R> {
                     ports: ports_of(ordinal)?,
                     members,
                     start: galera_start,
+                    causal_reads: state.causal_reads,
                 })
             }
         };

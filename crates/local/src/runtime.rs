@@ -38,7 +38,12 @@ impl LocalRuntime {
     }
 }
 
-/// Starts `command` in its own process group, so a Ctrl-C aimed at the CLI does not reach it.
+/// Starts `command` in a session of its own, so a Ctrl-C aimed at the CLI does not reach it,
+/// and so its parent's death does not signal it: a child in a mere process group of its own
+/// would be in a group orphaned when its parent dies, and the kernel sends such a group
+/// SIGHUP and SIGCONT if any member is stopped. That woke a frozen controller when the chaos
+/// harness killed the agent that had started it, and could kill a stopped agent whose
+/// controller dies.
 pub(crate) fn spawn_detached(
     command: &mut Command,
     log: &std::path::Path,
@@ -47,11 +52,18 @@ pub(crate) fn spawn_detached(
         .create(true)
         .append(true)
         .open(log)?;
+    // SAFETY: setsid is async-signal-safe, the only call made between fork and exec here.
+    unsafe {
+        command.pre_exec(|| {
+            nix::unistd::setsid()
+                .map(drop)
+                .map_err(|e| std::io::Error::from_raw_os_error(e as i32))
+        });
+    }
     command
         .stdin(Stdio::null())
         .stdout(log.try_clone()?)
         .stderr(log)
-        .process_group(0)
         .spawn()
 }
 

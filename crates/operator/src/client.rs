@@ -145,6 +145,7 @@ pub fn cluster_status(myset: &MySet) -> ClusterStatus {
         term: status.term.max(record.map_or(0, |r| r.term)),
         topology: record.map(|r| r.topology).unwrap_or_default(),
         durability,
+        causal_reads: record.is_some_and(|r| r.causal_reads),
         // The operator's conditions say it in words only (see `warnings`).
         durability_in_force: durability,
         conditions: Vec::new(),
