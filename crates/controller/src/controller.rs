@@ -81,7 +81,7 @@ pub(crate) struct Observed {
     /// Why the instance is not running or not ready, in words.
     note: Option<String>,
     /// The last spec the agent accepted.
-    sent: Option<InstanceSpec>,
+    pub(crate) sent: Option<InstanceSpec>,
     /// When this controller started the instance's agent, to space out restarts of an agent
     /// that keeps dying young.
     starts: myset_core::RestartHistory,

@@ -5,7 +5,7 @@
 //! ([`myset_core::galera::choose_bootstrap`]) while the others wait to join.
 
 use crate::controller::Controller;
-use myset_api::{ClusterState, Event, EventKind, GaleraStart};
+use myset_api::{ClusterState, Event, EventKind, GaleraStart, Topology};
 use myset_core::galera::{Bootstrap, ClusterUuid, MemberData};
 use myset_runtime::Runtime;
 use std::collections::BTreeMap;
@@ -165,18 +165,23 @@ impl<R: Runtime> Controller<R> {
         }
     }
 
-    /// No member is Ready and some run. If they are starting, wait. If every one of them
-    /// answers from outside a Primary component (the others died, so no quorum is left), they
-    /// can never form one alone: once that has lasted the failover delay, stop them, so the
-    /// next pass recovers the cluster as after a full outage, from every member's position.
+    /// No member is Ready and some run. If one is forming the cluster, or is in a Primary
+    /// component (a donor, say), wait. If none is (the others died, so no quorum is left, or a
+    /// joiner waits on a donor that died), they can never form one alone: once that has lasted
+    /// the failover delay, stop them, so the next pass recovers the cluster as after a full
+    /// outage, from every member's position.
     async fn galera_without_primary(&self, state: &ClusterState, running: &[u32]) -> GaleraPlan {
         let cut_off = {
             let observed = self.observed.lock().expect("observed lock");
             running.iter().all(|o| {
-                observed
-                    .get(o)
-                    .and_then(|ob| ob.status.as_ref()?.galera.as_ref())
-                    .is_some_and(|g| !g.primary_component)
+                let ob = observed.get(o);
+                let forming = ob
+                    .and_then(|ob| ob.sent.as_ref()?.galera.as_ref())
+                    .is_some_and(|g| g.start != GaleraStart::Join);
+                outside_any_primary(
+                    ob.and_then(|ob| ob.status.as_ref()?.galera.as_ref()),
+                    forming,
+                )
             })
         };
         let since = {
@@ -213,6 +218,40 @@ impl<R: Runtime> Controller<R> {
         GaleraPlan::Wait("recovering after members without a Primary component stopped".into())
     }
 
+    /// Galera: the next recovery after a full outage bootstraps `ordinal` whatever the other
+    /// members hold (their newer writes are lost; the `galera-bootstrap` event names them), as
+    /// `myset up --force-bootstrap` does for a stopped local cluster. For when the majority
+    /// rule refuses (members that cannot be read). Refused on a cluster of another topology,
+    /// for a non-member, and while a member is Ready (the cluster runs: nothing to recover).
+    pub async fn request_force_bootstrap(&self, ordinal: u32) -> anyhow::Result<()> {
+        let state = self.state();
+        if state.topology != Topology::Galera {
+            anyhow::bail!(
+                "a forced bootstrap is for Galera clusters; this one uses the {} topology",
+                state.topology
+            );
+        }
+        if !state.members.contains(&ordinal) {
+            let members: Vec<String> = state.members.iter().map(u32::to_string).collect();
+            anyhow::bail!(
+                "member {ordinal} cannot bootstrap: not a member (members: {})",
+                members.join(", ")
+            );
+        }
+        if let Some(&ready) = self.ready_ordinals().first() {
+            anyhow::bail!(
+                "{} is Ready: the cluster runs, so there is nothing to bootstrap",
+                state.instance_name(ready)
+            );
+        }
+        self.update_state(|s| s.galera_force_bootstrap = Some(ordinal))
+            .await?;
+        // A refusal reported before is news again once the force is used or refused anew.
+        *self.hold_reason.lock().expect("hold lock") = None;
+        self.wake.notify_one();
+        Ok(())
+    }
+
     /// Records the cluster's UUID the first time a Ready member reports it, and forgets a
     /// forced bootstrap once the cluster is formed again.
     pub(crate) async fn galera_bookkeeping(&self) -> anyhow::Result<()> {
@@ -237,5 +276,46 @@ impl<R: Runtime> Controller<R> {
             self.update_state(|s| s.galera_uuid = Some(uuid)).await?;
         }
         Ok(())
+    }
+}
+
+/// Whether a running Galera member, while no member is Ready, can be in no Primary component:
+/// it says so, or its server does not answer (starting, joining, its agent unreachable) and
+/// it is not the member forming the cluster. A joiner can only be waiting on a donor, and a
+/// live donor would itself answer from a Primary component.
+fn outside_any_primary(galera: Option<&myset_api::GaleraStatus>, forming: bool) -> bool {
+    match galera {
+        Some(g) => !g.primary_component,
+        None => !forming,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_member_forming_the_cluster_or_in_a_primary_component_is_waited_for() {
+        let status = |primary_component| myset_api::GaleraStatus {
+            state: myset_api::WsrepState::Synced,
+            primary_component,
+            cluster_size: 1,
+            seqno: 1,
+            cluster_uuid: String::new(),
+            conf_id: 1,
+        };
+        assert!(!outside_any_primary(Some(&status(true)), false), "a donor");
+        assert!(
+            outside_any_primary(Some(&status(false)), false),
+            "a survivor alone"
+        );
+        assert!(
+            !outside_any_primary(None, true),
+            "the member forming the cluster"
+        );
+        assert!(
+            outside_any_primary(None, false),
+            "a joiner whose donor died, or an agent that does not answer"
+        );
     }
 }
