@@ -52,8 +52,8 @@ pub enum Fault {
 }
 
 impl Fault {
-    /// Every fault, for parsing `--only`.
-    const EVERY: [Fault; 14] = [
+    /// Drawn at random for the replication topology (plus partitions with namespaces).
+    const REPLICATION: [Fault; 7] = [
         Fault::KillPrimaryServer,
         Fault::KillPrimaryInstance,
         Fault::FreezePrimary,
@@ -61,46 +61,47 @@ impl Fault {
         Fault::KillController,
         Fault::KillControllerDuringFailover,
         Fault::RestartCluster,
-        Fault::PartitionPrimary,
-        Fault::Switchover,
+    ];
+    /// Drawn at random for Galera (plus partitions with namespaces).
+    const GALERA: [Fault; 7] = [
+        Fault::KillPrimaryServer,
         Fault::KillMember,
         Fault::FreezeMember,
-        Fault::PartitionMember,
         Fault::KillAllMembers,
         Fault::CrashMembersInTurn,
+        Fault::KillController,
+        Fault::RestartCluster,
     ];
+    /// Only injected on request (`--only`), or only with namespaces.
+    const OTHERS: [Fault; 3] = [
+        Fault::PartitionPrimary,
+        Fault::PartitionMember,
+        Fault::Switchover,
+    ];
+
+    /// Every fault once, for parsing `--only`.
+    fn every() -> Vec<Fault> {
+        let mut all: Vec<Fault> = Vec::new();
+        for f in Fault::REPLICATION
+            .into_iter()
+            .chain(Fault::GALERA)
+            .chain(Fault::OTHERS)
+        {
+            if !all.contains(&f) {
+                all.push(f);
+            }
+        }
+        all
+    }
 
     /// The faults drawn at random for a cluster of `topology`; partitions need namespaces.
     pub fn drawn(topology: Topology, netns: bool) -> Vec<Fault> {
-        let (always, partition): (&[Fault], Fault) = match topology {
-            Topology::Replication => (
-                &[
-                    Fault::KillPrimaryServer,
-                    Fault::KillPrimaryInstance,
-                    Fault::FreezePrimary,
-                    Fault::KillReplica,
-                    Fault::KillController,
-                    Fault::KillControllerDuringFailover,
-                    Fault::RestartCluster,
-                ],
-                Fault::PartitionPrimary,
-            ),
-            Topology::Galera => (
-                &[
-                    Fault::KillPrimaryServer,
-                    Fault::KillMember,
-                    Fault::FreezeMember,
-                    Fault::KillAllMembers,
-                    Fault::CrashMembersInTurn,
-                    Fault::KillController,
-                    Fault::RestartCluster,
-                ],
-                Fault::PartitionMember,
-            ),
+        let (always, partition) = match topology {
+            Topology::Replication => (Fault::REPLICATION, Fault::PartitionPrimary),
+            Topology::Galera => (Fault::GALERA, Fault::PartitionMember),
         };
         always
-            .iter()
-            .copied()
+            .into_iter()
             .chain(netns.then_some(partition))
             .collect()
     }
@@ -140,12 +141,13 @@ impl std::str::FromStr for Fault {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Fault::EVERY
+        let every = Fault::every();
+        every
             .iter()
             .find(|f| f.to_string() == s)
             .copied()
             .ok_or_else(|| {
-                let names: Vec<String> = Fault::EVERY.iter().map(|f| f.to_string()).collect();
+                let names: Vec<String> = every.iter().map(|f| f.to_string()).collect();
                 format!("unknown fault {s:?}: use one of {}", names.join(", "))
             })
     }
@@ -426,5 +428,35 @@ impl Drop for Frozen {
                 myset_os::signal(pid, Signal::SIGCONT);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_fault_parses_from_its_name_and_applies_to_its_topology_only() {
+        for fault in Fault::every() {
+            assert_eq!(fault.to_string().parse::<Fault>(), Ok(fault));
+        }
+        assert!("kill-everything".parse::<Fault>().is_err());
+        let galera = Fault::drawn(Topology::Galera, true);
+        assert!(galera.contains(&Fault::PartitionMember));
+        assert!(!galera.contains(&Fault::KillReplica));
+        assert!(!Fault::drawn(Topology::Galera, false).contains(&Fault::PartitionMember));
+        assert!(Fault::KillMember
+            .unusable(Topology::Replication, true)
+            .is_some_and(|why| why.contains("replication clusters")));
+        assert!(Fault::Switchover.unusable(Topology::Galera, true).is_some());
+        assert!(Fault::Switchover
+            .unusable(Topology::Replication, false)
+            .is_none());
+        assert!(Fault::PartitionMember
+            .unusable(Topology::Galera, false)
+            .is_some_and(|why| why.contains("--netns")));
+        // Faults that take the whole cluster down do not count reads against it.
+        assert!(Fault::KillAllMembers.stops_the_cluster());
+        assert!(!Fault::KillMember.stops_the_cluster());
     }
 }
