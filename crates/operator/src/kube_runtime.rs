@@ -43,7 +43,8 @@ const STOP_GRACE: Duration = Duration::from_secs(60);
 /// How long a forced deletion may take to be confirmed by the kubelet before the member is
 /// taken as unreachable (its node does not answer).
 const KILL_CONFIRM: Duration = Duration::from_secs(10);
-/// How long one attempt to hand a new agent its spec may take, and the pause between two.
+/// How long one attempt to hand a new agent its spec (or ask it a position) may take, and the
+/// pause between two.
 const SPEC_CALL: Duration = Duration::from_secs(5);
 const SPEC_RETRY: Duration = Duration::from_secs(1);
 /// How often a wait on the API server or a new agent checks again.
@@ -629,7 +630,7 @@ impl<A: AgentApi + Clone> Runtime for KubeRuntime<A> {
                 Err(e @ AgentError::Refused { .. }) => return Err(e.into()),
                 Err(e) => last = e.to_string(),
             }
-            tokio::time::sleep(POLL).await;
+            tokio::time::sleep(SPEC_RETRY).await;
         }
         anyhow::bail!(
             "its agent (Pod {pod_name}) did not report a position within {}s: {last}",
@@ -738,13 +739,23 @@ impl<A: AgentApi + Clone> Runtime for KubeRuntime<A> {
     }
 
     fn record_event(&self, event: &Event) {
+        let mut event = event.clone();
+        if event.kind == myset_api::EventKind::GaleraBootstrapRefused {
+            // The brain's words name the local command; here it is an annotation.
+            event.message.push_str(&format!(
+                " On Kubernetes: kubectl annotate myset {} -n {} {}=ORDINAL",
+                self.name,
+                self.namespace,
+                crate::operator::ANNOTATION_FORCE_BOOTSTRAP
+            ));
+        }
         let mut events = self.events.lock().expect("events lock");
         if events.len() == EVENTS_KEPT {
             events.pop_front();
         }
         events.push_back(event.clone());
         drop(events);
-        (self.publish)(event);
+        (self.publish)(&event);
     }
 
     fn password_file(&self) -> String {

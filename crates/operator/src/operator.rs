@@ -32,6 +32,10 @@ use tokio_util::sync::CancellationToken;
 /// Annotation asking for a switchover: an ordinal, or `any` for the most advanced Ready
 /// replica. The operator removes it once done (or refused, with an event saying why).
 pub const ANNOTATION_SWITCHOVER: &str = "myset.dev/switchover-to";
+/// Annotation asking, for a Galera `MySet` none of whose members runs, that the next recovery
+/// bootstraps this ordinal whatever the others hold (`myset up --force-bootstrap` locally).
+/// The operator removes it once taken (or refused, with an event saying why).
+pub const ANNOTATION_FORCE_BOOTSTRAP: &str = "myset.dev/force-bootstrap";
 /// The housekeeping period.
 const HOUSEKEEPING: Duration = Duration::from_secs(1);
 
@@ -218,6 +222,9 @@ impl<A: AgentApi + Clone> Operator<A> {
         if let Some(asked) = myset.annotations().get(ANNOTATION_SWITCHOVER).cloned() {
             self.switchover(myset, &controller, &asked).await?;
         }
+        if let Some(asked) = myset.annotations().get(ANNOTATION_FORCE_BOOTSTRAP).cloned() {
+            self.force_bootstrap(myset, &controller, &asked).await?;
+        }
         Ok(kube::runtime::controller::Action::requeue(
             Duration::from_secs(60),
         ))
@@ -285,11 +292,47 @@ impl<A: AgentApi + Clone> Operator<A> {
                 format!("switchover asked by {ANNOTATION_SWITCHOVER} refused: {why}"),
             ));
         }
+        self.remove_annotation(myset, ANNOTATION_SWITCHOVER).await
+    }
+
+    /// Takes a forced bootstrap asked by annotation, or refuses it with an event; either way
+    /// the annotation is removed.
+    async fn force_bootstrap(
+        &self,
+        myset: &MySet,
+        controller: &Arc<Controller<KubeRuntime<A>>>,
+        asked: &str,
+    ) -> anyhow::Result<()> {
+        let outcome = match asked.parse::<u32>() {
+            Ok(ordinal) => controller
+                .request_force_bootstrap(ordinal)
+                .await
+                .map(|()| ordinal)
+                .map_err(|e| format!("{e:#}")),
+            Err(_) => Err(format!("{asked:?} is not an ordinal")),
+        };
+        let event = match outcome {
+            Ok(ordinal) => Event::new(
+                EventKind::GaleraForceBootstrapAsked,
+                format!("{ANNOTATION_FORCE_BOOTSTRAP}={ordinal}: member {ordinal} bootstraps the cluster at its next recovery; writes newer than its own on other members are lost"),
+            )
+            .ordinal(ordinal),
+            Err(why) => Event::new(
+                EventKind::SpecRefused,
+                format!("{ANNOTATION_FORCE_BOOTSTRAP}={asked} refused: {why}"),
+            ),
+        };
+        controller.record_event(event);
+        self.remove_annotation(myset, ANNOTATION_FORCE_BOOTSTRAP)
+            .await
+    }
+
+    async fn remove_annotation(&self, myset: &MySet, key: &str) -> anyhow::Result<()> {
         let api: Api<MySet> = Api::namespaced(
             self.client.clone(),
             &myset.namespace().unwrap_or_else(|| "default".into()),
         );
-        let patch = serde_json::json!({"metadata": {"annotations": {ANNOTATION_SWITCHOVER: null}}});
+        let patch = serde_json::json!({"metadata": {"annotations": {key: null}}});
         api.patch(
             &myset.name_any(),
             &PatchParams::default(),
@@ -446,6 +489,10 @@ fn event_publisher(client: kube::Client, myset: &MySet) -> Box<dyn Fn(&Event) + 
                 | EventKind::ReconcileFailed
                 | EventKind::Errant
                 | EventKind::Unready
+                | EventKind::SpecRefused
+                | EventKind::GaleraNoPrimary
+                | EventKind::GaleraBootstrapRefused
+                | EventKind::GaleraForceBootstrapAsked
         );
         let kube_event = KubeEvent {
             type_: if warning {

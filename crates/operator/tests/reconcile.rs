@@ -592,6 +592,104 @@ mod galera {
             .all(|e| e.kind != EventKind::GaleraBootstrap));
     }
 
+    /// Two members' nodes stop reporting and an administrator force-deletes their Pods; the
+    /// member left alone has no quorum and is stopped. Its position is the only one that can
+    /// be read (the others' volumes are on the nodes that are away), so no bootstrap is
+    /// automatic; the `myset.dev/force-bootstrap` annotation makes it bootstrap anyway.
+    #[tokio::test(start_paused = true)]
+    async fn a_refused_bootstrap_is_forced_by_annotation() {
+        use myset_operator::operator::ANNOTATION_FORCE_BOOTSTRAP;
+        let h = galera_harness(3).await;
+        let world = &h.sim.agents.world;
+        let writer = rw_member(&h).await.expect("rw's member");
+        assert_eq!(world.galera_write(writer, 5), 5);
+        let force = |value: &str| serde_json::json!({"metadata": {"annotations": {ANNOTATION_FORCE_BOOTSTRAP: value}}});
+        // Asked while the cluster runs: refused, and the annotation is removed.
+        h.edit(force("0")).await;
+        h.step().await;
+        let annotations = h.latest().await.metadata.annotations.unwrap_or_default();
+        assert!(!annotations.contains_key(ANNOTATION_FORCE_BOOTSTRAP));
+        assert!(events(&h)
+            .iter()
+            .any(|e| e.kind == EventKind::SpecRefused && e.message.contains("cluster runs")));
+
+        for member in [1, 2] {
+            let node = h.sim.node_of(&format!("db-{member}")).await.unwrap();
+            h.sim.set_node_ready(&node, false).await;
+            h.sim
+                .pods
+                .delete(&format!("db-{member}"), &Default::default())
+                .await
+                .unwrap();
+        }
+        assert!(
+            h.until(Duration::from_secs(1800), || async {
+                events(&h)
+                    .iter()
+                    .any(|e| e.kind == EventKind::GaleraBootstrapRefused)
+            })
+            .await,
+            "no refusal: {:#?}",
+            events(&h)
+        );
+        let refused = events(&h)
+            .into_iter()
+            .find(|e| e.kind == EventKind::GaleraBootstrapRefused)
+            .unwrap();
+        assert!(refused.message.contains("db-1"), "{refused:?}");
+        assert!(
+            refused
+                .message
+                .contains("kubectl annotate myset db -n default myset.dev/force-bootstrap=ORDINAL"),
+            "{refused:?}"
+        );
+        assert!(events(&h)
+            .iter()
+            .all(|e| e.kind != EventKind::GaleraBootstrap));
+
+        h.edit(force("0")).await;
+        assert!(
+            h.until(Duration::from_secs(1800), || async {
+                events(&h)
+                    .iter()
+                    .any(|e| e.kind == EventKind::GaleraBootstrap)
+            })
+            .await,
+            "no forced bootstrap: {:#?}",
+            events(&h)
+        );
+        let bootstrap = events(&h)
+            .into_iter()
+            .find(|e| e.kind == EventKind::GaleraBootstrap)
+            .unwrap();
+        assert_eq!(bootstrap.ordinal, Some(0));
+        assert!(bootstrap.message.contains("forced"), "{bootstrap:?}");
+        assert!(events(&h)
+            .iter()
+            .any(|e| e.kind == EventKind::GaleraForceBootstrapAsked && e.ordinal == Some(0)));
+        let annotations = h.latest().await.metadata.annotations.unwrap_or_default();
+        assert!(!annotations.contains_key(ANNOTATION_FORCE_BOOTSTRAP));
+        assert!(
+            h.until(Duration::from_secs(30), || async {
+                world.agent(0).galera_primary
+            })
+            .await,
+            "member 0 did not form the cluster: {:#?}",
+            events(&h)
+        );
+        assert_eq!(world.galera_write(0, 1), 1, "member 0 takes writes again");
+        // The nodes come back: the others join it, and the force is forgotten.
+        for n in ["n0", "n1", "n2"] {
+            h.sim.set_node_ready(n, true).await;
+        }
+        h.converge(3).await;
+        let record = h.status().await.record.unwrap();
+        assert_eq!(record.galera_force_bootstrap, None);
+        for o in 0..3 {
+            assert_eq!(world.agent(o).executed.1, 6, "member {o}");
+        }
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_change_of_topology_is_refused_and_nothing_in_that_spec_is_acted_on() {
         let h = Harness::new(3, 4).await;

@@ -101,6 +101,13 @@ impl SimAgents {
                         .ok()
                         .flatten()
                         .is_none();
+                    // A new Pod's agent may have started during the calls above: it is not
+                    // the process this is about.
+                    let current = self.incarnation.lock().unwrap().get(&ordinal).cloned();
+                    if current != known {
+                        self.world.propagate();
+                        return uid;
+                    }
                     self.world.with(|w| {
                         let a = w.agents.get_mut(&ordinal).unwrap();
                         if pod_gone || uid.is_some() {
@@ -172,14 +179,24 @@ impl AgentApi for SimAgents {
         let known = self.incarnation.lock().unwrap().get(&spec.ordinal).cloned();
         if known.as_ref() != Some(&uid) {
             self.apply_set_aside(spec).await;
-            FakeRuntime::new(self.world.clone())
-                .start(spec)
-                .await
-                .map_err(|e| AgentError::Refused {
+            // This Pod's process from now on: a call about it meanwhile must not take the
+            // agent being started for the previous Pod's.
+            self.incarnation
+                .lock()
+                .unwrap()
+                .insert(spec.ordinal, uid.clone());
+            let started = FakeRuntime::new(self.world.clone()).start(spec).await;
+            if let Err(e) = started {
+                let mut incarnation = self.incarnation.lock().unwrap();
+                match known {
+                    Some(k) => incarnation.insert(spec.ordinal, k),
+                    None => incarnation.remove(&spec.ordinal),
+                };
+                return Err(AgentError::Refused {
                     agent: spec.agent.clone(),
                     detail: format!("{e:#}"),
-                })?;
-            self.incarnation.lock().unwrap().insert(spec.ordinal, uid);
+                });
+            }
             return Ok(());
         }
         FakeAgents(self.world.clone()).put_spec(spec, timeout).await
