@@ -252,6 +252,34 @@ impl<R: Runtime> Controller<R> {
         Ok(())
     }
 
+    /// Galera: turns causal reads for the user's sessions on or off while the cluster runs
+    /// (Kubernetes' `spec.causalReads`; locally `up --causal-reads` sets it in the stopped
+    /// cluster's record). Members get it in their next spec; a server applies it at its next
+    /// start (it is in the option file).
+    pub async fn request_causal_reads(&self, on: bool) -> anyhow::Result<()> {
+        let before = self.state();
+        if before.causal_reads == on {
+            return Ok(());
+        }
+        if on && before.topology != Topology::Galera {
+            anyhow::bail!(
+                "causal reads are for Galera clusters; this one uses the {} topology",
+                before.topology
+            );
+        }
+        self.update_state(|s| s.causal_reads = on).await?;
+        self.event(
+            EventKind::SettingsChanged,
+            format!(
+                "causal reads {} -> {}; each member's server applies it at its next start",
+                switch(before.causal_reads),
+                switch(on)
+            ),
+        );
+        self.wake.notify_one();
+        Ok(())
+    }
+
     /// Records the cluster's UUID the first time a Ready member reports it, and forgets a
     /// forced bootstrap once the cluster is formed again.
     pub(crate) async fn galera_bookkeeping(&self) -> anyhow::Result<()> {
@@ -287,6 +315,14 @@ fn outside_any_primary(galera: Option<&myset_api::GaleraStatus>, forming: bool) 
     match galera {
         Some(g) => !g.primary_component,
         None => !forming,
+    }
+}
+
+fn switch(on: bool) -> &'static str {
+    if on {
+        "on"
+    } else {
+        "off"
     }
 }
 

@@ -59,6 +59,12 @@ pub struct MySetSpec {
     /// condition `Degraded`) and the cluster keeps its topology.
     #[serde(default)]
     pub topology: myset_api::Topology,
+    /// Galera only: every read on a user's connection first waits until its member has
+    /// applied everything committed before it (`wsrep_sync_wait = 1`), so reads through
+    /// `<name>-ro` see every acknowledged write; each read then costs a round trip to the
+    /// group. A change applies at each member's next server start.
+    #[serde(default)]
+    pub causal_reads: bool,
     /// Seconds the primary must look dead (or its node unreachable) before an automatic
     /// failover (1 to 600).
     #[serde(default = "default_failover_delay_seconds")]

@@ -219,6 +219,9 @@ impl<A: AgentApi + Clone> Operator<A> {
                 u64::from(myset.spec.failover_delay_seconds) * 1000,
             )
             .await?;
+        controller
+            .request_causal_reads(myset.spec.causal_reads)
+            .await?;
         if let Some(asked) = myset.annotations().get(ANNOTATION_SWITCHOVER).cloned() {
             self.switchover(myset, &controller, &asked).await?;
         }
@@ -404,6 +407,7 @@ pub fn initial_record(myset: &MySet) -> ClusterState {
     record.failover_delay_ms = u64::from(spec.failover_delay_seconds) * 1000;
     record.delete_data_on_removal = spec.storage.delete_on_scale_down;
     record.topology = spec.topology;
+    record.causal_reads = spec.causal_reads;
     record
 }
 

@@ -154,6 +154,11 @@ pub fn validate(myset: &MySet) -> Result<(), InvalidMySet> {
     if spec.topology == myset_api::Topology::Galera {
         // The same rule, and words, as `myset up` and `myset scale`.
         myset_core::galera::check_size(spec.replicas).map_err(|e| invalid("spec.replicas", e))?;
+    } else if spec.causal_reads {
+        return Err(invalid(
+            "spec.causalReads",
+            "is for Galera; with replication, reads through -ro are bounded by the staleness limit instead",
+        ));
     }
     if !(1..=600).contains(&spec.failover_delay_seconds) {
         return Err(invalid(

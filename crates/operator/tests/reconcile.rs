@@ -691,6 +691,26 @@ mod galera {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn causal_reads_reach_every_members_spec() {
+        let h = galera_harness(3).await;
+        h.edit(serde_json::json!({"spec": {"causalReads": true}}))
+            .await;
+        let world = &h.sim.agents.world;
+        assert!(
+            h.until(Duration::from_secs(10), || async {
+                (0..3).all(|o| world.agent(o).spec.galera.is_some_and(|g| g.causal_reads))
+            })
+            .await
+        );
+        assert!(h.status().await.record.unwrap().causal_reads);
+        // Not for replication: refused in one line naming the field.
+        let mut replication = sim::myset(3);
+        replication.spec.causal_reads = true;
+        let error = myset_operator::validate::validate(&replication).unwrap_err();
+        assert_eq!(error.field, "spec.causalReads");
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_change_of_topology_is_refused_and_nothing_in_that_spec_is_acted_on() {
         let h = Harness::new(3, 4).await;
         h.converge(3).await;
