@@ -51,9 +51,9 @@ const SPEC_RETRY: Duration = Duration::from_secs(1);
 const POLL: Duration = Duration::from_millis(200);
 /// Events kept in memory for `status` and tests.
 const EVENTS_KEPT: usize = 1000;
-/// How long reading a stopped Galera member's position may take: its Pod must be scheduled,
-/// pull its image and start, and its agent may run `mariadbd --wsrep-recover`.
-const POSITION_WAIT: Duration = Duration::from_secs(300);
+/// How long reading a stopped Galera member's position may take by default: its Pod must be
+/// scheduled, pull its image and start, and its agent may run `mariadbd --wsrep-recover`.
+pub const POSITION_WAIT: Duration = Duration::from_secs(300);
 
 /// What the runtime last listed of one member's Pod.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -132,6 +132,8 @@ pub struct KubeRuntime<A: AgentApi> {
     delivering: Arc<Mutex<BTreeMap<u32, String>>>,
     /// Publishes each event as a Kubernetes Event on the `MySet`.
     publish: Box<dyn Fn(&Event) + Send + Sync>,
+    /// How long a Galera position read may wait for the member's agent.
+    position_wait: Duration,
 }
 
 impl<A: AgentApi + Clone> KubeRuntime<A> {
@@ -166,7 +168,15 @@ impl<A: AgentApi + Clone> KubeRuntime<A> {
             set_aside: Mutex::default(),
             delivering: Arc::default(),
             publish,
+            position_wait: POSITION_WAIT,
         }
+    }
+
+    /// How long a Galera position read waits for the member's agent (a Pod to be scheduled
+    /// and start) before the member counts as unreadable; [`POSITION_WAIT`] by default.
+    pub fn with_position_wait(mut self, wait: Duration) -> Self {
+        self.position_wait = wait;
+        self
     }
 
     /// The latest listing.
@@ -607,7 +617,8 @@ impl<A: AgentApi + Clone> Runtime for KubeRuntime<A> {
     /// A stopped Galera member's position, read by the agent of its Pod, which runs no server
     /// until it is handed a spec: an existing Pod without one, or a new Pod for the purpose
     /// (it becomes the member's Pod when the member starts). Waits for the Pod to be
-    /// scheduled and its agent to answer, at most [`POSITION_WAIT`].
+    /// scheduled and its agent to answer, at most the position wait ([`POSITION_WAIT`] by
+    /// default).
     async fn galera_position(&self, ordinal: u32) -> anyhow::Result<MemberData> {
         let pod_name = names::pod(&self.name, ordinal);
         if self.agent_pid(ordinal).is_some() {
@@ -620,7 +631,7 @@ impl<A: AgentApi + Clone> Runtime for KubeRuntime<A> {
         }
         self.ensure_pod(ordinal, Role::Replica).await?;
         let agent = self.agent_address(ordinal);
-        let deadline = tokio::time::Instant::now() + POSITION_WAIT;
+        let deadline = tokio::time::Instant::now() + self.position_wait;
         let mut last = String::new();
         while tokio::time::Instant::now() < deadline {
             match self.agents.galera_position(&agent, SPEC_CALL).await {
@@ -634,7 +645,7 @@ impl<A: AgentApi + Clone> Runtime for KubeRuntime<A> {
         }
         anyhow::bail!(
             "its agent (Pod {pod_name}) did not report a position within {}s: {last}",
-            POSITION_WAIT.as_secs()
+            self.position_wait.as_secs()
         )
     }
 

@@ -99,6 +99,8 @@ pub struct Operator<A: AgentApi + Clone> {
     make_agents: Box<dyn Fn(&Secrets) -> A + Send + Sync>,
     timing: Timing,
     brains: Mutex<BTreeMap<(String, String), Brain<A>>>,
+    /// How long a Galera position read waits for a member's agent.
+    position_wait: Duration,
     /// Per `MySet`, the refusal last reported, so each is an event once.
     refusals: Mutex<BTreeMap<(String, String), String>>,
 }
@@ -130,8 +132,16 @@ impl<A: AgentApi + Clone> Operator<A> {
             make_agents: Box::new(make_agents),
             timing,
             brains: Mutex::new(BTreeMap::new()),
+            position_wait: crate::kube_runtime::POSITION_WAIT,
             refusals: Mutex::new(BTreeMap::new()),
         }
+    }
+
+    /// How long a Galera position read waits for a member's agent before the member counts
+    /// as unreadable (default [`crate::kube_runtime::POSITION_WAIT`]).
+    pub fn with_position_wait(mut self, wait: Duration) -> Self {
+        self.position_wait = wait;
+        self
     }
 
     /// The brain driving `namespace/name`, if one runs. A brain stops by itself when its
@@ -370,7 +380,8 @@ impl<A: AgentApi + Clone> Operator<A> {
             (self.make_agents)(&secrets),
             status.clone(),
             event_publisher(self.client.clone(), &fresh),
-        );
+        )
+        .with_position_wait(self.position_wait);
         runtime.refresh().await?;
         let controller = Controller::new(runtime, record, secrets, self.timing);
         let stop = CancellationToken::new();

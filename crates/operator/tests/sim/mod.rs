@@ -566,11 +566,11 @@ impl Harness {
     pub async fn with(myset: MySet, nodes: usize) -> Harness {
         let sim = Sim::new(myset, nodes).await;
         let agents = sim.agents.clone();
-        let operator = Arc::new(Operator::with_agents(
-            sim.client.clone(),
-            TIMING,
-            move |_| agents.clone(),
-        ));
+        // A Pod that cannot run answers no position: a minute of waiting is enough here.
+        let operator = Arc::new(
+            Operator::with_agents(sim.client.clone(), TIMING, move |_| agents.clone())
+                .with_position_wait(Duration::from_secs(60)),
+        );
         Harness { sim, operator }
     }
 
