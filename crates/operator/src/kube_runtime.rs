@@ -573,8 +573,12 @@ impl<A: AgentApi + Clone> Runtime for KubeRuntime<A> {
     /// (a Galera member's whose agent waits), then hands the spec to its agent in the
     /// background: a Pod may take minutes to be scheduled and pull its image.
     async fn start(&self, spec: &InstanceSpec) -> anyhow::Result<()> {
-        let running = self.ensure_pod(spec.ordinal, spec.role).await?;
-        let record = (self.topology() == Topology::Galera).then(|| {
+        let galera = self.topology() == Topology::Galera;
+        // A Galera member starts out of `-rw`: the housekeeping labels the one member rw
+        // routes to, so two Pods never carry the label while both are Ready.
+        let label = if galera { Role::Replica } else { spec.role };
+        let running = self.ensure_pod(spec.ordinal, label).await?;
+        let record = galera.then(|| {
             if let Some(uid) = &running.metadata.uid {
                 self.delivering
                     .lock()
