@@ -152,8 +152,17 @@ pub fn validate(myset: &MySet) -> Result<(), InvalidMySet> {
         ));
     }
     if spec.topology == myset_api::Topology::Galera {
-        // The same rule, and words, as `myset up` and `myset scale`.
-        myset_core::galera::check_size(spec.replicas).map_err(|e| invalid("spec.replicas", e))?;
+        // The same rule as `myset up` and `myset scale`, in words for a MySet.
+        if myset_core::galera::check_size(spec.replicas).is_err() {
+            return Err(invalid(
+                "spec.replicas",
+                format!(
+                    "a Galera cluster needs at least {} members to keep a quorum when one is lost; {} would stop taking writes at the first failure",
+                    myset_core::galera::MIN_MEMBERS,
+                    spec.replicas
+                ),
+            ));
+        }
     } else if spec.causal_reads {
         return Err(invalid(
             "spec.causalReads",
