@@ -349,6 +349,21 @@ mod galera {
             .events()
     }
 
+    /// Steps until the first event matching `wanted` is recorded, at most `limit`; returns it.
+    async fn until_event(
+        h: &Harness,
+        limit: Duration,
+        wanted: impl Fn(&myset_api::Event) -> bool,
+    ) -> myset_api::Event {
+        let found = || events(h).into_iter().find(|e| wanted(e));
+        assert!(
+            h.until(limit, || async { found().is_some() }).await,
+            "no such event: {:#?}",
+            events(h)
+        );
+        found().expect("found")
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_galera_myset_runs_writable_members_reachable_on_galeras_ports_with_one_rw_member() {
         let h = galera_harness(3).await;
@@ -483,14 +498,10 @@ mod galera {
         assert_eq!(world.agent(0).executed.1, 5, "the cut-off member is behind");
         // Its Pod is force-deleted once the node was away for the failover delay (Galera's
         // quorum fences it); its replacement cannot run while the volume's node is away.
-        assert!(
-            h.until(Duration::from_secs(30), || async {
-                events(&h)
-                    .iter()
-                    .any(|e| e.kind == EventKind::PodForceDeleted && e.ordinal == Some(0))
-            })
-            .await
-        );
+        until_event(&h, Duration::from_secs(30), |e| {
+            e.kind == EventKind::PodForceDeleted && e.ordinal == Some(0)
+        })
+        .await;
 
         // Then the two others are lost at once, and member 0's node comes back.
         for pod in ["db-1", "db-2"] {
@@ -548,16 +559,11 @@ mod galera {
             2,
             "two members keep the quorum"
         );
-        assert!(
-            h.until(Duration::from_secs(30), || async {
-                events(&h)
-                    .iter()
-                    .any(|e| e.kind == EventKind::AgentRestarted && e.ordinal == Some(member))
-            })
-            .await,
-            "the operator did not start the member again: {:#?}",
-            events(&h)
-        );
+        // The operator starts it again.
+        until_event(&h, Duration::from_secs(30), |e| {
+            e.kind == EventKind::AgentRestarted && e.ordinal == Some(member)
+        })
+        .await;
         // Ready again, as the controller sees it after the restart.
         let restarted_at = events(&h)
             .iter()
@@ -622,20 +628,10 @@ mod galera {
                 .await
                 .unwrap();
         }
-        assert!(
-            h.until(Duration::from_secs(1800), || async {
-                events(&h)
-                    .iter()
-                    .any(|e| e.kind == EventKind::GaleraBootstrapRefused)
-            })
-            .await,
-            "no refusal: {:#?}",
-            events(&h)
-        );
-        let refused = events(&h)
-            .into_iter()
-            .find(|e| e.kind == EventKind::GaleraBootstrapRefused)
-            .unwrap();
+        let refused = until_event(&h, Duration::from_secs(1800), |e| {
+            e.kind == EventKind::GaleraBootstrapRefused
+        })
+        .await;
         assert!(refused.message.contains("db-1"), "{refused:?}");
         assert!(
             refused
@@ -648,20 +644,10 @@ mod galera {
             .all(|e| e.kind != EventKind::GaleraBootstrap));
 
         h.edit(force("0")).await;
-        assert!(
-            h.until(Duration::from_secs(1800), || async {
-                events(&h)
-                    .iter()
-                    .any(|e| e.kind == EventKind::GaleraBootstrap)
-            })
-            .await,
-            "no forced bootstrap: {:#?}",
-            events(&h)
-        );
-        let bootstrap = events(&h)
-            .into_iter()
-            .find(|e| e.kind == EventKind::GaleraBootstrap)
-            .unwrap();
+        let bootstrap = until_event(&h, Duration::from_secs(1800), |e| {
+            e.kind == EventKind::GaleraBootstrap
+        })
+        .await;
         assert_eq!(bootstrap.ordinal, Some(0));
         assert!(bootstrap.message.contains("forced"), "{bootstrap:?}");
         assert!(events(&h)
