@@ -123,6 +123,8 @@ pub struct KubeRuntime<A: AgentApi> {
     myset: watch::Receiver<MySet>,
     agents: A,
     view: Arc<Mutex<View>>,
+    /// The Pods this runtime noted itself, which a listing begun earlier must not undo.
+    noted: Arc<Mutex<Noted>>,
     status: Arc<StatusStore>,
     events: Arc<Mutex<VecDeque<Event>>>,
     /// Members whose next Pod sets their data dir aside first, with the label.
@@ -163,6 +165,7 @@ impl<A: AgentApi + Clone> KubeRuntime<A> {
             myset,
             agents,
             view: Arc::default(),
+            noted: Arc::default(),
             status,
             events: Arc::default(),
             set_aside: Mutex::default(),
@@ -196,6 +199,7 @@ impl<A: AgentApi + Clone> KubeRuntime<A> {
 
     /// Lists the cluster's Pods and PVCs, and the nodes, into the view.
     pub async fn refresh(&self) -> anyhow::Result<()> {
+        let began = self.noted.lock().expect("noted lock").seq;
         let selector = ListParams::default().labels(&format!("{LABEL_CLUSTER}={}", self.name));
         let every_node = ListParams::default();
         let (pods, pvcs, nodes) = futures::try_join!(
@@ -228,7 +232,9 @@ impl<A: AgentApi + Clone> KubeRuntime<A> {
                 .filter_map(|n| Some((n.metadata.name.clone()?, node_view(n))))
                 .collect(),
         };
-        *self.view.lock().expect("view lock") = view;
+        let mut noted = self.noted.lock().expect("noted lock");
+        let mut current = self.view.lock().expect("view lock");
+        *current = merge_listing(view, &current, &mut noted, began);
         Ok(())
     }
 
@@ -346,11 +352,7 @@ impl<A: AgentApi + Clone> KubeRuntime<A> {
     }
 
     fn note_pod(&self, ordinal: u32, pod: Option<PodView>) {
-        let mut view = self.view.lock().expect("view lock");
-        match pod {
-            Some(p) => view.pods.insert(ordinal, p),
-            None => view.pods.remove(&ordinal),
-        };
+        note_pod(&self.view, &self.noted, ordinal, pod);
     }
 
     fn topology(&self) -> Topology {
@@ -406,11 +408,49 @@ impl<A: AgentApi + Clone> KubeRuntime<A> {
     }
 }
 
+/// Which members' Pods the runtime noted itself (created, annotated, deleted), by a counter
+/// that grows with every note.
+#[derive(Debug, Default)]
+struct Noted {
+    seq: u64,
+    at: BTreeMap<u32, u64>,
+}
+
+/// The view from a listing that began at note `began`: a Pod created or annotated while it ran
+/// may be missing from it, or seen as before, so what the runtime noted since stands.
+fn merge_listing(mut listed: View, current: &View, noted: &mut Noted, began: u64) -> View {
+    for (&ordinal, &at) in &noted.at {
+        if at > began {
+            match current.pods.get(&ordinal) {
+                Some(p) => listed.pods.insert(ordinal, p.clone()),
+                None => listed.pods.remove(&ordinal),
+            };
+        }
+    }
+    noted.at.retain(|_, at| *at > began);
+    listed
+}
+
+/// Puts what the runtime knows of a member's Pod into the view, so that a listing begun
+/// earlier does not undo it ([`KubeRuntime::refresh`]).
+fn note_pod(view: &Mutex<View>, noted: &Mutex<Noted>, ordinal: u32, pod: Option<PodView>) {
+    let mut noted = noted.lock().expect("noted lock");
+    noted.seq += 1;
+    let seq = noted.seq;
+    noted.at.insert(ordinal, seq);
+    let mut view = view.lock().expect("view lock");
+    match pod {
+        Some(p) => view.pods.insert(ordinal, p),
+        None => view.pods.remove(&ordinal),
+    };
+}
+
 /// Galera's record of a delivery: the Pod is annotated with its restart count at delivery
 /// (so a restarted container is known to wait again), and the runtime's view and pending
 /// deliveries follow.
 struct DeliveryRecord {
     view: Arc<Mutex<View>>,
+    noted: Arc<Mutex<Noted>>,
     delivering: Arc<Mutex<BTreeMap<u32, String>>>,
 }
 
@@ -457,12 +497,12 @@ async fn deliver_spec<A: AgentApi>(
             .await
         {
             Ok(p) if p.metadata.uid == uid => {
-                record
-                    .view
-                    .lock()
-                    .expect("view lock")
-                    .pods
-                    .insert(spec.ordinal, pod_view(&p));
+                note_pod(
+                    &record.view,
+                    &record.noted,
+                    spec.ordinal,
+                    Some(pod_view(&p)),
+                );
                 break;
             }
             Ok(_) => break,
@@ -587,6 +627,7 @@ impl<A: AgentApi + Clone> Runtime for KubeRuntime<A> {
             }
             DeliveryRecord {
                 view: self.view.clone(),
+                noted: self.noted.clone(),
                 delivering: self.delivering.clone(),
             }
         });
@@ -790,4 +831,50 @@ pub fn secrets_from(secret: &k8s_openapi::api::core::v1::Secret) -> anyhow::Resu
         .and_then(|d| d.get(render::SECRETS_KEY))
         .ok_or_else(|| anyhow::anyhow!("the Secret has no {} key", render::SECRETS_KEY))?;
     Ok(serde_json::from_slice(&bytes.0)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(uid: &str) -> PodView {
+        PodView {
+            node: Some("n0".into()),
+            terminating: false,
+            phase: Some("Running".into()),
+            role_label: None,
+            uid: Some(uid.into()),
+            restarts: 0,
+            spec_delivered: None,
+        }
+    }
+
+    #[test]
+    fn a_listing_does_not_undo_what_was_noted_while_it_ran() {
+        let (view, noted) = (Mutex::new(View::default()), Mutex::new(Noted::default()));
+        note_pod(&view, &noted, 0, Some(pod("a")));
+        let began = noted.lock().unwrap().seq;
+        // While the listing runs: member 1's Pod is created, member 0's is annotated.
+        note_pod(&view, &noted, 1, Some(pod("b")));
+        let annotated = PodView {
+            spec_delivered: Some(0),
+            ..pod("a")
+        };
+        note_pod(&view, &noted, 0, Some(annotated.clone()));
+        // The listing saw member 0's Pod as it was, and no Pod of member 1; member 2's is new
+        // to the runtime.
+        let mut listed = View::default();
+        listed.pods.insert(0, pod("a"));
+        listed.pods.insert(2, pod("c"));
+        let current = view.lock().unwrap().clone();
+        let merged = merge_listing(listed, &current, &mut noted.lock().unwrap(), began);
+        assert_eq!(merged.pods.get(&0), Some(&annotated));
+        assert_eq!(merged.pods.get(&1), Some(&pod("b")));
+        assert_eq!(merged.pods.get(&2), Some(&pod("c")));
+        // A later listing is believed as it is.
+        let began = noted.lock().unwrap().seq;
+        let merged = merge_listing(View::default(), &merged, &mut noted.lock().unwrap(), began);
+        assert!(merged.pods.is_empty());
+        assert!(noted.lock().unwrap().at.is_empty());
+    }
 }
