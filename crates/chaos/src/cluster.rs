@@ -159,7 +159,9 @@ impl Cluster {
     }
 
     /// Waits until every instance is Ready and every process the status names is alive (so a
-    /// status taken before the controller noticed a fault does not count).
+    /// status taken before the controller noticed a fault does not count); for Galera, also
+    /// until every member is Synced in one Primary view of all of them (a member can be Ready
+    /// while a peer has not yet readmitted it).
     pub async fn wait_converged(&self, timeout: Duration) -> anyhow::Result<ClusterStatus> {
         let deadline = Instant::now() + timeout;
         loop {
@@ -170,7 +172,7 @@ impl Cluster {
                         .iter()
                         .all(|p| p.is_some_and(myset_os::pid_alive))
                 });
-                if s.converged() && alive && self.controller_pid().is_some() {
+                if s.converged() && alive && one_galera_view(s) && self.controller_pid().is_some() {
                     return Ok(s.clone());
                 }
             }
@@ -196,4 +198,23 @@ impl Cluster {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
+}
+
+/// A Galera cluster's members all Synced, in a Primary component of all of them, with the same
+/// view; trivially true for the replication topology.
+fn one_galera_view(s: &ClusterStatus) -> bool {
+    if s.topology != myset_api::Topology::Galera {
+        return true;
+    }
+    let members = s.instances.len() as u32;
+    let views: Vec<_> = s.instances.iter().map(|i| i.galera.as_ref()).collect();
+    views.iter().all(|g| {
+        g.is_some_and(|g| {
+            g.primary_component
+                && g.state == myset_api::WsrepState::Synced
+                && g.cluster_size == members
+        })
+    }) && views
+        .windows(2)
+        .all(|w| w[0].map(|g| g.conf_id) == w[1].map(|g| g.conf_id))
 }

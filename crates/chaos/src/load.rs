@@ -154,18 +154,20 @@ impl Load {
         self.acked.lock().expect("acked lock").len()
     }
 
-    /// Writes the next id to one server directly (not through rw), retrying with new ids
-    /// until one is acknowledged or `limit` passes; the acknowledged id counts like the
-    /// writer's.
+    /// Writes the next id to one of `servers` directly (not through rw), trying them in turn
+    /// with a new id each time until one is acknowledged or `limit` passes; the acknowledged
+    /// id counts like the writer's.
     pub async fn write_directly(
         &self,
-        host: &str,
-        port: u16,
+        servers: &[(&str, u16)],
         limit: Duration,
     ) -> anyhow::Result<()> {
         let deadline = Instant::now() + limit;
         let mut last_error = None;
-        while Instant::now() < deadline {
+        for &(host, port) in servers.iter().cycle() {
+            if Instant::now() >= deadline {
+                break;
+            }
             let id = self.next_id.fetch_add(1, Ordering::Relaxed);
             let attempt = async {
                 let mut conn = connect_to(&self.credentials, host, port).await?;
@@ -181,13 +183,13 @@ impl Load {
                         .push((id, Instant::now()));
                     return Ok(());
                 }
-                Err(e) => last_error = Some(e),
+                Err(e) => last_error = Some(e.context(format!("{host}:{port}"))),
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
         match last_error {
-            Some(e) => Err(e.context(format!("no write to {host}:{port} acknowledged"))),
-            None => bail!("no write to {host}:{port} attempted"),
+            Some(e) => Err(e.context("no direct write acknowledged")),
+            None => bail!("no server to write to"),
         }
     }
 

@@ -274,9 +274,19 @@ pub fn parse_galera(row: &[Option<String>]) -> Result<myset_api::GaleraStatus, S
         cluster_size: number("wsrep_cluster_size", size)?.max(0) as u32,
         seqno: number("wsrep_last_committed", seqno)?,
         cluster_uuid: text("wsrep_cluster_state_uuid", uuid)?,
-        // -1 outside any component.
-        conf_id: number("wsrep_cluster_conf_id", conf_id)?.max(0) as u64,
+        conf_id: conf_id_of(&text("wsrep_cluster_conf_id", conf_id)?)?,
     })
+}
+
+/// `wsrep_cluster_conf_id`, which reads 18446744073709551615 (-1 as unsigned) outside any
+/// component: no view, 0.
+fn conf_id_of(text: &str) -> Result<u64, String> {
+    match text.parse::<u64>() {
+        Ok(u64::MAX) => Ok(0),
+        Ok(n) => Ok(n),
+        Err(_) if text == "-1" => Ok(0),
+        Err(_) => Err(format!("wsrep_cluster_conf_id is {text:?}, not a number")),
+    }
 }
 
 /// A row's values as text, each with its column name.
@@ -357,6 +367,9 @@ mod tests {
         assert_eq!(minority.state, myset_api::WsrepState::Joining);
         assert!(!minority.primary_component);
         assert_eq!(minority.conf_id, 0);
+        // What mariadbd really reports outside any component.
+        let outside = row(["0", "Disconnected", "0", "-1", "x", "18446744073709551615"]);
+        assert_eq!(parse_galera(&outside).unwrap().conf_id, 0);
         assert!(
             parse_galera(&[None, None, None, None, None, None]).is_err(),
             "wsrep off"
