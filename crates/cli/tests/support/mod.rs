@@ -557,8 +557,37 @@ impl Cluster {
     }
 }
 
+impl Cluster {
+    /// The last lines of the cluster's logs and events, for the output of a failed test (the
+    /// cluster and its logs are destroyed right after).
+    fn dump_logs(&self) {
+        fn tail(path: &Path, lines: usize) {
+            if let Ok(text) = std::fs::read_to_string(path) {
+                let all: Vec<&str> = text.lines().collect();
+                eprintln!("---- last {lines} lines of {}", path.display());
+                for line in &all[all.len().saturating_sub(lines)..] {
+                    eprintln!("{line}");
+                }
+            }
+        }
+        let root = self.root();
+        tail(&root.join("events.jsonl"), 60);
+        tail(&root.join("controller.log"), 60);
+        let Ok(instances) = std::fs::read_dir(root.join("instances")) else {
+            return;
+        };
+        for instance in instances.flatten() {
+            tail(&instance.path().join("agent.log"), 30);
+            tail(&instance.path().join("logs").join("mariadbd.log"), 30);
+        }
+    }
+}
+
 impl Drop for Cluster {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.dump_logs();
+        }
         if self.state_file().exists() {
             let run = self.cmd_timeout(&["destroy"], Duration::from_secs(120));
             if !run.success() {
