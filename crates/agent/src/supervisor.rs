@@ -332,10 +332,23 @@ async fn wait_until_answering(shared: &Shared, child: &mut Child) -> anyhow::Res
 /// A previous agent may have died and left its mariadbd running on our data dir. It is killed,
 /// not asked to stop: it may be a frozen former primary, and letting it run again, even to shut
 /// down, could commit writes nobody else has. InnoDB and sync_binlog make the kill safe.
+///
+/// Its whole process group goes with it (the earlier agent's, as a Pod's container would):
+/// a Galera state transfer's script and socat outlive the server otherwise, and the next
+/// transfer waits on them forever ("Previous SST is not completed"). So does such a script
+/// left alone, found by the pid file it keeps in the data dir.
 pub async fn stop_leftover_server(layout: &InstanceLayout) {
     let config = layout.server_config();
-    if let Some(pid) = myset_os::owned_pid(&layout.server_pid_file(), &config.to_string_lossy()) {
-        tracing::warn!(pid, "killing a mariadbd left behind by an earlier agent");
+    let leftovers = [
+        myset_os::owned_pid(&layout.server_pid_file(), &config.to_string_lossy()),
+        myset_os::owned_pid(&layout.data().join("wsrep_sst.pid"), "wsrep_sst"),
+    ];
+    for pid in leftovers.into_iter().flatten() {
+        tracing::warn!(
+            pid,
+            "killing a process left behind by an earlier agent, with its group"
+        );
+        myset_os::kill_group_of(pid);
         myset_os::kill_and_wait(pid).await;
     }
 }

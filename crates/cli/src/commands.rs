@@ -660,6 +660,9 @@ fn kill(dir: &ClusterDir, ordinal: u32) -> anyhow::Result<()> {
         ("mariadbd", dir.server_pid_file(ordinal)),
     ] {
         if let Some(pid) = myset_os::owned_pid(&file, &marker) {
+            // With its process group, as a Pod's death takes every process of the container
+            // (a state transfer's helpers would outlive the server otherwise).
+            myset_os::kill_group_of(pid);
             myset_os::signal(pid, nix::sys::signal::Signal::SIGKILL);
             killed.push(format!("{what} {pid}"));
         }

@@ -88,6 +88,23 @@ pub async fn wait_gone(pid: u32, limit: Duration) -> bool {
     poll_until_async(limit, POLL, || async move { !pid_alive(pid) }).await
 }
 
+/// SIGKILLs the whole process group `pid` belongs to, as the death of a Pod kills every process
+/// of its container: a server's helpers (a state transfer's script, its socat) are in its
+/// agent's group and would otherwise outlive it, holding the member's ports and files. Never
+/// this process's own group. Returns whether a group was signalled.
+pub fn kill_group_of(pid: u32) -> bool {
+    let Ok(raw) = i32::try_from(pid) else {
+        return false;
+    };
+    let Ok(group) = nix::unistd::getpgid(Some(Pid::from_raw(raw))) else {
+        return false;
+    };
+    if nix::unistd::getpgrp() == group {
+        return false;
+    }
+    nix::sys::signal::killpg(group, Signal::SIGKILL).is_ok()
+}
+
 /// Reads a pid file; None when absent or unreadable.
 pub fn read_pid(path: &Path) -> Option<u32> {
     std::fs::read_to_string(path).ok()?.trim().parse().ok()
@@ -96,4 +113,45 @@ pub fn read_pid(path: &Path) -> Option<u32> {
 /// The live process whose pid is in `pid_file` and whose command line contains `marker`.
 pub fn owned_pid(pid_file: &Path, marker: &str) -> Option<u32> {
     read_pid(pid_file).filter(|&pid| pid_matches(pid, marker))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::process::CommandExt;
+
+    #[test]
+    fn killing_a_group_takes_the_helpers_a_process_left_behind() {
+        // A parent in a group of its own with a child that would outlive it.
+        let mut parent = std::process::Command::new("sh")
+            .args(["-c", "sleep 300 & echo $!; wait"])
+            .stdout(std::process::Stdio::piped())
+            .process_group(0)
+            .spawn()
+            .expect("sh runs");
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(parent.stdout.take().expect("stdout")),
+            &mut line,
+        )
+        .expect("the child's pid");
+        let child: u32 = line.trim().parse().expect("a pid");
+        assert!(pid_alive(child));
+        assert!(kill_group_of(parent.id()));
+        let _ = parent.wait();
+        assert!(poll_for_gone(child), "the helper outlived its group's kill");
+        // This process's own group is never signalled.
+        assert!(!kill_group_of(std::process::id()));
+    }
+
+    fn poll_for_gone(pid: u32) -> bool {
+        let deadline = std::time::Instant::now() + KILL_WAIT;
+        while std::time::Instant::now() < deadline {
+            if !pid_alive(pid) {
+                return true;
+            }
+            std::thread::sleep(POLL);
+        }
+        false
+    }
 }
