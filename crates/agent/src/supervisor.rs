@@ -38,6 +38,7 @@ pub async fn run(shared: Arc<Shared>) -> anyhow::Result<()> {
     let mut forms_cluster = true;
     loop {
         shared.set_phase(Phase::Starting);
+        stop_leftover_transfer(&shared.layout).await;
         let extra = galera_start_args(&shared, forms_cluster).await?;
         let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
         let mut child = spawn_server(&shared, &shared.layout.data(), &extra).await?;
@@ -341,7 +342,7 @@ pub async fn stop_leftover_server(layout: &InstanceLayout) {
     let config = layout.server_config();
     let leftovers = [
         myset_os::owned_pid(&layout.server_pid_file(), &config.to_string_lossy()),
-        myset_os::owned_pid(&layout.data().join("wsrep_sst.pid"), "wsrep_sst"),
+        leftover_transfer(layout),
     ];
     for pid in leftovers.into_iter().flatten() {
         tracing::warn!(
@@ -349,6 +350,27 @@ pub async fn stop_leftover_server(layout: &InstanceLayout) {
             "killing a process left behind by an earlier agent, with its group"
         );
         myset_os::kill_group_of(pid);
+        myset_os::kill_and_wait(pid).await;
+    }
+}
+
+/// A Galera state transfer's script still running on our data dir, found by the pid file it
+/// keeps there.
+fn leftover_transfer(layout: &InstanceLayout) -> Option<u32> {
+    myset_os::owned_pid(&layout.data().join("wsrep_sst.pid"), "wsrep_sst")
+}
+
+/// Before a server starts again: a state transfer's script (and its socat, mbstream and
+/// mariadb-backup) that outlived the server that ran it is killed with its children. It is
+/// in this agent's own process group, so the group cannot go; left alone, every later transfer
+/// waits on it ("Previous SST is not completed") until mariadbd aborts.
+async fn stop_leftover_transfer(layout: &InstanceLayout) {
+    if let Some(pid) = leftover_transfer(layout) {
+        tracing::warn!(
+            pid,
+            "killing a state transfer left behind by the last server"
+        );
+        myset_os::kill_tree(pid);
         myset_os::kill_and_wait(pid).await;
     }
 }

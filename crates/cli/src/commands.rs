@@ -654,18 +654,21 @@ fn kill(dir: &ClusterDir, ordinal: u32) -> anyhow::Result<()> {
         );
     }
     let marker = dir.instance_dir(ordinal).to_string_lossy().into_owned();
-    let mut killed = Vec::new();
-    for (what, file) in [
+    // Both found before any is signalled: the first group kill takes the server too.
+    let found: Vec<(&str, u32)> = [
         ("agent", dir.agent_pid_file(ordinal)),
         ("mariadbd", dir.server_pid_file(ordinal)),
-    ] {
-        if let Some(pid) = myset_os::owned_pid(&file, &marker) {
-            // With its process group, as a Pod's death takes every process of the container
-            // (a state transfer's helpers would outlive the server otherwise).
-            myset_os::kill_group_of(pid);
-            myset_os::signal(pid, nix::sys::signal::Signal::SIGKILL);
-            killed.push(format!("{what} {pid}"));
-        }
+    ]
+    .into_iter()
+    .filter_map(|(what, file)| Some((what, myset_os::owned_pid(&file, &marker)?)))
+    .collect();
+    let mut killed = Vec::new();
+    for (what, pid) in found {
+        // With its process group, as a Pod's death takes every process of the container
+        // (a state transfer's helpers would outlive the server otherwise).
+        myset_os::kill_group_of(pid);
+        myset_os::signal(pid, nix::sys::signal::Signal::SIGKILL);
+        killed.push(format!("{what} {pid}"));
     }
     if killed.is_empty() {
         bail!(

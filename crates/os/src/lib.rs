@@ -5,8 +5,8 @@ mod process;
 
 pub use poll::{poll_for, poll_until, poll_until_async};
 pub use process::{
-    cmdline, kill_and_wait, kill_group_of, owned_pid, pid_alive, pid_matches, read_pid, signal,
-    terminate, wait_gone,
+    cmdline, kill_and_wait, kill_group_of, kill_tree, owned_pid, pid_alive, pid_matches, read_pid,
+    signal, terminate, wait_gone,
 };
 
 use std::io::Write;

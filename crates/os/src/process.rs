@@ -105,6 +105,42 @@ pub fn kill_group_of(pid: u32) -> bool {
     nix::sys::signal::killpg(group, Signal::SIGKILL).is_ok()
 }
 
+/// SIGKILLs `pid` and every process descended from it. The whole tree is collected before
+/// any signal: a killed parent's children are reparented, not killed, and could no longer be
+/// found by their parent.
+pub fn kill_tree(pid: u32) {
+    let mut tree = vec![pid];
+    let mut i = 0;
+    while i < tree.len() {
+        let parent = tree[i];
+        tree.extend(children_of(parent));
+        i += 1;
+    }
+    for p in tree {
+        signal(p, Signal::SIGKILL);
+    }
+}
+
+/// The pids whose parent is `pid`, from /proc.
+fn children_of(pid: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|&child| parent_of(child) == Some(pid))
+        .collect()
+}
+
+/// A process's parent pid (the field after the command name in /proc/PID/stat).
+fn parent_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name is in parentheses and may itself contain spaces or parentheses.
+    let after_name = &stat[stat.rfind(')')? + 1..];
+    after_name.split_whitespace().nth(1)?.parse().ok()
+}
+
 /// Reads a pid file; None when absent or unreadable.
 pub fn read_pid(path: &Path) -> Option<u32> {
     std::fs::read_to_string(path).ok()?.trim().parse().ok()
@@ -142,6 +178,30 @@ mod tests {
         assert!(poll_for_gone(child), "the helper outlived its group's kill");
         // This process's own group is never signalled.
         assert!(!kill_group_of(std::process::id()));
+    }
+
+    #[test]
+    fn killing_a_tree_takes_the_children_its_root_would_leave_behind() {
+        // The root stays in this process's group, as a server's helpers stay in its agent's.
+        let mut root = std::process::Command::new("sh")
+            .args(["-c", "sleep 300 & echo $!; wait"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("sh runs");
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(root.stdout.take().expect("stdout")),
+            &mut line,
+        )
+        .expect("the child's pid");
+        let child: u32 = line.trim().parse().expect("a pid");
+        assert_eq!(parent_of(child), Some(root.id()));
+        kill_tree(root.id());
+        let _ = root.wait();
+        assert!(
+            poll_for_gone(child),
+            "the child outlived its parent's tree kill"
+        );
     }
 
     fn poll_for_gone(pid: u32) -> bool {
