@@ -139,7 +139,10 @@ const EVS_TIMERS: &str =
 
 /// The wsrep settings of a Galera member: every member writable, state transfers by
 /// mariadb-backup (rsync fails as root), a gcache that survives restarts so a member that was
-/// away briefly catches up by IST.
+/// away briefly catches up by IST, and no `pc.recovery`: myset alone decides who bootstraps
+/// after an outage (from every member's position). With it, a member whose saved view
+/// (gvwstate.dat) held only itself promoted itself to a Primary component of one on restart,
+/// a second cluster beside the real one.
 fn render_galera(line: &mut impl FnMut(&str, &dyn std::fmt::Display), g: &GaleraConfig) {
     line("wsrep-on", &"ON");
     line("wsrep-provider", &crate::galera::PROVIDER);
@@ -155,7 +158,7 @@ fn render_galera(line: &mut impl FnMut(&str, &dyn std::fmt::Display), g: &Galera
     line(
         "wsrep-provider-options",
         &format!(
-            "\"gmcast.listen_addr=tcp://{host}:{gcomm};ist.recv_addr={host}:{ist};gcache.size=256M;gcache.recover=yes;{EVS_TIMERS}\"",
+            "\"gmcast.listen_addr=tcp://{host}:{gcomm};ist.recv_addr={host}:{ist};gcache.size=256M;gcache.recover=yes;pc.recovery=FALSE;{EVS_TIMERS}\"",
             host = g.node_host,
             gcomm = g.ports.gcomm,
             ist = g.ports.ist
@@ -221,6 +224,10 @@ mod tests {
             "wsrep-cluster-address = gcomm://10.0.0.1:4567,10.0.0.2:4567",
             "gmcast.listen_addr=tcp://10.0.0.2:4567;ist.recv_addr=10.0.0.2:4568",
             "gcache.recover=yes",
+            // myset alone decides who bootstraps after an outage: Galera's own recovery from
+            // gvwstate.dat let a member whose saved view held only itself promote itself to a
+            // Primary component of one, a second cluster (a CI rehearsal's chaos run).
+            "pc.recovery=FALSE",
             // Short failure detection, in the order Galera requires (see EVS_TIMERS).
             "evs.keepalive_period=PT0.3S;evs.inactive_check_period=PT0.3S;evs.suspect_timeout=PT1S\"",
             "wsrep-sst-method = mariabackup",
