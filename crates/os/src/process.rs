@@ -156,26 +156,43 @@ mod tests {
     use super::*;
     use std::os::unix::process::CommandExt;
 
-    #[test]
-    fn killing_a_group_takes_the_helpers_a_process_left_behind() {
-        // A parent in a group of its own with a child that would outlive it.
-        let mut parent = std::process::Command::new("sh")
+    /// `sh` running a `sleep` child that would outlive it; returns both. `own_group` puts the
+    /// parent in a process group of its own (as an agent's children are); otherwise it stays in
+    /// this process's group.
+    fn parent_with_child(own_group: bool) -> (std::process::Child, u32) {
+        let mut command = std::process::Command::new("sh");
+        command
             .args(["-c", "sleep 300 & echo $!; wait"])
-            .stdout(std::process::Stdio::piped())
-            .process_group(0)
-            .spawn()
-            .expect("sh runs");
+            .stdout(std::process::Stdio::piped());
+        if own_group {
+            command.process_group(0);
+        }
+        let mut parent = command.spawn().expect("sh runs");
         let mut line = String::new();
         std::io::BufRead::read_line(
             &mut std::io::BufReader::new(parent.stdout.take().expect("stdout")),
             &mut line,
         )
         .expect("the child's pid");
-        let child: u32 = line.trim().parse().expect("a pid");
+        (parent, line.trim().parse().expect("a pid"))
+    }
+
+    /// Waits for `pid` to be gone with the crate's own wait.
+    fn gone(pid: u32) -> bool {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .expect("a runtime")
+            .block_on(wait_gone(pid, KILL_WAIT))
+    }
+
+    #[test]
+    fn killing_a_group_takes_the_helpers_a_process_left_behind() {
+        let (mut parent, child) = parent_with_child(true);
         assert!(pid_alive(child));
         assert!(kill_group_of(parent.id()));
         let _ = parent.wait();
-        assert!(poll_for_gone(child), "the helper outlived its group's kill");
+        assert!(gone(child), "the helper outlived its group's kill");
         // This process's own group is never signalled.
         assert!(!kill_group_of(std::process::id()));
     }
@@ -183,35 +200,10 @@ mod tests {
     #[test]
     fn killing_a_tree_takes_the_children_its_root_would_leave_behind() {
         // The root stays in this process's group, as a server's helpers stay in its agent's.
-        let mut root = std::process::Command::new("sh")
-            .args(["-c", "sleep 300 & echo $!; wait"])
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .expect("sh runs");
-        let mut line = String::new();
-        std::io::BufRead::read_line(
-            &mut std::io::BufReader::new(root.stdout.take().expect("stdout")),
-            &mut line,
-        )
-        .expect("the child's pid");
-        let child: u32 = line.trim().parse().expect("a pid");
+        let (mut root, child) = parent_with_child(false);
         assert_eq!(parent_of(child), Some(root.id()));
         kill_tree(root.id());
         let _ = root.wait();
-        assert!(
-            poll_for_gone(child),
-            "the child outlived its parent's tree kill"
-        );
-    }
-
-    fn poll_for_gone(pid: u32) -> bool {
-        let deadline = std::time::Instant::now() + KILL_WAIT;
-        while std::time::Instant::now() < deadline {
-            if !pid_alive(pid) {
-                return true;
-            }
-            std::thread::sleep(POLL);
-        }
-        false
+        assert!(gone(child), "the child outlived its parent's tree kill");
     }
 }
