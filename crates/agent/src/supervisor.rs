@@ -195,7 +195,7 @@ async fn galera_start_args(shared: &Shared, forms_cluster: bool) -> anyhow::Resu
             myset_mariadb::galera::mark_safe_to_bootstrap(&shared.layout.data())?;
             vec![
                 "--wsrep-new-cluster".into(),
-                format!("--wsrep-start-position={position}"),
+                myset_mariadb::galera::start_position_arg(position),
             ]
         }
     })

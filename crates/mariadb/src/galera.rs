@@ -149,6 +149,6 @@ pub fn mark_safe_to_bootstrap(datadir: &Path) -> Result<(), PositionError> {
 
 /// The option that makes a recovered member start from its position, keeping its cluster's
 /// UUID (see the module's doc).
-pub fn start_position_arg(position: &Position) -> String {
+pub fn start_position_arg(position: &impl std::fmt::Display) -> String {
     format!("--wsrep-start-position={position}")
 }
