@@ -19,6 +19,10 @@ use tokio::process::{Child, Command};
 const START_DEADLINE: Duration = Duration::from_secs(300);
 /// How long a stopping server may take before it is killed.
 const STOP_GRACE: Duration = Duration::from_secs(60);
+/// How long a Galera server that has not answered yet may take to stop. It is still joining
+/// (a state transfer, or the wait for one) and ignores SIGTERM until that ends; it has taken no
+/// write of its own, so killing it loses nothing, and a `down` need not wait a minute for it.
+const JOINING_STOP_GRACE: Duration = Duration::from_secs(3);
 /// Pause before restarting a server: short after a server that had come up (a crash of a
 /// healthy server is restarted at once), doubling while it keeps failing to come up, so a
 /// broken server is not hot-looped.
@@ -46,7 +50,10 @@ pub async fn run(shared: Arc<Shared>) -> anyhow::Result<()> {
         let started = tokio::select! {
             r = wait_until_answering(&shared, &mut child) => r,
             _ = shared.stop.cancelled() => {
-                stop_child(&shared, &mut child).await;
+                let grace = if shared.spec().galera.is_some() { JOINING_STOP_GRACE } else { STOP_GRACE };
+                stop_child(&shared, &mut child, grace).await;
+                // A transfer cut short by the kill must not outlive this agent.
+                stop_leftover_transfer(&shared.layout).await;
                 return Ok(());
             }
         };
@@ -123,7 +130,7 @@ async fn watch(shared: &Shared, child: &mut Child) -> Watch {
                 return Watch::Exited(status.unwrap_or_else(|_| std::os::unix::process::ExitStatusExt::from_raw(-1)));
             }
             _ = shared.stop.cancelled() => {
-                stop_child(shared, child).await;
+                stop_child(shared, child, STOP_GRACE).await;
                 return Watch::Stopped;
             }
             _ = shared.wait_for_spec_change(CONVERGE_PERIOD) => {}
@@ -131,10 +138,10 @@ async fn watch(shared: &Shared, child: &mut Child) -> Watch {
     }
 }
 
-async fn stop_child(shared: &Shared, child: &mut Child) {
+async fn stop_child(shared: &Shared, child: &mut Child, grace: Duration) {
     shared.set_phase(Phase::Stopping);
     if let Some(pid) = child.id() {
-        myset_os::terminate(pid, STOP_GRACE).await;
+        myset_os::terminate(pid, grace).await;
     }
     let _ = child.wait().await;
     shared.set_pid(None);
