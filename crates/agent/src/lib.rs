@@ -264,6 +264,8 @@ pub(crate) mod testing {
             install_db: "/nonexistent".into(),
             backup: "/nonexistent".into(),
             mbstream: "/nonexistent".into(),
+            binlog: "/nonexistent".into(),
+            client: "/nonexistent".into(),
         };
         let layout = crate::InstanceLayout::new(dir.to_path_buf());
         crate::state::Shared::new(spec, secrets, layout, binaries)

@@ -17,6 +17,10 @@ pub struct Binaries {
     pub install_db: PathBuf,
     pub backup: PathBuf,
     pub mbstream: PathBuf,
+    /// `mariadb-binlog`, which turns archived binlogs back into statements on a restore.
+    pub binlog: PathBuf,
+    /// The `mariadb` command-line client, which applies them.
+    pub client: PathBuf,
 }
 
 impl Binaries {
@@ -41,6 +45,8 @@ impl Binaries {
             install_db: lookup(&["mariadb-install-db"], "mariadb-server")?,
             backup: lookup(&["mariadb-backup", "mariabackup"], "mariadb-backup")?,
             mbstream: lookup(&["mbstream"], "mariadb-backup")?,
+            binlog: lookup(&["mariadb-binlog", "mysqlbinlog"], "mariadb-client")?,
+            client: lookup(&["mariadb", "mysql"], "mariadb-client")?,
         })
     }
 }
