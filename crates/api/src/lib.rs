@@ -535,6 +535,9 @@ pub struct ClusterStatus {
     pub endpoints: Endpoints,
     pub credentials: Credentials,
     pub instances: Vec<InstanceStatus>,
+    /// Backups and the binlog archive, where the runtime has a backup store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<BackupStatus>,
 }
 
 impl InstanceStatus {
@@ -587,6 +590,7 @@ impl ClusterStatus {
             },
             credentials,
             instances,
+            backup: None,
         }
     }
 
@@ -672,6 +676,16 @@ pub enum EventKind {
     PodForceDeleted,
     /// Kubernetes: a member whose node was lost with its volume gets a fresh one, cloned.
     MemberRebuilt,
+    /// A base backup was taken, stored and checked.
+    BackupTaken,
+    /// A base backup could not be taken; the reason says why.
+    BackupFailed,
+    /// Retention removed a base backup, or archive segments only older backups needed.
+    BackupPruned,
+    /// The binlog archive started following a primary.
+    ArchiveFollowing,
+    /// The binlog archive is missing transactions: a restore cannot reach past the gap.
+    ArchiveGap,
     /// A kind this version does not know (written by another version).
     #[serde(other)]
     Other,
@@ -705,6 +719,12 @@ pub struct Event {
     /// Why, when the message gives a cause (for example why a failover was held).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
+    /// For a backup event: the base backup's id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backup: Option<String>,
+    /// For a backup or archive event: the GTID position concerned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gtid: Option<String>,
 }
 
 impl Event {
@@ -723,7 +743,19 @@ impl Event {
             from: None,
             to: None,
             reason: None,
+            backup: None,
+            gtid: None,
         }
+    }
+
+    pub fn backup(mut self, id: impl Into<String>) -> Self {
+        self.backup = Some(id.into());
+        self
+    }
+
+    pub fn gtid(mut self, gtid: impl Into<String>) -> Self {
+        self.gtid = Some(gtid.into());
+        self
     }
 
     pub fn ordinal(mut self, ordinal: u32) -> Self {
@@ -790,6 +822,86 @@ impl fmt::Debug for Secrets {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Secrets { .. }")
     }
+}
+
+/// Where a cluster's backups go and when they are taken.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
+pub struct BackupSettings {
+    /// The store: an absolute directory or `s3://bucket/prefix`. None: the local runtime's
+    /// `<state dir>/backups/<name>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store: Option<String>,
+    /// Seconds between scheduled base backups; None: only `myset backup`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub every_seconds: Option<u64>,
+    /// How many base backups retention keeps; older ones, and the archive only they need, are
+    /// pruned after each new backup.
+    #[serde(default = "default_backups_kept")]
+    pub keep: u32,
+}
+
+fn default_backups_kept() -> u32 {
+    7
+}
+
+impl Default for BackupSettings {
+    fn default() -> Self {
+        BackupSettings {
+            store: None,
+            every_seconds: None,
+            keep: default_backups_kept(),
+        }
+    }
+}
+
+/// Backups as `status` shows them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupStatus {
+    /// The store's address.
+    pub store: String,
+    pub every_seconds: Option<u64>,
+    pub keep: u32,
+    /// The newest base backup.
+    pub last_base_backup: Option<BaseBackupInfo>,
+    /// The binlog archive; None where none runs (Galera).
+    pub archive: Option<ArchiveInfo>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BaseBackupInfo {
+    pub id: String,
+    /// Unix seconds.
+    pub finished_at: i64,
+    pub gtid: String,
+    pub bytes: u64,
+}
+
+/// The binlog archive's progress behind the primary.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArchiveInfo {
+    /// The server it streams from, as host:port.
+    pub source: Option<String>,
+    /// The last transaction stored.
+    pub last_gtid: Option<String>,
+    /// Seconds since the Unix epoch of the last stored event.
+    pub last_event_at: Option<i64>,
+    /// Transactions the primary has committed that the archive does not hold yet, per the
+    /// primary's GTID position; None while unknown.
+    pub behind_transactions: Option<u64>,
+    /// Holes in the archive: a restore cannot reach past the first.
+    pub gaps: Vec<ArchiveGapInfo>,
+    pub last_error: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArchiveGapInfo {
+    /// The transaction the archive needed next.
+    pub expected: String,
+    /// What the source sent instead (or the error it gave).
+    pub received: String,
+    /// Unix seconds.
+    pub at: i64,
 }
 
 /// Version tag of the cluster state file; anything else is refused as foreign.
@@ -866,6 +978,9 @@ pub struct ClusterState {
     /// 10.231.<index>.0/24, as if on its own host.
     #[serde(default)]
     pub netns: Option<u8>,
+    /// Base backups, their schedule and retention, and the binlog archive.
+    #[serde(default)]
+    pub backup: BackupSettings,
     /// Where each ordinal listens; kept when an ordinal leaves, so its identity is stable.
     pub placements: std::collections::BTreeMap<u32, Placement>,
 }
@@ -900,6 +1015,7 @@ impl ClusterState {
             rejoin_pending: Default::default(),
             last_primary_change: None,
             netns: None,
+            backup: BackupSettings::default(),
             placements: Default::default(),
         }
     }

@@ -4,6 +4,7 @@
 pub mod base;
 pub mod archive;
 pub mod segment;
+pub mod restore;
 pub mod store;
 
 pub use store::{Store, StoreUrl};

@@ -15,7 +15,7 @@ pub mod routing;
 pub mod start;
 
 pub use donors::donor_order;
-pub use gtid::GtidPos;
+pub use gtid::{Gtid, GtidPos};
 pub use health::readiness;
 pub use membership::{scale_down_victims, scale_up_additions};
 pub use readiness::{Readiness, Transition};

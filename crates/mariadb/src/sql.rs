@@ -32,11 +32,29 @@ pub const USER_PRIVILEGES: &str = "SELECT, INSERT, UPDATE, DELETE, CREATE, DROP,
 /// empty-password roots and anonymous users that `mariadb-install-db` creates, and the PUBLIC
 /// grants on `test` / `test\_%`. Not written to the binlog: clones copy the grant tables.
 pub fn bootstrap(secrets: &Secrets) -> Vec<String> {
+    let mut statements = accounts(secrets, "CREATE USER");
+    statements.extend([
+        "DELETE FROM mysql.db WHERE Db IN ('test', 'test\\\\_%')".into(),
+        "DROP DATABASE IF EXISTS test".into(),
+    ]);
+    statements
+}
+
+/// Run on a restored data dir, over its socket, before it ever listens on TCP: myset's three
+/// accounts get the new cluster's credentials (the backup holds the old cluster's). The
+/// users' own accounts and databases are the restored data and stay as they are.
+pub fn restored_accounts(secrets: &Secrets) -> Vec<String> {
+    accounts(secrets, "CREATE OR REPLACE USER")
+}
+
+/// myset's three accounts, made with `create` (`CREATE USER` or `CREATE OR REPLACE USER`),
+/// not written to the binlog.
+fn accounts(secrets: &Secrets, create: &str) -> Vec<String> {
     let account = |user: &str| format!("{}@'%'", literal(user));
     vec![
         "SET SESSION sql_log_bin = 0".into(),
         format!(
-            "CREATE USER {} IDENTIFIED BY {}",
+            "{create} {} IDENTIFIED BY {}",
             account(&secrets.admin_user),
             literal(&secrets.admin_password)
         ),
@@ -45,7 +63,7 @@ pub fn bootstrap(secrets: &Secrets) -> Vec<String> {
             account(&secrets.admin_user)
         ),
         format!(
-            "CREATE USER {} IDENTIFIED BY {}",
+            "{create} {} IDENTIFIED BY {}",
             account(&secrets.repl_user),
             literal(&secrets.repl_password)
         ),
@@ -54,7 +72,7 @@ pub fn bootstrap(secrets: &Secrets) -> Vec<String> {
             account(&secrets.repl_user)
         ),
         format!(
-            "CREATE USER {} IDENTIFIED BY {}",
+            "{create} {} IDENTIFIED BY {}",
             account(&secrets.user),
             literal(&secrets.user_password)
         ),
@@ -62,8 +80,6 @@ pub fn bootstrap(secrets: &Secrets) -> Vec<String> {
             "GRANT {USER_PRIVILEGES} ON *.* TO {} WITH GRANT OPTION",
             account(&secrets.user)
         ),
-        "DELETE FROM mysql.db WHERE Db IN ('test', 'test\\\\_%')".into(),
-        "DROP DATABASE IF EXISTS test".into(),
     ]
 }
 

@@ -163,6 +163,7 @@ pub fn cluster_status(myset: &MySet) -> ClusterStatus {
         },
         instances,
         name,
+        backup: None,
     }
 }
 
@@ -322,6 +323,8 @@ pub fn event_from(e: &KubeEvent) -> Option<Event> {
         from: None,
         to: None,
         reason: None,
+        backup: None,
+        gtid: None,
     })
 }
 
