@@ -19,9 +19,12 @@
 //!   dropping the transactions it already has; if that fails too, from the server's current
 //!   `@@gtid_binlog_pos`. Either way the next transaction it takes is checked against the
 //!   archive and the jump is reported as well;
-//! - a transaction at or below the archived seq_no after connecting by GTID
-//!   ([`GapKind::Duplicate`]): the server's history differs from the archive's; the
-//!   transaction is dropped (the archive keeps its own history).
+//! - a transaction at or below the archived seq_no after connecting by GTID, or at the
+//!   archived seq_no but from another server when reading from the oldest binlog
+//!   ([`GapKind::Duplicate`]): the server's history differs from the archive's; such
+//!   transactions are dropped (the archive keeps its own history).
+//!
+//! With nothing archived yet the archiver starts at the server's oldest binlog.
 
 use crate::segment::{self, Sealed, SegmentBuilder, SegmentKey};
 use crate::store::Store;
@@ -126,8 +129,11 @@ pub enum GapKind {
         code: u16,
         message: String,
     },
-    /// The server sent a transaction at or below the archived seq_no of its domain after being
-    /// asked to start after it: its history is not the archive's. Dropped.
+    /// The server's history is not the archive's: connected by GTID, it sent a transaction at
+    /// or below the archived seq_no of its domain; or, read from its oldest binlog, its
+    /// transaction at the archived seq_no came from another server (e.g. a new primary that
+    /// lacked the last archived transactions and wrote its own under the same seq_nos). The
+    /// archive keeps its own history: such transactions are dropped.
     Duplicate {
         archived: GtidRecord,
         received: GtidRecord,
@@ -192,7 +198,8 @@ pub enum ArchiveEvent {
 pub struct Timings {
     /// A segment is uploaded when its oldest transaction has waited this long.
     pub flush_after: Duration,
-    /// The server sends a heartbeat after this much silence; three missed ones end the stream.
+    /// The server sends a heartbeat after this much silence; four missed ones (2 s at least)
+    /// end the session.
     pub heartbeat: Duration,
     pub connect_timeout: Duration,
     /// The wait before reconnecting after an error.
@@ -298,6 +305,8 @@ impl Archiver {
             };
             let start = match fallback.take() {
                 Some((addr, start)) if addr == current.addr() => start,
+                // Nothing archived yet: everything the server still has.
+                _ if position.is_empty() => StartFrom::OldestBinlog,
                 _ => StartFrom::Archived {
                     position: position.values().map(|g| (*g).into()).collect(),
                 },
@@ -441,20 +450,14 @@ impl Archiver {
         Ok(pos.iter().map(|g| (*g).into()).collect())
     }
 
-    /// One dump session: stream from `source` and upload segments until the stream ends, the
-    /// source changes or `stop` is cancelled. Complete transactions received are uploaded
-    /// before it returns; an unfinished one is dropped (the next session receives it again).
-    async fn follow(
+    /// Connects to `source` as a MariaDB replica and starts the binlog dump at `start`.
+    async fn open_stream(
         &self,
         source: &Source,
-        position: BTreeMap<u32, Gtid>,
-        start: StartFrom,
-        watch_source: &mut watch::Receiver<Option<Source>>,
-        stop: &CancellationToken,
-        emit: &impl Fn(ArchiveEvent),
-    ) -> Ended {
+        start: &StartFrom,
+    ) -> Result<mysql_async::BinlogStream, Ended> {
         let addr = source.addr();
-        let connect_state = match &start {
+        let connect_state = match start {
             StartFrom::Archived { position } | StartFrom::Current { position } => Some(
                 position
                     .iter()
@@ -467,15 +470,14 @@ impl Archiver {
             // 1236 once binlogs holding the domain's earlier transactions are purged.)
             StartFrom::OldestBinlog => None,
         };
-        let mut conn = match self.connect(source).await {
-            Ok(c) => c,
-            Err(e) => return Ended::SourceFailed(e),
-        };
+        let mut conn = self.connect(source).await.map_err(Ended::SourceFailed)?;
         // A MariaDB GTID replica's session. mysql_async's get_binlog_stream then runs
-        // `SET @master_binlog_checksum='ALL'`, overriding ours: MariaDB only checks that the
-        // variable is set (the replica understands checksums) and sends the binlog's events
-        // with their CRC32s as written; 'ALL' matches no algorithm, which MariaDB takes as
-        // "checksum what you make up" (fake Rotate, heartbeats), harmless here.
+        // `SET @master_binlog_checksum='ALL'`, overriding ours. MariaDB only checks that the
+        // variable exists (the replica understands checksums) and sends the binlog's events
+        // with their CRC32s as written; 'ALL' is no algorithm name, which MariaDB 10.11 turns
+        // into "checksum what you make up" (fake Rotate and Gtid_list, heartbeats, and the
+        // Format_description it rewrites, whose CRC it recomputes). None of it changes a
+        // transaction's bytes; made-up events are skipped.
         let mut setup = vec![
             "SET @mariadb_slave_capability=4".to_string(),
             "SET @master_binlog_checksum=@@global.binlog_checksum".to_string(),
@@ -493,21 +495,50 @@ impl Archiver {
             match done {
                 Ok(Ok(())) => {}
                 Ok(Err(e)) => {
-                    return Ended::SourceFailed(format!("{addr}: {sql}: {}", one_line(&e)))
+                    return Err(Ended::SourceFailed(format!(
+                        "{addr}: {sql}: {}",
+                        one_line(&e)
+                    )))
                 }
-                Err(_) => return Ended::SourceFailed(format!("{addr}: {sql}: no answer")),
+                Err(_) => return Err(Ended::SourceFailed(format!("{addr}: {sql}: no answer"))),
             }
         }
         let request = mysql_async::BinlogStreamRequest::new(self.dump_server_id);
-        let mut stream = match tokio::time::timeout(
+        match tokio::time::timeout(
             self.timings.connect_timeout,
             conn.get_binlog_stream(request),
         )
         .await
         {
-            Ok(Ok(s)) => s,
-            Ok(Err(e)) => return classify(&addr, e),
-            Err(_) => return Ended::SourceFailed(format!("{addr}: the binlog dump did not start")),
+            Ok(Ok(s)) => Ok(s),
+            Ok(Err(e)) => Err(classify(&addr, e)),
+            Err(_) => Err(Ended::SourceFailed(format!(
+                "{addr}: the binlog dump did not start"
+            ))),
+        }
+    }
+
+    /// One dump session: stream from `source` and upload segments until the stream ends, the
+    /// source changes or `stop` is cancelled. Complete transactions received are uploaded
+    /// before it returns; an unfinished one is dropped (the next session receives it again).
+    async fn follow(
+        &self,
+        source: &Source,
+        position: BTreeMap<u32, Gtid>,
+        start: StartFrom,
+        watch_source: &mut watch::Receiver<Option<Source>>,
+        stop: &CancellationToken,
+        emit: &impl Fn(ArchiveEvent),
+    ) -> Ended {
+        let addr = source.addr();
+        let opened = tokio::select! {
+            opened = self.open_stream(source, &start) => opened,
+            _ = stop.cancelled() => return Ended::Stopped,
+            _ = source_changed(watch_source, source) => return Ended::SourceChanged,
+        };
+        let mut stream = match opened {
+            Ok(stream) => stream,
+            Err(ended) => return ended,
         };
         tracing::info!(source = %addr, ?start, "archiving binlog events");
         emit(ArchiveEvent::Started {
@@ -521,7 +552,8 @@ impl Archiver {
             SegmentBuilder::new(position).with_max_bytes(self.timings.max_segment_bytes);
         let mut flush_at: Option<Instant> = None;
         let mut reported_duplicate = false;
-        let silence = self.timings.heartbeat * 3 + Duration::from_secs(2);
+        // Heartbeats arrive after `heartbeat` of silence; four missed ones end the session.
+        let silence = (self.timings.heartbeat * 4).max(Duration::from_secs(2));
         let ended = loop {
             let flush = async {
                 match flush_at {
@@ -531,11 +563,7 @@ impl Archiver {
             };
             tokio::select! {
                 _ = stop.cancelled() => break Ended::Stopped,
-                changed = watch_source.changed() => {
-                    if changed.is_err() || watch_source.borrow().as_ref() != Some(source) {
-                        break Ended::SourceChanged;
-                    }
-                }
+                _ = source_changed(watch_source, source) => break Ended::SourceChanged,
                 _ = flush => {
                     flush_at = None;
                     if let Some(sealed) = builder.take() {
@@ -568,13 +596,23 @@ impl Archiver {
                     }
                     if let Some(dup) = pushed.duplicate {
                         let archived = builder.position()[&dup.domain];
-                        // From the oldest binlog, re-reading what is archived is expected.
-                        if matches!(start, StartFrom::Archived { .. }) && !reported_duplicate {
+                        // Connected by GTID, the server should send nothing archived; from its
+                        // oldest binlog it re-sends what is archived, which must be the same
+                        // history: the archived last GTID itself, not another server's.
+                        let fork = match start {
+                            StartFrom::Archived { .. } => !reported_duplicate,
+                            _ => dup.seq == archived.seq && dup.server != archived.server,
+                        };
+                        if fork {
                             reported_duplicate = true;
-                            self.gap(&addr, GapKind::Duplicate {
-                                archived: archived.into(),
-                                received: dup.into(),
-                            }, emit);
+                            self.gap(
+                                &addr,
+                                GapKind::Duplicate {
+                                    archived: archived.into(),
+                                    received: dup.into(),
+                                },
+                                emit,
+                            );
                         }
                     }
                     let mut failed = None;
@@ -641,6 +679,15 @@ impl Archiver {
             s.last_error = None;
         });
         Ok(())
+    }
+}
+
+/// Returns once `watch` holds something other than `source` (or its sender is gone).
+async fn source_changed(watch: &mut watch::Receiver<Option<Source>>, source: &Source) {
+    loop {
+        if watch.changed().await.is_err() || watch.borrow().as_ref() != Some(source) {
+            return;
+        }
     }
 }
 

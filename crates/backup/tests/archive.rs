@@ -69,6 +69,10 @@ fn free_port() -> u16 {
 
 impl Server {
     async fn start(server_id: u32) -> Server {
+        Self::start_with(server_id, &[]).await
+    }
+
+    async fn start_with(server_id: u32, extra: &[&str]) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
         let status = Command::new("cp")
@@ -104,6 +108,7 @@ impl Server {
                 "--skip-innodb-adaptive-hash-index",
                 "--performance-schema=OFF",
             ])
+            .args(extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -234,6 +239,7 @@ impl Running {
     fn start(store: &Store, source: Option<Source>) -> Running {
         let archiver = Archiver::new(store.clone(), DUMP_SERVER_ID).with_timings(Timings {
             backoff: Duration::from_millis(200),
+            heartbeat: Duration::from_millis(250),
             ..Timings::default()
         });
         let status = archiver.status();
@@ -352,6 +358,9 @@ async fn rows_written_are_archived_within_seconds_and_replay() {
     eprintln!("slowest write-to-archive: {worst:?}");
     assert!(worst < Duration::from_secs(5), "archiving took {worst:?}");
 
+    // An idle source keeps the session alive with heartbeats: 2.5 s of silence is more than
+    // the 2 s after which a session without them is given up.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
     let status = run.status.borrow().clone();
     assert!(status.gaps.is_empty(), "{status:?}");
     assert_eq!(status.position[0].seq, seq);
@@ -361,6 +370,10 @@ async fn rows_written_are_archived_within_seconds_and_replay() {
         matches!(events.first(), Some(ArchiveEvent::Started { .. })),
         "{events:?}"
     );
+    let started = events
+        .iter()
+        .filter(|e| matches!(e, ArchiveEvent::Started { .. }));
+    assert_eq!(started.count(), 1, "one session throughout: {events:?}");
     assert!(
         !events.iter().any(|e| matches!(e, ArchiveEvent::Gap(_))),
         "{events:?}"
@@ -515,4 +528,55 @@ async fn purged_binlogs_are_reported_as_a_gap() {
         }
         other => panic!("expected a hole, got {other:?}"),
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_without_binlog_checksums_is_archived_too() {
+    let (a, fresh) = tokio::join!(
+        Server::start_with(1, &["--binlog-checksum=NONE"]),
+        Server::start(3)
+    );
+    let root = tempfile::tempdir().unwrap();
+    let store = store_in(root.path());
+    schema(&a).await;
+    let run = Running::start(&store, Some(a.source()));
+    a.write("INSERT INTO d.t VALUES (1, 'one')").await;
+    let seq = a.write("INSERT INTO d.t VALUES (2, 'two')").await;
+    wait_archived(&store, seq, &run.status).await;
+    let events = run.stop().await;
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e, ArchiveEvent::Gap(_) | ArchiveEvent::SourceLost { .. })),
+        "{events:?}"
+    );
+    fresh.replay(&segment_files(&store, root.path()).await);
+    assert_eq!(fresh.rows().await, a.rows().await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_source_without_the_archived_history_is_reported() {
+    // B never replicated from A: its own transactions carry A's seq_nos.
+    let (a, b) = tokio::join!(Server::start(1), Server::start(2));
+    let root = tempfile::tempdir().unwrap();
+    let store = store_in(root.path());
+    schema(&a).await;
+    let run = Running::start(&store, Some(a.source()));
+    let archived = a.write("INSERT INTO d.t VALUES (1, 'on A')").await;
+    wait_archived(&store, archived, &run.status).await;
+    schema(&b).await;
+    let forked = b.write("INSERT INTO d.t VALUES (1, 'on B')").await;
+    assert_eq!(forked, archived);
+    run.source.send(Some(b.source())).unwrap();
+    let next = b.write("INSERT INTO d.t VALUES (2, 'on B')").await;
+    wait_archived(&store, next, &run.status).await;
+    let status = run.status.borrow().clone();
+    let kinds: Vec<&GapKind> = status.gaps.iter().map(|g| &g.kind).collect();
+    assert!(
+        matches!(kinds[..], [GapKind::NotInSource { code: 1236, .. }, GapKind::Duplicate { archived: a, received: r }]
+            if a.seq == archived && a.server == 1 && r.seq == archived && r.server == 2),
+        "{kinds:#?}"
+    );
+    assert!(status.gaps.iter().all(|g| g.source.port == b.port));
+    run.stop().await;
 }
