@@ -303,6 +303,9 @@ impl Archiver {
                     continue;
                 }
             };
+            self.status.send_modify(|s| {
+                s.position = position.values().map(|g| (*g).into()).collect();
+            });
             let start = match fallback.take() {
                 Some((addr, start)) if addr == current.addr() => start,
                 // Nothing archived yet: everything the server still has.

@@ -212,9 +212,14 @@ impl Server {
 
     /// Replays archived segments (`mariadb-binlog seg... | mariadb`).
     fn replay(&self, files: &[PathBuf]) {
+        self.replay_with(files, "")
+    }
+
+    /// Replays with extra mariadb-binlog options; every event's CRC32 is checked.
+    fn replay_with(&self, files: &[PathBuf], options: &str) {
         let files: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
         let script = format!(
-            "set -o pipefail; mariadb-binlog {} | mariadb --no-defaults --socket={} -uroot",
+            "set -o pipefail; mariadb-binlog --verify-binlog-checksum {options} {} | mariadb --no-defaults --socket={} -uroot",
             files.join(" "),
             self.socket().display()
         );
@@ -334,7 +339,7 @@ async fn schema(server: &Server) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rows_written_are_archived_within_seconds_and_replay() {
-    let (a, fresh) = tokio::join!(Server::start(1), Server::start(3));
+    let (a, fresh, partial) = tokio::join!(Server::start(1), Server::start(3), Server::start(4));
     let root = tempfile::tempdir().unwrap();
     let store = store_in(root.path());
     schema(&a).await;
@@ -345,6 +350,16 @@ async fn rows_written_are_archived_within_seconds_and_replay() {
             .write(&format!("INSERT INTO d.t VALUES ({i}, 'row {i}')"))
             .await;
         worst = worst.max(wait_archived(&store, seq, &run.status).await);
+    }
+    // A burst: transactions share segments.
+    let mut mid = (0, Vec::new());
+    for i in 100..120 {
+        let seq = a
+            .write(&format!("INSERT INTO d.t VALUES ({i}, 'burst')"))
+            .await;
+        if i == 110 {
+            mid = (seq, a.rows().await);
+        }
     }
     // A multi-statement transaction and an update.
     let seq = a
@@ -379,9 +394,26 @@ async fn rows_written_are_archived_within_seconds_and_replay() {
         "{events:?}"
     );
 
+    let keys = archived_keys(&store).await;
+    assert!(
+        keys.len() < seq as usize,
+        "some segments hold several transactions: {keys:?}"
+    );
     fresh.replay(&segment_files(&store, root.path()).await);
     assert_eq!(fresh.rows().await, a.rows().await);
     assert_eq!(fresh.gtid_binlog_pos().await, a.gtid_binlog_pos().await);
+
+    // Up to a GTID inside a segment: the plan's segments, cut by --stop-position.
+    let (mid_seq, mid_rows) = mid;
+    let plan = segment::plan_replay(&keys, 0, 0, Some(segment::Target::Seq(mid_seq))).unwrap();
+    let files: Vec<PathBuf> = plan
+        .segments
+        .iter()
+        .map(|k| root.path().join(k.to_key()))
+        .collect();
+    partial.replay_with(&files, &format!("--stop-position=0-1-{mid_seq}"));
+    assert_eq!(partial.rows().await, mid_rows);
+    assert_eq!(partial.gtid_binlog_pos().await, format!("0-1-{mid_seq}"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
