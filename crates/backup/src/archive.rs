@@ -331,15 +331,13 @@ impl Archiver {
                             message: message.clone(),
                         },
                     };
-                    tracing::warn!(source = %current.addr(), "archive gap: {message}");
                     self.status.send_modify(|s| {
-                        s.gaps.push(gap.clone());
                         s.last_error = Some(format!(
                             "{} refused the start position: {message}",
                             current.addr()
-                        ));
+                        ))
                     });
-                    emit(ArchiveEvent::Gap(gap));
+                    self.record_gap(gap, &emit);
                     let next = match start {
                         StartFrom::Archived { .. } => Some(StartFrom::OldestBinlog),
                         StartFrom::OldestBinlog => match self.current_position(&current).await {
@@ -654,13 +652,33 @@ impl Archiver {
             at_unix_ms: now_unix_ms(),
             kind,
         };
-        tracing::warn!(source = %source, gap = ?gap.kind, "archive gap");
-        self.status.send_modify(|s| s.gaps.push(gap.clone()));
-        emit(ArchiveEvent::Gap(gap));
+        self.record_gap(gap, emit);
+    }
+
+    /// Keeps and reports a gap, unless the same one is already kept (the same refusal on every
+    /// reconnect, the same jump seen again after a session broke mid-transaction).
+    fn record_gap(&self, gap: Gap, emit: &impl Fn(ArchiveEvent)) {
+        let new = self.status.send_if_modified(|s| {
+            let repeat = s
+                .gaps
+                .iter()
+                .any(|g| g.source == gap.source && g.kind == gap.kind);
+            if !repeat {
+                s.gaps.push(gap.clone());
+            }
+            !repeat
+        });
+        if new {
+            tracing::warn!(source = %gap.source, gap = ?gap.kind, "archive gap");
+            emit(ArchiveEvent::Gap(gap));
+        }
     }
 
     async fn upload(&self, sealed: Sealed) -> Result<(), String> {
-        let key = sealed.key();
+        // Hashing up to MAX_SEGMENT_BYTES is CPU work: off the async threads.
+        let (key, sealed) = tokio::task::spawn_blocking(move || (sealed.key(), sealed))
+            .await
+            .map_err(|e| format!("hashing a segment failed: {e}"))?;
         let size = sealed.bytes.len() as u64;
         self.store
             .put(&key.to_key(), bytes::Bytes::from(sealed.bytes))
