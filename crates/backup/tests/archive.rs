@@ -17,21 +17,25 @@ const REPL_USER: &str = "repl";
 const REPL_PASSWORD: &str = "repl-pw";
 const DUMP_SERVER_ID: u32 = 4_000_000_001;
 
-/// A datadir made once by mariadb-install-db; every server starts from a copy.
+/// A datadir made once by mariadb-install-db (kept in the target directory, reused by later
+/// runs); every server starts from a copy.
 fn template() -> &'static Path {
-    static TEMPLATE: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
-    &TEMPLATE
-        .get_or_init(|| {
-            let dir = tempfile::tempdir().unwrap();
-            let data = dir.path().join("data");
+    static TEMPLATE: OnceLock<PathBuf> = OnceLock::new();
+    TEMPLATE.get_or_init(|| {
+        let tmp = PathBuf::from(env!("CARGO_TARGET_TMPDIR"));
+        let root = tmp.join("archive-test-template");
+        if !root.exists() {
+            // Built aside and renamed into place: a concurrent run sees all of it or nothing.
+            let build = tempfile::tempdir_in(&tmp).unwrap();
             let out = Command::new("mariadb-install-db")
                 .args([
                     "--no-defaults",
                     "--auth-root-authentication-method=normal",
                     "--skip-test-db",
                     "--user=root",
+                    "--innodb-log-file-size=8M",
                 ])
-                .arg(format!("--datadir={}", data.display()))
+                .arg(format!("--datadir={}", build.path().join("data").display()))
                 .output()
                 .expect("mariadb-install-db runs");
             assert!(
@@ -39,9 +43,13 @@ fn template() -> &'static Path {
                 "mariadb-install-db failed: {}",
                 String::from_utf8_lossy(&out.stderr)
             );
-            (dir, data)
-        })
-        .1
+            let built = build.keep();
+            if std::fs::rename(&built, &root).is_err() {
+                std::fs::remove_dir_all(&built).unwrap();
+            }
+        }
+        root.join("data")
+    })
 }
 
 /// A running mariadbd in a temp dir; killed on drop, even when the test fails.
