@@ -77,6 +77,39 @@ fn base_seq(manifest: &Manifest, domain: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// What retention removes.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Pruning {
+    /// Base backups beyond the newest `keep`.
+    pub backups: Vec<String>,
+    /// Archive segments only those needed: wholly at or before the oldest kept backup.
+    pub segments: Vec<SegmentKey>,
+}
+
+/// Keeps the newest `keep` base backups (at least one) and the archive that can replay after
+/// the oldest of them; everything older goes.
+pub fn retention(catalog: &Catalog, keep: u32) -> Pruning {
+    let keep = keep.max(1) as usize;
+    let n = catalog.backups.len();
+    if n <= keep {
+        return Pruning::default();
+    }
+    let oldest_kept = &catalog.backups[n - keep];
+    let floor = oldest_kept.gtid().unwrap_or_default();
+    Pruning {
+        backups: catalog.backups[..n - keep]
+            .iter()
+            .map(|b| b.id.clone())
+            .collect(),
+        segments: catalog
+            .segments
+            .iter()
+            .filter(|s| floor.get(s.domain).is_some_and(|g| s.last_seq <= g.seq))
+            .cloned()
+            .collect(),
+    }
+}
+
 /// The range a restore can reach: times (unix seconds) and sequence numbers of the domain.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct Window {
@@ -130,8 +163,15 @@ impl RestoreTarget {
         match (to_time, to_gtid) {
             (Some(_), Some(_)) => bail!("--to-time and --to-gtid exclude each other; give one"),
             (Some(t), None) => {
-                let at = time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
-                    .map_err(|_| anyhow::anyhow!("--to-time {t:?} is not an RFC 3339 time; write e.g. 2026-11-22T12:00:05Z"))?;
+                let at = time::OffsetDateTime::parse(
+                    t,
+                    &time::format_description::well_known::Rfc3339,
+                )
+                .map_err(|_| {
+                    anyhow::anyhow!(
+                        "--to-time {t:?} is not an RFC 3339 time; write e.g. 2026-11-22T12:00:05Z"
+                    )
+                })?;
                 Ok(Self::Before(at.unix_timestamp()))
             }
             (None, Some(g)) => {
@@ -247,7 +287,12 @@ pub fn plan(
         (Err(PlanError::TargetBeforeBase { .. }), _) => {
             return Err(RestoreRefused::BeforeFirstBackup { window })
         }
-        (Err(PlanError::Hole { domain, from, to, .. }), _) => {
+        (
+            Err(PlanError::Hole {
+                domain, from, to, ..
+            }),
+            _,
+        ) => {
             return Err(RestoreRefused::Gap {
                 domain,
                 from,
@@ -268,8 +313,9 @@ pub fn plan(
 
 /// Builds a restored data dir at `target` (which must not exist): the plan's base backup,
 /// extracted and prepared, with the archive replayed up to the target and myset's accounts
-/// given `secrets`. Returns the GTID position the data holds. Everything it reads is checked
-/// against its checksum; on any error `target` is removed.
+/// given `secrets`; `server_id` is the id of the member that will run it. Returns the GTID
+/// position the data holds. Everything it reads is checked against its checksum; on any
+/// error `target` is removed.
 pub async fn build_data_dir(
     store: &Store,
     plan: &RestorePlan,
@@ -277,9 +323,13 @@ pub async fn build_data_dir(
     scratch: &Path,
     binaries: &Binaries,
     secrets: &Secrets,
+    server_id: u32,
 ) -> anyhow::Result<GtidPos> {
     if target.exists() {
-        bail!("{} exists already; a restore never writes over data", target.display());
+        bail!(
+            "{} exists already; a restore never writes over data",
+            target.display()
+        );
     }
     let result = async {
         let work = tempfile::Builder::new()
@@ -288,11 +338,13 @@ pub async fn build_data_dir(
             .with_context(|| format!("cannot make a scratch dir in {}", scratch.display()))?;
         let base_gtid = base::extract_prepared(store, &plan.base, target, binaries).await?;
         let segments = download_segments(store, &plan.replay.segments, work.path()).await?;
-        let mut server = TempServer::start(target, work.path(), binaries).await?;
+        let mut server = TempServer::start(target, work.path(), binaries, server_id).await?;
         let replayed = async {
-            server.replay(&base_gtid, &segments, plan.target, binaries).await?;
+            server
+                .replay(&base_gtid, &segments, plan.target, binaries)
+                .await?;
             server.hand_over_accounts(secrets).await?;
-            server.gtid_binlog_pos().await
+            server.settle_gtid_position().await
         }
         .await;
         server.shut_down().await;
@@ -336,7 +388,12 @@ struct TempServer {
 }
 
 impl TempServer {
-    async fn start(datadir: &Path, work: &Path, binaries: &Binaries) -> anyhow::Result<Self> {
+    async fn start(
+        datadir: &Path,
+        work: &Path,
+        binaries: &Binaries,
+        server_id: u32,
+    ) -> anyhow::Result<Self> {
         let socket = work.join("mariadbd.sock");
         let log = work.join("mariadbd.err");
         let mut command = Command::new(&binaries.mariadbd);
@@ -344,11 +401,15 @@ impl TempServer {
             .arg("--no-defaults")
             .arg(format!("--datadir={}", datadir.display()))
             .arg(format!("--socket={}", socket.display()))
-            .arg(format!("--pid-file={}", work.join("mariadbd.pid").display()))
+            .arg(format!(
+                "--pid-file={}",
+                work.join("mariadbd.pid").display()
+            ))
             .arg(format!("--log-error={}", log.display()))
             .arg("--skip-networking")
             .arg("--skip-grant-tables")
             .arg("--skip-slave-start")
+            .arg(format!("--server-id={server_id}"))
             // The binlog continues the restored history: replicas later clone from it and
             // myset's errant-transaction checks read its GTIDs.
             .arg("--log-bin=mysql-bin")
@@ -431,7 +492,10 @@ impl TempServer {
                 decode.arg(format!("--stop-datetime={}", binlog_datetime(at)));
             }
             RestoreTarget::Gtid(g) => {
-                decode.arg(format!("--stop-position={}-{}-{}", g.domain, g.server, g.seq));
+                decode.arg(format!(
+                    "--stop-position={}-{}-{}",
+                    g.domain, g.server, g.seq
+                ));
             }
         }
         let log = std::fs::File::options()
@@ -479,19 +543,30 @@ impl TempServer {
         Ok(())
     }
 
-    /// myset's accounts get the new cluster's credentials; grant checks come back on.
+    /// myset's accounts get the new cluster's credentials; grant checks come back on. None of
+    /// it is binlogged: it is not part of the restored history.
     async fn hand_over_accounts(&mut self, secrets: &Secrets) -> anyhow::Result<()> {
-        self.client().exec(myset_mariadb::sql::FLUSH_PRIVILEGES).await?;
+        self.client().exec(myset_mariadb::sql::NO_BINLOG).await?;
+        self.client()
+            .exec(myset_mariadb::sql::FLUSH_PRIVILEGES)
+            .await?;
         for statement in myset_mariadb::sql::restored_accounts(secrets) {
             self.client().exec(&statement).await?;
         }
         Ok(())
     }
 
-    async fn gtid_binlog_pos(&mut self) -> anyhow::Result<GtidPos> {
+    /// The restored position becomes the server's whole position. A backup read from a
+    /// replica carries that replica's `gtid_slave_pos`, which `gtid_current_pos` (and so the
+    /// next clone's starting point) would prefer to the replayed binlog's GTIDs of other
+    /// servers.
+    async fn settle_gtid_position(&mut self) -> anyhow::Result<GtidPos> {
+        self.client()
+            .exec("SET GLOBAL gtid_slave_pos = @@global.gtid_binlog_pos")
+            .await?;
         let pos = self
             .client()
-            .scalar("SELECT @@global.gtid_binlog_pos")
+            .scalar("SELECT @@global.gtid_current_pos")
             .await?
             .unwrap_or_default();
         Ok(GtidPos::parse(&pos)?)
@@ -514,7 +589,8 @@ impl TempServer {
 
 /// `mariadb-binlog --stop-datetime` wants local time; it runs with TZ=UTC.
 fn binlog_datetime(unix: i64) -> String {
-    let t = time::OffsetDateTime::from_unix_timestamp(unix).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let t =
+        time::OffsetDateTime::from_unix_timestamp(unix).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
     format!(
         "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
         t.year(),
@@ -578,7 +654,10 @@ mod tests {
 
     #[test]
     fn targets_parse_strictly() {
-        assert_eq!(RestoreTarget::parse(None, None).unwrap(), RestoreTarget::Latest);
+        assert_eq!(
+            RestoreTarget::parse(None, None).unwrap(),
+            RestoreTarget::Latest
+        );
         assert_eq!(
             RestoreTarget::parse(Some("1970-01-01T00:16:40.5Z"), None).unwrap(),
             RestoreTarget::Before(1000)
@@ -609,7 +688,10 @@ mod tests {
         let p = plan(&c, "s", RestoreTarget::Before(1501), 5000).unwrap();
         assert_eq!((p.base.id.as_str(), replayed(&p)), ("b", vec![]));
         let p = plan(&c, "s", RestoreTarget::Before(1990), 5000).unwrap();
-        assert_eq!((p.base.id.as_str(), replayed(&p)), ("b", (21..=29).collect()));
+        assert_eq!(
+            (p.base.id.as_str(), replayed(&p)),
+            ("b", (21..=29).collect())
+        );
         // Nothing archived after 1990 tells whether 1990..1994 saw writes.
         let p = plan(&c, "s", RestoreTarget::Before(1995), 5000).unwrap_err();
         assert!(matches!(p, RestoreRefused::PastArchive { .. }), "{p}");
@@ -618,26 +700,57 @@ mod tests {
     #[test]
     fn a_gtid_picks_the_newest_backup_at_or_before_it() {
         let c = catalog();
-        let g = |seq| RestoreTarget::Gtid(Gtid { domain: 0, server: 100, seq });
+        let g = |seq| {
+            RestoreTarget::Gtid(Gtid {
+                domain: 0,
+                server: 100,
+                seq,
+            })
+        };
         let p = plan(&c, "s", g(25), 5000).unwrap();
-        assert_eq!((p.base.id.as_str(), replayed(&p)), ("b", (21..=25).collect()));
+        assert_eq!(
+            (p.base.id.as_str(), replayed(&p)),
+            ("b", (21..=25).collect())
+        );
         let p = plan(&c, "s", g(19), 5000).unwrap();
-        assert_eq!((p.base.id.as_str(), replayed(&p)), ("a", (11..=19).collect()));
+        assert_eq!(
+            (p.base.id.as_str(), replayed(&p)),
+            ("a", (11..=19).collect())
+        );
         assert_eq!(plan(&c, "s", g(20), 5000).unwrap().base.id, "b");
-        assert!(matches!(plan(&c, "s", g(31), 5000), Err(RestoreRefused::PastArchive { .. })));
-        assert!(matches!(plan(&c, "s", g(9), 5000), Err(RestoreRefused::BeforeFirstBackup { .. })));
-        let other = RestoreTarget::Gtid(Gtid { domain: 1, server: 100, seq: 5 });
-        assert!(matches!(plan(&c, "s", other, 5000), Err(RestoreRefused::OtherDomain { .. })));
+        assert!(matches!(
+            plan(&c, "s", g(31), 5000),
+            Err(RestoreRefused::PastArchive { .. })
+        ));
+        assert!(matches!(
+            plan(&c, "s", g(9), 5000),
+            Err(RestoreRefused::BeforeFirstBackup { .. })
+        ));
+        let other = RestoreTarget::Gtid(Gtid {
+            domain: 1,
+            server: 100,
+            seq: 5,
+        });
+        assert!(matches!(
+            plan(&c, "s", other, 5000),
+            Err(RestoreRefused::OtherDomain { .. })
+        ));
     }
 
     #[test]
     fn targets_outside_the_window_are_refused_with_the_window() {
         let c = catalog();
         let w = c.window().unwrap();
-        assert_eq!((w.from_time, w.to_time, w.from_seq, w.to_seq), (1001, 1990, 10, 30));
+        assert_eq!(
+            (w.from_time, w.to_time, w.from_seq, w.to_seq),
+            (1001, 1990, 10, 30)
+        );
         let before = plan(&c, "s", RestoreTarget::Before(1000), 5000).unwrap_err();
         assert!(matches!(before, RestoreRefused::BeforeFirstBackup { .. }));
-        assert!(before.to_string().contains("1970-01-01T00:16:41Z"), "{before}");
+        assert!(
+            before.to_string().contains("1970-01-01T00:16:41Z"),
+            "{before}"
+        );
         let future = plan(&c, "s", RestoreTarget::Before(9000), 5000).unwrap_err();
         assert!(matches!(future, RestoreRefused::Future { .. }), "{future}");
         let past = plan(&c, "s", RestoreTarget::Before(2000), 5000).unwrap_err();
@@ -654,13 +767,38 @@ mod tests {
         let mut c = catalog();
         c.segments.retain(|s| s.last_seq != 25);
         let latest = plan(&c, "s", RestoreTarget::Latest, 5000).unwrap_err();
-        assert!(matches!(latest, RestoreRefused::Gap { from: 25, to: 25, .. }), "{latest}");
-        let early = RestoreTarget::Gtid(Gtid { domain: 0, server: 100, seq: 23 });
+        assert!(
+            matches!(
+                latest,
+                RestoreRefused::Gap {
+                    from: 25,
+                    to: 25,
+                    ..
+                }
+            ),
+            "{latest}"
+        );
+        let early = RestoreTarget::Gtid(Gtid {
+            domain: 0,
+            server: 100,
+            seq: 23,
+        });
         assert!(plan(&c, "s", early, 5000).is_ok());
         let mut c = catalog();
         c.segments.retain(|s| s.last_seq != 15);
         let p = plan(&c, "s", RestoreTarget::Latest, 5000).unwrap();
         assert_eq!(p.base.id, "b", "the hole is before the newest backup");
+    }
+
+    #[test]
+    fn retention_keeps_the_newest_backups_and_the_archive_after_the_oldest_kept() {
+        let c = catalog();
+        assert_eq!(retention(&c, 2), Pruning::default());
+        let p = retention(&c, 1);
+        assert_eq!(p.backups, ["a"]);
+        let pruned: Vec<u64> = p.segments.iter().map(|s| s.last_seq).collect();
+        assert_eq!(pruned, (11..=20).collect::<Vec<_>>());
+        assert_eq!(retention(&c, 0), p, "at least one backup is always kept");
     }
 
     #[test]

@@ -170,7 +170,13 @@ impl Store {
     /// Checks that the store answers and lets us write, read and delete: a probe object.
     pub async fn check_access(&self) -> anyhow::Result<()> {
         let key = format!(".myset-probe-{:016x}", rand_u64());
-        let what = |e: object_store::Error| anyhow::anyhow!("backup store {} is not usable: {}; check its address and credentials", self.url, one_line(&e));
+        let what = |e: object_store::Error| {
+            anyhow::anyhow!(
+                "backup store {} is not usable: {}; check its address and credentials",
+                self.url,
+                one_line(&e)
+            )
+        };
         self.inner
             .put(&self.path(&key), PutPayload::from_static(b"probe"))
             .await
@@ -239,7 +245,10 @@ impl Store {
             .get(&self.path(key))
             .await
             .map_err(|e| self.failed("read", key, e))?;
-        result.bytes().await.map_err(|e| self.failed("read", key, e))
+        result
+            .bytes()
+            .await
+            .map_err(|e| self.failed("read", key, e))
     }
 
     /// Whether `key` exists.
@@ -264,7 +273,10 @@ impl Store {
         let url = self.url.to_string();
         let key = key.to_string();
         Ok(result.into_stream().map_err(move |e| {
-            anyhow::anyhow!("reading {key} from backup store {url} failed: {}", one_line(&e))
+            anyhow::anyhow!(
+                "reading {key} from backup store {url} failed: {}",
+                one_line(&e)
+            )
         }))
     }
 
@@ -350,10 +362,7 @@ mod tests {
                 prefix: "a/b".into()
             }
         );
-        assert_eq!(
-            StoreUrl::parse("s3://bkt").unwrap().to_string(),
-            "s3://bkt"
-        );
+        assert_eq!(StoreUrl::parse("s3://bkt").unwrap().to_string(), "s3://bkt");
         for bad in ["relative/dir", "gs://bucket", "s3://", "s3:///x"] {
             assert!(StoreUrl::parse(bad).is_err(), "{bad}");
         }
@@ -364,11 +373,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(&StoreUrl::Dir(dir.path().join("s"))).unwrap();
         store.check_access().await.unwrap();
-        let small = store.put("a/one", Bytes::from_static(b"hello")).await.unwrap();
+        let small = store
+            .put("a/one", Bytes::from_static(b"hello"))
+            .await
+            .unwrap();
         assert_eq!(small.sha256, sha256_hex(b"hello"));
         let big: Vec<u8> = (0..(PART_SIZE * 2 + 17)).map(|i| i as u8).collect();
-        let chunks: Vec<Result<Bytes, std::io::Error>> =
-            big.chunks(100_000).map(|c| Ok(Bytes::copy_from_slice(c))).collect();
+        let chunks: Vec<Result<Bytes, std::io::Error>> = big
+            .chunks(100_000)
+            .map(|c| Ok(Bytes::copy_from_slice(c)))
+            .collect();
         let written = store
             .put_stream("a/two", futures::stream::iter(chunks))
             .await
@@ -376,7 +390,13 @@ mod tests {
         assert_eq!(written.size, big.len() as u64);
         assert_eq!(written.sha256, sha256_hex(&big));
         assert_eq!(store.get("a/two").await.unwrap(), Bytes::from(big));
-        let keys: Vec<String> = store.list("a/").await.unwrap().into_iter().map(|l| l.key).collect();
+        let keys: Vec<String> = store
+            .list("a/")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|l| l.key)
+            .collect();
         assert_eq!(keys, ["a/one", "a/two"]);
         assert!(store.exists("a/one").await.unwrap());
         store.delete("a/one").await.unwrap();

@@ -160,11 +160,35 @@ pub enum Command {
         #[command(flatten)]
         name: NameArg,
     },
-    /// Stop every process of the cluster and delete all its data
+    /// Stop every process of the cluster and delete all its data; its backups are kept
+    /// unless --delete-backups
     Destroy {
         #[command(flatten)]
         name: NameArg,
+        /// Also delete the base backups and binlog archive in the cluster's backup store
+        #[arg(long)]
+        delete_backups: bool,
     },
+    /// Take a base backup now (from a Ready replica), store it, check it, and print its id;
+    /// `backup verify ID` checks a stored one
+    #[command(args_conflicts_with_subcommands = true)]
+    Backup {
+        #[command(flatten)]
+        name: NameArg,
+        #[command(subcommand)]
+        action: Option<BackupAction>,
+    },
+    /// List the base backups, their size and GTID position, and the recoverable window
+    Backups {
+        #[command(flatten)]
+        source: BackupSource,
+        /// Output format
+        #[arg(short = 'o', long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
+    /// Create a new cluster from a backup store: the latest base backup before the target,
+    /// then the binlog archive replayed up to it
+    Restore(RestoreArgs),
     /// Kubernetes: print the MySet CRD, or the objects the operator creates for a MySet
     #[command(subcommand)]
     Operator(OperatorCommand),
@@ -223,6 +247,75 @@ pub enum Command {
         #[arg(long)]
         inherited_lock: bool,
     },
+}
+
+/// `myset backup ...`
+#[derive(Subcommand, Debug, Clone)]
+pub enum BackupAction {
+    /// Check a stored base backup as a restore would: checksum, extraction, prepare, GTID
+    Verify {
+        /// The backup's id (see `myset backups`)
+        id: String,
+        #[command(flatten)]
+        source: BackupSource,
+    },
+}
+
+/// Whose backups: a cluster's (by name, even once destroyed), or a store's address.
+#[derive(Args, Debug, Clone)]
+pub struct BackupSource {
+    /// The cluster whose backups to use; its backup store is found from its record, or under
+    /// the state dir once it is destroyed
+    #[arg(
+        long = "name",
+        alias = "from-cluster",
+        value_name = "NAME",
+        default_value = "demo",
+        conflicts_with = "from"
+    )]
+    pub cluster: String,
+    /// A backup store's address instead: an absolute directory or s3://bucket/prefix
+    #[arg(long, value_name = "URL")]
+    pub from: Option<String>,
+}
+
+/// Arguments of `restore`.
+#[derive(Args, Debug, Clone)]
+pub struct RestoreArgs {
+    /// The cluster whose backups to restore (its store is found from its record, or under the
+    /// state dir once it is destroyed)
+    #[arg(
+        long,
+        value_name = "NAME",
+        required_unless_present = "from",
+        conflicts_with = "from"
+    )]
+    pub from_cluster: Option<String>,
+    /// A backup store's address instead: an absolute directory or s3://bucket/prefix
+    #[arg(long, value_name = "URL")]
+    pub from: Option<String>,
+    /// The new cluster's name; it must not exist
+    #[arg(long)]
+    pub name: String,
+    /// Restore the state as of this time (RFC 3339, e.g. 2026-11-22T12:00:05Z; exact to the
+    /// second): every transaction that committed before it, none at or after it
+    #[arg(long, value_name = "TIME", conflicts_with = "to_gtid")]
+    pub to_time: Option<String>,
+    /// Restore up to and including this GTID (domain-server-sequence)
+    #[arg(long, value_name = "GTID")]
+    pub to_gtid: Option<String>,
+    /// Number of instances of the new cluster
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=MAX_REPLICAS as i64))]
+    pub replicas: u32,
+    /// Port of the new cluster's rw endpoint
+    #[arg(long, default_value_t = 13306, value_parser = clap::value_parser!(u16).range(1..))]
+    pub rw_port: u16,
+    /// Port of the new cluster's ro endpoint
+    #[arg(long, default_value_t = 13307, value_parser = clap::value_parser!(u16).range(1..))]
+    pub ro_port: u16,
+    /// Give up waiting for readiness after this many seconds
+    #[arg(long, default_value_t = 600)]
+    pub timeout: u64,
 }
 
 /// `myset operator ...`
@@ -371,9 +464,61 @@ pub struct UpArgs {
     /// own host (root only; for testing partitions with `myset partition`)
     #[arg(long)]
     pub netns: bool,
+    #[command(flatten)]
+    pub backup: BackupArgs,
     /// Give up waiting for readiness after this many seconds
     #[arg(long, default_value_t = 600)]
     pub timeout: u64,
+}
+
+/// Backup settings of `up`.
+#[derive(Args, Debug, Clone)]
+pub struct BackupArgs {
+    /// Where base backups and the binlog archive go, for a new cluster: an absolute directory
+    /// or s3://bucket/prefix (endpoint, region and credentials from the AWS_* environment)
+    /// [default: <state dir>/backups/<name>]
+    #[arg(long, value_name = "URL")]
+    pub backup_store: Option<String>,
+    /// Take a base backup this often, e.g. 6h, 30m, 1d; `off` for none [default: off;
+    /// unchanged for an existing cluster]
+    #[arg(long, value_name = "INTERVAL", value_parser = parse_backup_interval)]
+    pub backup_schedule: Option<BackupInterval>,
+    /// How many base backups to keep; older ones, and the archive only they need, are pruned
+    /// [default: 7; unchanged for an existing cluster]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub backup_keep: Option<u32>,
+}
+
+/// `--backup-schedule`: every so many seconds, or off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BackupInterval {
+    Off,
+    Every(u64),
+}
+
+fn parse_backup_interval(text: &str) -> Result<BackupInterval, String> {
+    if text == "off" {
+        return Ok(BackupInterval::Off);
+    }
+    let bad = || {
+        format!(
+            "{text:?} is not an interval: write a number with m, h or d (e.g. 30m, 6h, 1d), or off"
+        )
+    };
+    let (number, unit) = text.split_at(text.len().saturating_sub(1));
+    let n: u64 = number.parse().map_err(|_| bad())?;
+    let seconds = match unit {
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86_400,
+        _ => return Err(bad()),
+    };
+    if seconds < 60 {
+        return Err(format!(
+            "{text:?} is too short: base backups at most every minute (1m)"
+        ));
+    }
+    Ok(BackupInterval::Every(seconds))
 }
 
 /// A set-aside label becomes part of a file name: letters, digits, `-`, `_` and `.` only.
@@ -448,6 +593,26 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn backup_intervals_parse_strictly() {
+        assert_eq!(parse_backup_interval("off"), Ok(BackupInterval::Off));
+        assert_eq!(
+            parse_backup_interval("30m"),
+            Ok(BackupInterval::Every(1800))
+        );
+        assert_eq!(
+            parse_backup_interval("6h"),
+            Ok(BackupInterval::Every(21_600))
+        );
+        assert_eq!(
+            parse_backup_interval("1d"),
+            Ok(BackupInterval::Every(86_400))
+        );
+        for bad in ["", "h", "6", "6x", "-1h", "0m", "1.5h"] {
+            assert!(parse_backup_interval(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -1,6 +1,9 @@
 //! One function per subcommand.
 
-use crate::args::{Cli, Command, NameArg, OperatorCommand, Output, Switch, UpArgs};
+use crate::args::{
+    BackupAction, BackupArgs, BackupInterval, Cli, Command, NameArg, OperatorCommand, Output,
+    Switch, UpArgs,
+};
 use crate::{display, wait};
 use anyhow::{bail, Context};
 use myset_api::{ClusterState, ClusterStatus, ScaleRequest, SwitchoverRequest};
@@ -15,7 +18,7 @@ use tokio::net::{TcpListener, TcpStream};
 const DEFAULT_REPLICAS: u32 = 3;
 const DEFAULT_RW_PORT: u16 = 13306;
 const DEFAULT_RO_PORT: u16 = 13307;
-const BIND_HOST: &str = "127.0.0.1";
+pub(crate) const BIND_HOST: &str = "127.0.0.1";
 
 /// `host_netns`: for an agent that entered a network namespace, the one it came from.
 pub async fn run(cli: Cli, host_netns: Option<std::os::fd::OwnedFd>) -> anyhow::Result<()> {
@@ -117,7 +120,20 @@ pub async fn run(cli: Cli, host_netns: Option<std::os::fd::OwnedFd>) -> anyhow::
             );
             Ok(())
         }
-        Command::Destroy { name } => destroy(&cluster(&state_dir, &name)?).await,
+        Command::Destroy {
+            name,
+            delete_backups,
+        } => destroy(&state_dir, &cluster(&state_dir, &name)?, delete_backups).await,
+        Command::Backup { name, action } => match action {
+            None => crate::backup::take(&cluster(&state_dir, &name)?).await,
+            Some(BackupAction::Verify { id, source }) => {
+                crate::backup::verify(&state_dir, &source, &id).await
+            }
+        },
+        Command::Backups { source, output } => {
+            crate::backup::list(&state_dir, &source, output).await
+        }
+        Command::Restore(args) => crate::backup::restore(&state_dir, &args).await,
         Command::Agent {
             instance_dir,
             secrets,
@@ -235,6 +251,7 @@ async fn up(state_dir: &std::path::Path, args: &UpArgs) -> anyhow::Result<()> {
         force_bootstrap,
         causal_reads,
         netns,
+        backup,
         timeout,
     } = args.clone();
     let name = &name;
@@ -293,6 +310,7 @@ async fn up(state_dir: &std::path::Path, args: &UpArgs) -> anyhow::Result<()> {
         state.rw_port = rw_port.unwrap_or(state.rw_port);
         state.ro_port = ro_port.unwrap_or(state.ro_port);
         state.causal_reads = causal_reads.map_or(state.causal_reads, Switch::is_on);
+        apply_backup_args(&mut state, &backup, false)?;
         check_topology(&state)?;
         check_ports(&state)?;
         dir.save_state(&state)?;
@@ -320,6 +338,7 @@ async fn up(state_dir: &std::path::Path, args: &UpArgs) -> anyhow::Result<()> {
         if let Some(delay) = ha.failover_delay_ms() {
             state.failover_delay_ms = delay;
         }
+        apply_backup_args(&mut state, &backup, true)?;
         check_topology(&state)?;
         check_ports(&state)?;
         if netns {
@@ -334,16 +353,55 @@ async fn up(state_dir: &std::path::Path, args: &UpArgs) -> anyhow::Result<()> {
         }
         state
     };
+    start_and_wait(state_dir, &dir, &state, timeout).await
+}
+
+/// Starts the cluster's controller and waits until every instance is Ready, then prints how
+/// to connect.
+pub(crate) async fn start_and_wait(
+    state_dir: &std::path::Path,
+    dir: &ClusterDir,
+    state: &ClusterState,
+    timeout: u64,
+) -> anyhow::Result<()> {
     // The user wants it running again: agents may restart its controller from now on.
-    remove_stop_marker(&dir)?;
+    remove_stop_marker(dir)?;
     let exe = std::env::current_exe()?;
-    let pid = myset_local::spawn_controller(&dir, &exe, state_dir)?;
-    let api = wait::controller_started(&dir, pid).await?;
-    let status = wait::converged(&dir, &api, Duration::from_secs(timeout), |s| {
+    let pid = myset_local::spawn_controller(dir, &exe, state_dir)?;
+    let api = wait::controller_started(dir, pid).await?;
+    let status = wait::converged(dir, &api, Duration::from_secs(timeout), |s| {
         s.instances.len() == state.replicas as usize
     })
     .await?;
-    display::connection_help(&status, &dir);
+    display::connection_help(&status, dir);
+    Ok(())
+}
+
+/// Applies `up`'s backup flags to the record. The store is chosen at creation only: the
+/// archive's history lives in it.
+fn apply_backup_args(
+    state: &mut ClusterState,
+    args: &BackupArgs,
+    creating: bool,
+) -> anyhow::Result<()> {
+    if let Some(url) = &args.backup_store {
+        let parsed = myset_backup::StoreUrl::parse(url)?;
+        if !creating && state.backup.store.as_deref() != Some(&parsed.to_string()) {
+            bail!(
+                "cluster {} keeps its backups where it was created; --backup-store is for a new cluster",
+                state.name
+            );
+        }
+        state.backup.store = Some(parsed.to_string());
+    }
+    match args.backup_schedule {
+        Some(BackupInterval::Off) => state.backup.every_seconds = None,
+        Some(BackupInterval::Every(seconds)) => state.backup.every_seconds = Some(seconds),
+        None => {}
+    }
+    if let Some(keep) = args.backup_keep {
+        state.backup.keep = keep;
+    }
     Ok(())
 }
 
@@ -371,7 +429,7 @@ fn check_ports(state: &ClusterState) -> anyhow::Result<()> {
     check_ports_free(state.rw_port, state.ro_port)
 }
 
-fn check_ports_free(rw_port: u16, ro_port: u16) -> anyhow::Result<()> {
+pub(crate) fn check_ports_free(rw_port: u16, ro_port: u16) -> anyhow::Result<()> {
     if rw_port == ro_port {
         bail!("--rw-port and --ro-port are both {rw_port}: give them different ports");
     }
@@ -780,7 +838,11 @@ fn partition(dir: &ClusterDir, ordinal: u32, heal: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn destroy(dir: &ClusterDir) -> anyhow::Result<()> {
+async fn destroy(
+    state_dir: &std::path::Path,
+    dir: &ClusterDir,
+    delete_backups: bool,
+) -> anyhow::Result<()> {
     if !dir.exists() {
         dir.load_state()?;
     }
@@ -791,11 +853,29 @@ async fn destroy(dir: &ClusterDir) -> anyhow::Result<()> {
         );
     }
     down(dir).await?;
-    if let Some(index) = dir.load_state().ok().and_then(|s| s.netns) {
+    let state = dir.load_state().ok();
+    if let Some(index) = state.as_ref().and_then(|s| s.netns) {
         myset_local::netns::remove_bridge(index);
     }
+    let backups = match (&state, delete_backups) {
+        (Some(state), true) => Some(crate::backup::delete_store(state_dir, state).await?),
+        _ => None,
+    };
     std::fs::remove_dir_all(dir.root())
         .with_context(|| format!("cannot delete {}", dir.root().display()))?;
-    println!("cluster {} destroyed; its data is deleted", dir.name());
+    match (backups, state) {
+        (Some(store), _) => println!(
+            "cluster {} destroyed; its data and its backups in {store} are deleted",
+            dir.name()
+        ),
+        (None, Some(state)) => println!(
+            "cluster {} destroyed; its data is deleted, its backups are kept in {} (destroy --delete-backups removes them)",
+            dir.name(),
+            myset_local::layout::backup_store_url(state_dir, &state)
+                .map(|u| u.to_string())
+                .unwrap_or_default()
+        ),
+        (None, None) => println!("cluster {} destroyed; its data is deleted", dir.name()),
+    }
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! `myset`: a thin binary over the myset crates.
 
 mod args;
+mod backup;
 mod chaos;
 mod commands;
 mod display;

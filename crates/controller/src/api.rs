@@ -18,6 +18,7 @@ pub async fn serve<R: Runtime>(controller: Arc<Controller<R>>, listener: tokio::
         .route("/scale", put(scale::<R>))
         .route("/shutdown", post(shutdown::<R>))
         .route("/switchover", post(switchover::<R>))
+        .route("/backups", post(backup::<R>))
         .layer(axum::middleware::from_fn_with_state(token, require_token))
         .with_state(controller.clone());
     let stop = controller.stop.clone();
@@ -61,6 +62,14 @@ async fn switchover<R: Runtime>(
 ) -> Response {
     match c.switchover(req.to).await {
         Ok(_) => Json(c.status()).into_response(),
+        Err(e) => error_response(StatusCode::CONFLICT, format!("{e:#}")),
+    }
+}
+
+/// Takes a base backup and answers with its manifest once it is stored and checked.
+async fn backup<R: Runtime>(State(c): State<Arc<Controller<R>>>) -> Response {
+    match c.take_backup().await {
+        Ok(manifest) => Json(manifest).into_response(),
         Err(e) => error_response(StatusCode::CONFLICT, format!("{e:#}")),
     }
 }

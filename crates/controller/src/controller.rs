@@ -127,6 +127,8 @@ pub struct Controller<R: Runtime> {
     pub(crate) started: Instant,
     /// Wall-clock milliseconds at `started`; with the monotonic clock this gives `now_ms`.
     started_wall_ms: u64,
+    /// Base backups and the binlog archive, where the runtime has a store.
+    pub(crate) backups: std::sync::OnceLock<crate::backups::Backups>,
 }
 
 impl<R: Runtime> Controller<R> {
@@ -154,7 +156,16 @@ impl<R: Runtime> Controller<R> {
             commits_waiting: Mutex::new(None),
             started: Instant::now(),
             started_wall_ms,
+            backups: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Gives the controller a backup store: it then takes base backups on request and on
+    /// schedule, and archives the primary's binlog (replication). Call before `run_with`.
+    pub fn enable_backups(&self, backups: crate::backups::Backups) {
+        if self.backups.set(backups).is_err() {
+            tracing::warn!("backups were enabled twice; the first store stays");
+        }
     }
 
     /// Binds the endpoints and serves the API, calls `on_listening` once clients can connect,
@@ -197,6 +208,7 @@ impl<R: Runtime> Controller<R> {
             self.stop.clone(),
         ));
         tokio::spawn(crate::api::serve(self.clone(), api_listener));
+        tokio::spawn(self.clone().run_backups());
         on_listening()?;
         self.clone().run_loop().await;
         self.shutdown().await;
@@ -1022,6 +1034,7 @@ impl<R: Runtime> Controller<R> {
             let ready = self.ready_ordinals();
             status.primary = writer(&state, &ready).unwrap_or(state.primary);
         }
+        status.backup = self.backup_status(&status);
         status
     }
 }

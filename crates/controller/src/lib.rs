@@ -3,6 +3,7 @@
 //! [`Runtime`], so the same loop can drive local processes or, later, Kubernetes.
 
 mod api;
+pub mod backups;
 mod controller;
 mod galera;
 mod ha;

@@ -116,6 +116,21 @@ fn clear_cloexec(fd: i32) {
     }
 }
 
+/// The cluster's backup store, opened, with the controller's scratch dir.
+fn backups_of(
+    dir: &ClusterDir,
+    state: &myset_api::ClusterState,
+) -> anyhow::Result<myset_controller::backups::Backups> {
+    let state_dir = dir.root().parent().unwrap_or(dir.root());
+    let url = crate::layout::backup_store_url(state_dir, state)?;
+    let store = myset_backup::Store::open(&url)?;
+    Ok(myset_controller::backups::Backups::new(
+        store,
+        dir.backup_scratch(),
+        myset_mariadb::Binaries::find()?,
+    ))
+}
+
 /// The controller process: holds the cluster's lock, serves the API and reconciles. With
 /// `inherited_lock`, the lock was taken by the agent that started it.
 pub async fn run_controller(
@@ -149,7 +164,13 @@ pub async fn run_controller(
         },
     };
     let runtime = LocalRuntime::new(dir.clone(), exe, state.netns, &secrets.api_token);
+    let backups = backups_of(&dir, &state);
     let controller = Controller::new(runtime, state, secrets, Timing::default());
+    match backups {
+        Ok(backups) => controller.enable_backups(backups),
+        // The cluster runs on; `status` shows no backups and `myset backup` says why.
+        Err(e) => tracing::error!("backups are off: {e:#}"),
+    }
     let run = controller.run_with(api_listener, || {
         myset_os::write_atomic(
             &dir.controller_info(),

@@ -77,4 +77,40 @@ impl ClusterDir {
     pub fn data_dir(&self, ordinal: u32) -> PathBuf {
         self.instance_dir(ordinal).join("data")
     }
+    /// Where the controller checks a new base backup by extracting and preparing it.
+    pub fn backup_scratch(&self) -> PathBuf {
+        self.root.join("backup-scratch")
+    }
+}
+
+/// The state dir's directory of backup stores: `<state dir>/backups`. It outlives the clusters
+/// (`destroy` keeps a cluster's store unless asked), so no cluster may be named `backups`.
+pub fn backups_root(state_dir: &Path) -> PathBuf {
+    state_dir.join(BACKUPS_DIR)
+}
+
+pub const BACKUPS_DIR: &str = "backups";
+
+/// A cluster's default backup store: `<state dir>/backups/<name>`.
+pub fn default_backup_store(state_dir: &Path, name: &str) -> PathBuf {
+    backups_root(state_dir).join(name)
+}
+
+/// The store a cluster's backups go to: the one it was created with, else its default.
+pub fn backup_store_url(
+    state_dir: &Path,
+    state: &myset_api::ClusterState,
+) -> Result<myset_backup::StoreUrl, myset_backup::store::StoreUrlError> {
+    match &state.backup.store {
+        Some(url) => myset_backup::StoreUrl::parse(url),
+        None => Ok(myset_backup::StoreUrl::Dir(default_backup_store(
+            state_dir,
+            &state.name,
+        ))),
+    }
+}
+
+/// Where the CLI extracts backups it verifies or restores: `<state dir>/backups/.scratch`.
+pub fn restore_scratch(state_dir: &Path) -> PathBuf {
+    backups_root(state_dir).join(".scratch")
 }

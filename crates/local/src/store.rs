@@ -29,6 +29,11 @@ pub fn validate_name(name: &str) -> Result<(), String> {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !name.starts_with('-')
         && !name.ends_with('-');
+    if name == crate::layout::BACKUPS_DIR {
+        return Err(format!(
+            "cluster name {name:?} is reserved: <state dir>/{name} holds the backup stores; pick another"
+        ));
+    }
     if ok {
         Ok(())
     } else {
@@ -97,6 +102,15 @@ impl ClusterDir {
 
     /// Creates a new cluster's directory, state and freshly generated credentials.
     pub fn create(&self, state: &ClusterState) -> Result<Secrets, StoreError> {
+        let secrets = self.prepare_new()?;
+        // The state file goes last: its presence marks a complete cluster directory.
+        self.save_state(state)?;
+        Ok(secrets)
+    }
+
+    /// A new cluster's directory and freshly generated credentials, without the state file
+    /// that would make it a cluster: a restore fills in the data first.
+    pub fn prepare_new(&self) -> Result<Secrets, StoreError> {
         use std::os::unix::fs::DirBuilderExt;
         std::fs::DirBuilder::new()
             .recursive(true)
@@ -123,8 +137,6 @@ impl ClusterDir {
             )
             .as_bytes(),
         )?;
-        // The state file goes last: its presence marks a complete cluster directory.
-        self.save_state(state)?;
         Ok(secrets)
     }
 
