@@ -163,15 +163,13 @@ impl RestoreTarget {
         match (to_time, to_gtid) {
             (Some(_), Some(_)) => bail!("--to-time and --to-gtid exclude each other; give one"),
             (Some(t), None) => {
-                let at = time::OffsetDateTime::parse(
-                    t,
-                    &time::format_description::well_known::Rfc3339,
-                )
-                .map_err(|_| {
-                    anyhow::anyhow!(
+                let at =
+                    time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339)
+                        .map_err(|_| {
+                            anyhow::anyhow!(
                         "--to-time {t:?} is not an RFC 3339 time; write e.g. 2026-11-22T12:00:05Z"
                     )
-                })?;
+                        })?;
                 Ok(Self::Before(at.unix_timestamp()))
             }
             (None, Some(g)) => {

@@ -171,7 +171,7 @@ pub async fn restore(state_dir: &Path, args: &RestoreArgs) -> anyhow::Result<()>
         target,
         myset_backup::base::now_unix(),
     )?;
-    eprintln!(
+    println!(
         "restoring base backup {} (GTID {}) and {} archive segments into cluster {}",
         plan.base.id,
         plan.base.gtid,
@@ -225,7 +225,7 @@ pub async fn restore(state_dir: &Path, args: &RestoreArgs) -> anyhow::Result<()>
             )));
         }
     };
-    eprintln!(
+    println!(
         "restored data holds GTID {gtid}; starting cluster {}",
         args.name
     );

@@ -62,9 +62,11 @@ fn main() -> ExitCode {
         unsafe {
             nix::libc::signal(nix::libc::SIGHUP, nix::libc::SIG_IGN);
         }
-    } else {
+    } else if !matches!(cli.command, Command::Backup { .. } | Command::Restore(_)) {
         // A CLI whose output is piped into `head` should end quietly when the pipe closes,
-        // as other command-line tools do, not panic on a failed print.
+        // as other command-line tools do, not panic on a failed print. Not the commands that
+        // feed backups to mbstream: a garbled backup makes it stop reading, and that must be
+        // an error they report, not a silent death by SIGPIPE.
         // SAFETY: setting a signal's disposition to the default before any thread starts.
         unsafe {
             nix::libc::signal(nix::libc::SIGPIPE, nix::libc::SIG_DFL);

@@ -232,13 +232,13 @@ impl<R: Runtime> Controller<R> {
         self.run_schedule().await;
     }
 
+    /// Archives the primary's binlog: one task follows the record's primary, another runs the
+    /// archiver, restarted should it ever die (a malformed event can panic the decoder).
     async fn run_archive(self: Arc<Self>) {
         let Ok(backups) = self.backups() else { return };
-        let archiver = Archiver::new(backups.store.clone(), ARCHIVE_DUMP_SERVER_ID);
-        *backups.archive.lock().expect("archive lock") = Some(archiver.status());
         let (source_tx, source_rx) = watch::channel(None);
         let (events_tx, mut events_rx) = mpsc::channel(64);
-        tokio::spawn(archiver.run(source_rx, self.stop.clone(), events_tx));
+        tokio::spawn(self.clone().follow_primary(source_tx));
         let me = self.clone();
         tokio::spawn(async move {
             while let Some(event) = events_rx.recv().await {
@@ -246,17 +246,36 @@ impl<R: Runtime> Controller<R> {
             }
         });
         loop {
+            let archiver = Archiver::new(backups.store.clone(), ARCHIVE_DUMP_SERVER_ID);
+            *backups.archive.lock().expect("archive lock") = Some(archiver.status());
+            let run =
+                tokio::spawn(archiver.run(source_rx.clone(), self.stop.clone(), events_tx.clone()));
+            let ended = run.await;
+            if self.stop.is_cancelled() {
+                return;
+            }
+            tracing::error!("the binlog archiver ended unexpectedly ({ended:?}); restarting it");
+            tokio::select! {
+                _ = self.stop.cancelled() => return,
+                _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+            }
+        }
+    }
+
+    /// Keeps `source` on the recorded primary's address.
+    async fn follow_primary(self: Arc<Self>, source: watch::Sender<Option<Source>>) {
+        loop {
             let state = self.state();
-            let source = state.placements.get(&state.primary).map(|p| Source {
+            let primary = state.placements.get(&state.primary).map(|p| Source {
                 host: p.server.host.clone(),
                 port: p.server.port,
                 user: self.secrets.repl_user.clone(),
                 password: self.secrets.repl_password.clone(),
             });
-            source_tx.send_if_modified(|current| {
-                let changed = *current != source;
+            source.send_if_modified(|current| {
+                let changed = *current != primary;
                 if changed {
-                    current.clone_from(&source);
+                    current.clone_from(&primary);
                 }
                 changed
             });
@@ -312,7 +331,8 @@ impl<R: Runtime> Controller<R> {
                 _ = self.stop.cancelled() => return,
                 _ = tokio::time::sleep(wait.min(Duration::from_secs(5))) => {}
             }
-            if every.is_none() || !wait.is_zero() {
+            // Due, but nothing to read from yet (a cluster still starting): not a failure.
+            if every.is_none() || !wait.is_zero() || backup_source(&self.status()).is_err() {
                 continue;
             }
             if let Err(e) = self.take_backup().await {

@@ -1,0 +1,549 @@
+//! Backups and point-in-time restore against real servers: restores to a time and to a GTID
+//! hold exactly what came before the target, a restore spans a switchover and a failover, a
+//! disaster restore holds every write acknowledged a second before every process was killed,
+//! corruption is caught, and bad input gets one line and leaves nothing behind.
+
+mod support;
+
+use myset_api::EventKind;
+use nix::sys::signal::Signal;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use support::{free_ports, wait_until, Cluster, ContinueOnDrop, Run, SLOW};
+
+/// One cluster at a time: each test runs several, and the disaster test's recovery point is a
+/// timing bound that a machine busy with other clusters could blur.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+const SETUP: &str = "CREATE DATABASE app; CREATE TABLE app.t (id INT PRIMARY KEY)";
+
+fn up(cluster: &Cluster, replicas: u32) {
+    cluster.up_with(&["--replicas", &replicas.to_string()]).ok();
+}
+
+fn insert(cluster: &Cluster, ids: std::ops::RangeInclusive<u32>) {
+    for id in ids {
+        cluster
+            .sql("rw", &format!("INSERT INTO app.t VALUES ({id})"))
+            .ok();
+    }
+}
+
+fn ids(cluster: &Cluster, name: &str, target: &str) -> Vec<u32> {
+    let run = cluster.run(&[
+        "sql",
+        "--name",
+        name,
+        target,
+        "-e",
+        "SELECT id FROM app.t ORDER BY id",
+    ]);
+    run.ok()
+        .lines()
+        .map(|l| l.trim().parse().expect("an id"))
+        .collect()
+}
+
+fn binlog_pos(cluster: &Cluster) -> String {
+    cluster.query("rw", "SELECT @@gtid_binlog_pos")[0][0].clone()
+}
+
+/// Waits until the archive holds the primary's whole binlog position.
+#[track_caller]
+fn wait_archived(cluster: &Cluster) {
+    let pos = binlog_pos(cluster);
+    assert!(
+        wait_until(Duration::from_secs(30), || cluster
+            .try_status()
+            .and_then(|s| s.backup?.archive?.last_gtid)
+            .is_some_and(|g| g == pos)),
+        "the archive never reached {pos}: {:?}",
+        cluster.try_status().map(|s| s.backup)
+    );
+}
+
+fn take_backup(cluster: &Cluster) -> String {
+    let run = cluster.cmd_timeout(&["backup"], SLOW);
+    run.ok().trim().to_string()
+}
+
+/// `myset restore` into `name` on fresh ports with `extra` arguments.
+fn restore(cluster: &Cluster, name: &str, extra: &[&str]) -> Run {
+    let (rw, ro) = free_ports();
+    let (rw, ro) = (rw.to_string(), ro.to_string());
+    let mut args = vec![
+        "restore",
+        "--from-cluster",
+        cluster.name.as_str(),
+        "--name",
+        name,
+        "--replicas",
+        "1",
+        "--rw-port",
+        &rw,
+        "--ro-port",
+        &ro,
+        "--timeout",
+        "200",
+    ];
+    args.extend_from_slice(extra);
+    cluster.run_with(&args, &[], SLOW)
+}
+
+fn rfc3339(at: SystemTime) -> String {
+    let d = at.duration_since(UNIX_EPOCH).expect("after the epoch");
+    let t = time_of(d.as_secs());
+    format!("{t}.{:03}Z", d.subsec_millis())
+}
+
+/// `YYYY-MM-DDTHH:MM:SS` of a unix second, in UTC (civil-from-days).
+fn time_of(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+fn unix_secs(at: SystemTime) -> u64 {
+    at.duration_since(UNIX_EPOCH)
+        .expect("after the epoch")
+        .as_secs()
+}
+
+#[test]
+fn restores_to_a_time_and_to_a_gtid_hold_exactly_what_came_before() {
+    let _serial = serial();
+    let cluster = Cluster::new("src");
+    up(&cluster, 2);
+    cluster.sql("rw", SETUP).ok();
+    insert(&cluster, 1..=3);
+    let backup = take_backup(&cluster);
+    assert!(backup.starts_with("20"), "a backup id: {backup}");
+
+    // Batch A after the base backup, so the restore replays the archive.
+    insert(&cluster, 4..=10);
+    let after_7 = {
+        insert(&cluster, 11..=11);
+        binlog_pos(&cluster)
+    };
+    insert(&cluster, 12..=15);
+    let end_of_a = SystemTime::now();
+    assert!(
+        wait_until(Duration::from_secs(3), || unix_secs(SystemTime::now())
+            > unix_secs(end_of_a)),
+        "the clock did not pass a second boundary"
+    );
+    let t = rfc3339(SystemTime::now());
+    insert(&cluster, 16..=25);
+    wait_archived(&cluster);
+
+    let listed = cluster.cmd(&["backups", "-o", "json"]);
+    let listed: serde_json::Value = serde_json::from_str(listed.ok()).expect("JSON");
+    assert_eq!(listed["backups"][0]["id"], backup.as_str());
+    assert!(listed["window"]["to"].is_string(), "{listed}");
+
+    restore(&cluster, "at-time", &["--to-time", &t]).ok();
+    assert_eq!(
+        ids(&cluster, "at-time", "rw"),
+        (1..=15).collect::<Vec<_>>(),
+        "a restore to {t} holds exactly the rows written before it"
+    );
+
+    restore(&cluster, "at-gtid", &["--to-gtid", &after_7]).ok();
+    assert_eq!(
+        ids(&cluster, "at-gtid", "rw"),
+        (1..=11).collect::<Vec<_>>(),
+        "a restore to {after_7} holds exactly the transactions up to it"
+    );
+
+    restore(&cluster, "latest", &[]).ok();
+    assert_eq!(ids(&cluster, "latest", "rw"), (1..=25).collect::<Vec<_>>());
+    // The restored cluster is a cluster: it takes writes and its data is its own.
+    cluster
+        .run(&[
+            "sql",
+            "--name",
+            "latest",
+            "rw",
+            "-e",
+            "INSERT INTO app.t VALUES (100)",
+        ])
+        .ok();
+    assert_eq!(ids(&cluster, "src", "rw").len(), 25);
+    let taken = cluster
+        .events()
+        .iter()
+        .any(|e| e.kind == EventKind::BackupTaken);
+    assert!(taken, "the backup is recorded as an event");
+}
+
+#[test]
+fn a_restore_spans_a_switchover_and_a_failover() {
+    let _serial = serial();
+    let cluster = Cluster::new("moves");
+    up(&cluster, 3);
+    cluster.sql("rw", SETUP).ok();
+    take_backup(&cluster);
+    insert(&cluster, 1..=5);
+    cluster.cmd(&["switchover", "--to", "2"]).ok();
+    insert(&cluster, 6..=10);
+    // The primary's host hangs (server and agent frozen): the controller fails over.
+    let status = cluster.status();
+    let primary = Cluster::instance(&status, 2);
+    let frozen: Vec<ContinueOnDrop> = [primary.pid, primary.agent_pid]
+        .into_iter()
+        .flatten()
+        .map(|pid| {
+            support::signal(pid, Signal::SIGSTOP);
+            ContinueOnDrop(pid)
+        })
+        .collect();
+    assert!(
+        wait_until(Duration::from_secs(60), || cluster
+            .try_status()
+            .is_some_and(|s| s.primary != 2)),
+        "no failover away from the frozen primary"
+    );
+    // Acknowledged writes on the new primary: retried until rw reaches it.
+    for id in 11..=15 {
+        assert!(
+            wait_until(Duration::from_secs(30), || cluster
+                .sql("rw", &format!("INSERT INTO app.t VALUES ({id})"))
+                .success()),
+            "write {id} was never acknowledged"
+        );
+    }
+    wait_archived(&cluster);
+    let archive = cluster
+        .status()
+        .backup
+        .and_then(|b| b.archive)
+        .expect("archive");
+    assert!(
+        archive.gaps.is_empty(),
+        "no gap across the changes: {archive:?}"
+    );
+    drop(frozen);
+
+    restore(&cluster, "after-moves", &[]).ok();
+    assert_eq!(
+        ids(&cluster, "after-moves", "rw"),
+        (1..=15).collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn a_disaster_restore_holds_every_write_acknowledged_a_second_before_the_kill() {
+    let _serial = serial();
+    let cluster = Cluster::new("doomed");
+    up(&cluster, 2);
+    cluster.sql("rw", SETUP).ok();
+    take_backup(&cluster);
+
+    // A steady writer through rw, recording when each insert was acknowledged.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let acked = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let writer = {
+        let (stop, acked) = (stop.clone(), acked.clone());
+        let url = format!(
+            "mysql://myset:{}@127.0.0.1:{}/app",
+            std::fs::read_to_string(cluster.root().join("password"))
+                .expect("password")
+                .trim(),
+            cluster.rw_port
+        );
+        std::thread::spawn(move || steady_writer(&url, &stop, &acked))
+    };
+    // The disaster strikes after a few seconds of steady writing.
+    let writing = Instant::now();
+    assert!(
+        wait_until(Duration::from_secs(30), || {
+            writing.elapsed() > Duration::from_secs(4)
+                && acked.load(std::sync::atomic::Ordering::SeqCst) >= 20
+        }),
+        "the writer made no progress"
+    );
+    // Every process, at once, with SIGKILL; then the cluster is destroyed.
+    let killed_at = Instant::now();
+    kill_everything(&cluster);
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let acknowledged = writer.join().expect("writer");
+    cluster.cmd(&["destroy"]).ok();
+    assert!(!cluster.root().exists(), "the cluster is gone");
+
+    restore(&cluster, "rescued", &[]).ok();
+    let restored: std::collections::BTreeSet<u32> =
+        ids(&cluster, "rescued", "rw").into_iter().collect();
+    let must_have: Vec<u32> = acknowledged
+        .iter()
+        .filter(|(_, at)| killed_at.duration_since(*at) > Duration::from_secs(1))
+        .map(|(id, _)| *id)
+        .collect();
+    assert!(
+        !must_have.is_empty(),
+        "the writer acknowledged nothing early enough"
+    );
+    let lost: Vec<u32> = must_have
+        .iter()
+        .copied()
+        .filter(|id| !restored.contains(id))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "{} of {} writes acknowledged over a second before the kill are missing: {lost:?}",
+        lost.len(),
+        must_have.len()
+    );
+}
+
+/// Inserts ids 1, 2, ... until `stop`, or until the server is gone; returns each acknowledged
+/// id with when its acknowledgement arrived.
+fn steady_writer(
+    url: &str,
+    stop: &std::sync::atomic::AtomicBool,
+    acked: &std::sync::atomic::AtomicU32,
+) -> Vec<(u32, Instant)> {
+    use mysql_async::prelude::Queryable;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let mut acknowledged = Vec::new();
+        let Ok(mut conn) = mysql_async::Conn::from_url(url).await else {
+            return acknowledged;
+        };
+        for id in 1.. {
+            if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                break;
+            }
+            let insert = conn.query_drop(format!("INSERT INTO app.t VALUES ({id})"));
+            match tokio::time::timeout(Duration::from_secs(5), insert).await {
+                Ok(Ok(())) => {
+                    acknowledged.push((id, Instant::now()));
+                    acked.store(id, std::sync::atomic::Ordering::SeqCst);
+                }
+                _ => break,
+            }
+        }
+        acknowledged
+    })
+}
+
+/// SIGKILLs every process of the cluster (controller, agents, servers) until none is left.
+fn kill_everything(cluster: &Cluster) {
+    use nix::sys::signal::{kill, Signal};
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            let left = cluster.processes();
+            for (pid, _) in &left {
+                let _ = kill(nix::unistd::Pid::from_raw(*pid as i32), Signal::SIGKILL);
+            }
+            left.is_empty()
+        }),
+        "processes survived SIGKILL: {:?}",
+        cluster.processes()
+    );
+}
+
+/// The one base backup's stream file in a directory store.
+fn stream_file(store: &Path) -> PathBuf {
+    let base = store.join("base");
+    let id = std::fs::read_dir(&base)
+        .expect("base dir")
+        .next()
+        .expect("a backup")
+        .expect("entry")
+        .file_name();
+    base.join(id).join("backup.xbstream")
+}
+
+fn flip_byte(path: &Path, at: u64) {
+    use std::io::{Read, Seek, SeekFrom, Write};
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .expect("open");
+    let mut byte = [0u8];
+    f.seek(SeekFrom::Start(at)).expect("seek");
+    f.read_exact(&mut byte).expect("read");
+    f.seek(SeekFrom::Start(at)).expect("seek");
+    f.write_all(&[byte[0] ^ 0xff]).expect("write");
+}
+
+#[test]
+fn corruption_is_caught_by_verify_and_by_restore() {
+    let _serial = serial();
+    let cluster = Cluster::new("fragile");
+    up(&cluster, 1);
+    cluster.sql("rw", SETUP).ok();
+    insert(&cluster, 1..=3);
+    let id = take_backup(&cluster);
+    insert(&cluster, 4..=6);
+    wait_archived(&cluster);
+    cluster.cmd(&["backup", "verify", &id]).ok();
+
+    let store = cluster.state_dir().join("backups").join(&cluster.name);
+    // A corrupt archive segment is refused by a restore.
+    let segment = walk(&store.join("archive"))
+        .into_iter()
+        .find(|p| p.extension().is_some_and(|e| e == "binlog"))
+        .expect("an archive segment");
+    let pristine_segment = std::fs::read(&segment).expect("segment");
+    flip_byte(&segment, pristine_segment.len() as u64 / 2);
+    restore(&cluster, "from-bad-archive", &[]).error_containing(&["archive segment", "corrupt"]);
+    assert!(!cluster.state_dir().join("from-bad-archive").exists());
+    std::fs::write(&segment, &pristine_segment).expect("restore the segment");
+
+    // A flipped byte in the base backup.
+    let stream = stream_file(&store);
+    let size = std::fs::metadata(&stream).expect("stream").len();
+    flip_byte(&stream, size / 2);
+    cluster
+        .cmd(&["backup", "verify", &id])
+        .error_containing(&[&id, "corrupt"]);
+    restore(&cluster, "from-bad-base", &[]).error_containing(&[&id, "corrupt"]);
+    assert!(
+        !cluster.state_dir().join("from-bad-base").exists(),
+        "a failed restore leaves no cluster behind"
+    );
+
+    // A truncated one.
+    flip_byte(&stream, size / 2);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&stream)
+        .expect("open")
+        .set_len(size / 3)
+        .expect("truncate");
+    cluster
+        .cmd(&["backup", "verify", &id])
+        .error_containing(&[&id, "corrupt"]);
+}
+
+#[test]
+fn the_controller_takes_scheduled_backups_and_prunes_old_ones() {
+    let _serial = serial();
+    let cluster = Cluster::new("sched");
+    cluster
+        .up_with(&[
+            "--replicas",
+            "1",
+            "--backup-schedule",
+            "1m",
+            "--backup-keep",
+            "1",
+        ])
+        .ok();
+    let listed = || -> Vec<String> {
+        let run = cluster.cmd(&["backups", "-o", "json"]);
+        let json: serde_json::Value = serde_json::from_str(run.ok()).expect("JSON");
+        json["backups"]
+            .as_array()
+            .expect("a list")
+            .iter()
+            .map(|b| b["id"].as_str().expect("an id").to_string())
+            .collect()
+    };
+    // The first scheduled backup is due at once: there is none yet.
+    assert!(
+        wait_until(Duration::from_secs(60), || listed().len() == 1),
+        "no scheduled backup: {:?}",
+        cluster.events()
+    );
+    let scheduled = listed();
+    let manual = take_backup(&cluster);
+    assert_ne!(scheduled[0], manual);
+    assert_eq!(listed(), std::slice::from_ref(&manual), "retention keeps the newest one");
+    let kinds: Vec<EventKind> = cluster.events().into_iter().map(|e| e.kind).collect();
+    assert!(kinds.contains(&EventKind::BackupPruned), "{kinds:?}");
+    let status = cluster.status().backup.expect("backup status");
+    assert_eq!(status.every_seconds, Some(60));
+    assert_eq!(status.last_base_backup.map(|b| b.id), Some(manual));
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+#[test]
+fn bad_restore_input_gets_one_line_and_leaves_nothing() {
+    let _serial = serial();
+    let cluster = Cluster::new("origin");
+    up(&cluster, 1);
+    cluster.sql("rw", SETUP).ok();
+    take_backup(&cluster);
+    insert(&cluster, 1..=2);
+    wait_archived(&cluster);
+
+    let nothing_left = |name: &str| {
+        assert!(
+            !cluster.state_dir().join(name).exists(),
+            "{name} was left behind"
+        )
+    };
+    restore(&cluster, "early", &["--to-time", "2001-01-01T00:00:00Z"])
+        .error_containing(&["before the first base backup", "recoverable window"]);
+    nothing_left("early");
+    restore(&cluster, "later", &["--to-time", "2999-01-01T00:00:00Z"])
+        .error_containing(&["in the future", "recoverable window"]);
+    nothing_left("later");
+    restore(&cluster, "garbled", &["--to-time", "yesterday"]).error_containing(&["RFC 3339"]);
+    restore(&cluster, "garbled", &["--to-gtid", "0-1"]).error_containing(&["GTID"]);
+    nothing_left("garbled");
+    restore(&cluster, "origin", &[]).error_containing(&["exists already"]);
+    assert_eq!(
+        ids(&cluster, "origin", "rw"),
+        [1, 2],
+        "the existing cluster is untouched"
+    );
+
+    let (rw, ro) = free_ports();
+    let unknown = cluster.run_with(
+        &[
+            "restore",
+            "--from-cluster",
+            "nosuch",
+            "--name",
+            "copy",
+            "--rw-port",
+            &rw.to_string(),
+            "--ro-port",
+            &ro.to_string(),
+        ],
+        &[],
+        SLOW,
+    );
+    unknown.error_containing(&["nosuch"]);
+    nothing_left("copy");
+    let missing_dir = cluster.run_with(&["backups", "--from", "/nonexistent/store"], &[], SLOW);
+    missing_dir.error_containing(&["/nonexistent/store", "does not exist"]);
+}
