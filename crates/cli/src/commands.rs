@@ -402,6 +402,11 @@ fn apply_backup_args(
     if let Some(keep) = args.backup_keep {
         state.backup.keep = keep;
     }
+    if state.topology == myset_api::Topology::Galera
+        && (state.backup.every_seconds.is_some() || args.backup_store.is_some())
+    {
+        bail!("backups of Galera clusters are not supported yet; drop --backup-schedule and --backup-store");
+    }
     Ok(())
 }
 

@@ -78,6 +78,9 @@ pub fn status_table(s: &ClusterStatus) {
         "user {}  password file {}",
         s.credentials.user, s.credentials.password_file
     );
+    if let Some(b) = &s.backup {
+        backup_lines(b);
+    }
     println!(
         "{:<16} {:<8} {:<6} {:<22} {:<9} {:<8} {:<9} STATE",
         "NAME", "ROLE", "READY", "ADDRESS", "SERVER_ID", "PID", "AGENT_PID"
@@ -117,6 +120,55 @@ pub fn status_table(s: &ClusterStatus) {
             opt(i.pid),
             opt(i.agent_pid),
         );
+    }
+}
+
+/// The backup store, the last base backup and the archive, in words.
+fn backup_lines(b: &myset_api::BackupStatus) {
+    let schedule = match b.every_seconds {
+        Some(every) => format!("a base backup every {}", duration(every)),
+        None => "base backups on demand".to_string(),
+    };
+    println!("backups {}  {schedule}, keep {}", b.store, b.keep);
+    match &b.last_base_backup {
+        Some(l) => println!(
+            "last base backup {} at {}, {} bytes, GTID {}",
+            l.id,
+            utc(l.finished_at as f64),
+            l.bytes,
+            l.gtid
+        ),
+        None => println!("last base backup: none yet (myset backup takes one)"),
+    }
+    let Some(a) = &b.archive else { return };
+    let behind = a
+        .behind_transactions
+        .map_or_else(|| "unknown".into(), |n| n.to_string());
+    println!(
+        "binlog archive from {}: last GTID {}, last event {}, {behind} transactions behind",
+        a.source.as_deref().unwrap_or("(not connected)"),
+        a.last_gtid.as_deref().unwrap_or("-"),
+        a.last_event_at
+            .map_or_else(|| "-".into(), |t| utc(t as f64)),
+    );
+    for gap in &a.gaps {
+        println!(
+            "warning: archive gap at {}: expected {}, got {}; a restore cannot reach past it",
+            utc(gap.at as f64),
+            gap.expected,
+            gap.received
+        );
+    }
+    if let Some(e) = &a.last_error {
+        println!("warning: binlog archive: {e}");
+    }
+}
+
+fn duration(seconds: u64) -> String {
+    match seconds {
+        s if s % 86_400 == 0 => format!("{}d", s / 86_400),
+        s if s % 3600 == 0 => format!("{}h", s / 3600),
+        s => format!("{}m", s / 60),
     }
 }
 
