@@ -102,7 +102,7 @@ impl Cluster {
     }
 
     pub async fn destroy(&self) {
-        if let Err(e) = self.myset(&["destroy"]).await {
+        if let Err(e) = self.myset(&["destroy", "--delete-backups"]).await {
             tracing::warn!("cannot destroy the chaos cluster: {e:#}");
         }
     }

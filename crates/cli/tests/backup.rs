@@ -403,10 +403,11 @@ fn corruption_is_caught_by_verify_and_by_restore() {
     cluster.cmd(&["backup", "verify", &id]).ok();
 
     let store = cluster.state_dir().join("backups").join(&cluster.name);
-    // A corrupt archive segment is refused by a restore.
+    // A corrupt archive segment the restore needs (the newest: keys sort by GTID) is refused.
     let segment = walk(&store.join("archive"))
         .into_iter()
-        .find(|p| p.extension().is_some_and(|e| e == "binlog"))
+        .filter(|p| p.extension().is_some_and(|e| e == "binlog"))
+        .max()
         .expect("an archive segment");
     let pristine_segment = std::fs::read(&segment).expect("segment");
     flip_byte(&segment, pristine_segment.len() as u64 / 2);
@@ -473,7 +474,11 @@ fn the_controller_takes_scheduled_backups_and_prunes_old_ones() {
     let scheduled = listed();
     let manual = take_backup(&cluster);
     assert_ne!(scheduled[0], manual);
-    assert_eq!(listed(), std::slice::from_ref(&manual), "retention keeps the newest one");
+    assert_eq!(
+        listed(),
+        std::slice::from_ref(&manual),
+        "retention keeps the newest one"
+    );
     let kinds: Vec<EventKind> = cluster.events().into_iter().map(|e| e.kind).collect();
     assert!(kinds.contains(&EventKind::BackupPruned), "{kinds:?}");
     let status = cluster.status().backup.expect("backup status");
