@@ -341,6 +341,11 @@ async fn up(state_dir: &std::path::Path, args: &UpArgs) -> anyhow::Result<()> {
         apply_backup_args(&mut state, &backup, true)?;
         check_topology(&state)?;
         check_ports(&state)?;
+        if let Some(url) = &state.backup.store {
+            // A store given by the user must take writes before a cluster relies on it.
+            let store = myset_backup::Store::open(&myset_backup::StoreUrl::parse(url)?)?;
+            store.check_access().await?;
+        }
         if netns {
             myset_local::netns::require_root()?;
             state.netns = Some(myset_local::netns::claim_subnet()?);

@@ -549,6 +549,41 @@ fn bad_restore_input_gets_one_line_and_leaves_nothing() {
     );
     unknown.error_containing(&["nosuch"]);
     nothing_left("copy");
+    // A cluster is not created over a store it cannot write to.
+    let (rw, ro) = free_ports();
+    let (rw, ro) = (rw.to_string(), ro.to_string());
+    let up = |store: &str, env: &[(&str, Option<std::ffi::OsString>)]| {
+        cluster.run_with(
+            &[
+                "up",
+                "--name",
+                "nostore",
+                "--replicas",
+                "1",
+                "--rw-port",
+                &rw,
+                "--ro-port",
+                &ro,
+                "--backup-store",
+                store,
+            ],
+            env,
+            SLOW,
+        )
+    };
+    up("relative/dir", &[]).error_containing(&["relative/dir", "absolute"]);
+    let closed = free_ports().0;
+    let unreachable = [
+        (
+            "AWS_ENDPOINT_URL",
+            Some(format!("http://127.0.0.1:{closed}").into()),
+        ),
+        ("AWS_ACCESS_KEY_ID", Some("k".into())),
+        ("AWS_SECRET_ACCESS_KEY", Some("s".into())),
+    ];
+    up("s3://bucket/prefix", &unreachable).error_containing(&["s3://bucket/prefix", "not usable"]);
+    nothing_left("nostore");
+
     let missing_dir = cluster.run_with(&["backups", "--from", "/nonexistent/store"], &[], SLOW);
     missing_dir.error_containing(&["/nonexistent/store", "does not exist"]);
 }

@@ -185,9 +185,9 @@ impl<R: Runtime> Controller<R> {
         self.publish_endpoints();
         let suspect = {
             let me = Arc::downgrade(&self);
-            Arc::new(move |backend: &Address| {
+            Arc::new(move |backend: &Address, why: crate::proxy::Suspicion| {
                 if let Some(c) = me.upgrade() {
-                    c.report_suspect(backend);
+                    c.report_suspect(backend, why);
                 }
             })
         };
@@ -609,8 +609,15 @@ impl<R: Runtime> Controller<R> {
 
     /// A proxy found a backend that accepted a connection but sent no greeting: it leaves the
     /// read pool at once, until a probe finds it Ready again.
-    pub fn report_suspect(&self, backend: &Address) {
+    pub fn report_suspect(&self, backend: &Address, why: crate::proxy::Suspicion) {
         let state = self.state();
+        // A refused connection to a replication member is left to the probes: a killed
+        // primary's server is back within tens of milliseconds, and its fate is the failover
+        // logic's. A Galera member that refuses is out of rw and ro at once: rw moves to
+        // another member now instead of after the next probe.
+        if why == crate::proxy::Suspicion::Refused && state.topology != Topology::Galera {
+            return;
+        }
         let Some(ordinal) = state
             .placements
             .iter()
@@ -631,7 +638,10 @@ impl<R: Runtime> Controller<R> {
             self.record_event(
                 Event::new(
                     EventKind::Suspect,
-                    format!("{name} accepted a connection but did not greet in time; out of ro until a probe finds it Ready"),
+                    match why {
+                        crate::proxy::Suspicion::Silent => format!("{name} accepted a connection but did not greet in time; out of ro until a probe finds it Ready"),
+                        crate::proxy::Suspicion::Refused => format!("{name} refused a connection; out of rw and ro until a probe finds it Ready"),
+                    },
                 )
                 .ordinal(ordinal),
             );

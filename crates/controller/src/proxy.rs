@@ -18,7 +18,16 @@ use tokio_util::sync::CancellationToken;
 
 /// Told about a backend that accepted no connection, sent no greeting in time, or closed
 /// before greeting.
-pub type OnSuspect = Arc<dyn Fn(&Address) + Send + Sync>;
+pub type OnSuspect = Arc<dyn Fn(&Address, Suspicion) + Send + Sync>;
+
+/// Why a proxy gave up on a backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Suspicion {
+    /// It accepted the connection, then stayed silent or closed it: a hung or broken server.
+    Silent,
+    /// Nothing listens there: a dead server (or one restarting).
+    Refused,
+}
 
 /// How long a backend may take to connect and greet before a client is taken elsewhere.
 #[derive(Debug, Clone, Copy)]
@@ -204,8 +213,8 @@ async fn pick_backend(
 }
 
 /// Tries the backends in rotation starting at `start` until one connects and greets within
-/// its bound; returns it with its greeting. Refusals are skipped silently (the probes see a
-/// dead server); a backend that accepts but stays silent, or closes, is reported.
+/// its bound; returns it with its greeting. A backend that refuses, or accepts but stays
+/// silent, or closes, is skipped and reported with why.
 async fn connect_first(
     endpoint: &'static str,
     backends: &[Address],
@@ -222,14 +231,14 @@ async fn connect_first(
         let b = &backends[(start + i) % backends.len()];
         match tokio::time::timeout(bound, greeted(b)).await {
             Ok(Ok((server, greeting))) => return Some((b.clone(), server, greeting)),
-            Ok(Err(NotGreeted::Refused)) => {}
+            Ok(Err(NotGreeted::Refused)) => on_suspect(b, Suspicion::Refused),
             Ok(Err(NotGreeted::Failed(why))) => {
                 tracing::info!(endpoint, backend = %b, "backend suspect: {why}");
-                on_suspect(b);
+                on_suspect(b, Suspicion::Silent);
             }
             Err(_) => {
                 tracing::info!(endpoint, backend = %b, ?bound, "backend suspect: no greeting in time");
-                on_suspect(b);
+                on_suspect(b, Suspicion::Silent);
             }
         }
     }
@@ -348,7 +357,7 @@ mod tests {
     struct Endpoint {
         addr: std::net::SocketAddr,
         backends: watch::Sender<Vec<Address>>,
-        suspects: Arc<Mutex<Vec<Address>>>,
+        suspects: Arc<Mutex<Vec<(Address, Suspicion)>>>,
         _stop: tokio_util::sync::DropGuard,
     }
 
@@ -356,7 +365,7 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (tx, rx) = watch::channel(backends);
-        let suspects: Arc<Mutex<Vec<Address>>> = Arc::default();
+        let suspects: Arc<Mutex<Vec<(Address, Suspicion)>>> = Arc::default();
         let seen = suspects.clone();
         let stop = CancellationToken::new();
         tokio::spawn(serve_with(
@@ -365,7 +374,9 @@ mod tests {
             rx,
             cut_removed,
             TEST_BOUNDS,
-            Arc::new(move |a: &Address| seen.lock().unwrap().push(a.clone())),
+            Arc::new(move |a: &Address, why: Suspicion| {
+                seen.lock().unwrap().push((a.clone(), why))
+            }),
             stop.clone(),
         ));
         Endpoint {
@@ -399,12 +410,13 @@ mod tests {
             took >= TEST_BOUNDS.several && took < TEST_BOUNDS.several + SLACK,
             "{took:?}"
         );
-        assert_eq!(*e.suspects.lock().unwrap(), vec![hung]);
+        assert_eq!(*e.suspects.lock().unwrap(), vec![(hung, Suspicion::Silent)]);
     }
 
     #[tokio::test]
-    async fn a_refused_backend_is_skipped_at_once_and_not_reported() {
-        let e = endpoint(vec![refused().await, live(2).await], false).await;
+    async fn a_refused_backend_is_skipped_at_once_and_reported_as_refused() {
+        let dead = refused().await;
+        let e = endpoint(vec![dead.clone(), live(2).await], false).await;
         let started = Instant::now();
         let (_c, greeting) = first_packet(&e).await;
         assert_eq!(greeting, Some(greeting_of(2)));
@@ -413,7 +425,10 @@ mod tests {
             "{:?}",
             started.elapsed()
         );
-        assert!(e.suspects.lock().unwrap().is_empty());
+        assert_eq!(
+            *e.suspects.lock().unwrap(),
+            vec![(dead, Suspicion::Refused)]
+        );
     }
 
     #[tokio::test]
@@ -435,7 +450,10 @@ mod tests {
         let e = endpoint(vec![a.clone(), b.clone()], false).await;
         let (_c, greeting) = first_packet(&e).await;
         assert_eq!(greeting, None);
-        assert_eq!(*e.suspects.lock().unwrap(), vec![a, b]);
+        assert_eq!(
+            *e.suspects.lock().unwrap(),
+            vec![(a, Suspicion::Silent), (b, Suspicion::Silent)]
+        );
     }
 
     #[tokio::test]
@@ -450,7 +468,7 @@ mod tests {
             took >= TEST_BOUNDS.single && took < TEST_BOUNDS.single + SLACK,
             "{took:?}"
         );
-        assert_eq!(*e.suspects.lock().unwrap(), vec![hung]);
+        assert_eq!(*e.suspects.lock().unwrap(), vec![(hung, Suspicion::Silent)]);
     }
 
     #[tokio::test]
