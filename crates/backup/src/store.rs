@@ -306,10 +306,32 @@ impl Store {
 
     fn failed(&self, action: &str, key: &str, e: object_store::Error) -> anyhow::Error {
         anyhow::anyhow!(
-            "cannot {action} {key} in backup store {}: {}",
+            "cannot {action} {key} in backup store {}: {}{}",
             self.url,
-            one_line(&e)
+            one_line(&e),
+            self.hint(&e)
         )
+    }
+
+    /// What to check when an S3 store is not reached or refuses the request.
+    fn hint(&self, e: &object_store::Error) -> &'static str {
+        if !matches!(self.url, StoreUrl::S3 { .. }) {
+            return "";
+        }
+        let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+        while let Some(s) = source {
+            if s.downcast_ref::<object_store::client::HttpError>()
+                .is_some_and(|h| h.kind() == object_store::client::HttpErrorKind::Connect)
+            {
+                return "; check that AWS_ENDPOINT_URL (or AWS_REGION) names a reachable S3 endpoint";
+            }
+            source = s.source();
+        }
+        let text = one_line(e);
+        if text.contains(" 403 Forbidden") || text.contains(" 401 Unauthorized") {
+            return "; the store refused the request: check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, and that they may use this bucket";
+        }
+        ""
     }
 }
 
@@ -328,6 +350,20 @@ fn one_line(e: &dyn std::error::Error) -> String {
             text.push_str(&more);
         }
         source = s.source();
+    }
+    // An S3 error's XML body: its code and message say it all.
+    if let Some(at) = text.find("<?xml") {
+        let field = |tag: &str| {
+            let start = text[at..].find(&format!("<{tag}>"))? + at + tag.len() + 2;
+            let end = text[start..].find(&format!("</{tag}>"))? + start;
+            Some(text[start..end].to_string())
+        };
+        let said: Vec<String> = [field("Code"), field("Message")]
+            .into_iter()
+            .flatten()
+            .collect();
+        text.truncate(at);
+        text.push_str(&said.join(": "));
     }
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
