@@ -126,6 +126,12 @@ impl Store {
                 let mut builder =
                     object_store::aws::AmazonS3Builder::from_env().with_bucket_name(bucket);
                 // `from_env` reads AWS_ENDPOINT; the AWS tools' newer name is AWS_ENDPOINT_URL.
+                // object_store panics later on an endpoint that is not a URL: refuse it here.
+                for name in ["AWS_ENDPOINT_URL", "AWS_ENDPOINT"] {
+                    if let Ok(endpoint) = std::env::var(name) {
+                        check_endpoint(name, &endpoint)?;
+                    }
+                }
                 if let Ok(endpoint) = std::env::var("AWS_ENDPOINT_URL") {
                     builder = builder.with_endpoint(&endpoint);
                     if endpoint.starts_with("http://") {
@@ -335,6 +341,20 @@ impl Store {
     }
 }
 
+/// An S3 endpoint must be an http(s) URL with a host.
+fn check_endpoint(variable: &str, endpoint: &str) -> anyhow::Result<()> {
+    let parsed = url::Url::parse(endpoint).ok();
+    let usable = parsed
+        .as_ref()
+        .is_some_and(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some());
+    if !usable {
+        anyhow::bail!(
+            "{variable}={endpoint:?} is not an S3 endpoint URL; write it as http(s)://host[:port]"
+        );
+    }
+    Ok(())
+}
+
 pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
@@ -401,6 +421,16 @@ mod tests {
         assert_eq!(StoreUrl::parse("s3://bkt").unwrap().to_string(), "s3://bkt");
         for bad in ["relative/dir", "gs://bucket", "s3://", "s3:///x"] {
             assert!(StoreUrl::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn endpoints_must_be_urls() {
+        assert!(check_endpoint("E", "http://127.0.0.1:9000").is_ok());
+        assert!(check_endpoint("E", "https://s3.example").is_ok());
+        for bad in ["", "localhost:9000", "ftp://x", "http://"] {
+            let err = check_endpoint("E", bad).unwrap_err().to_string();
+            assert!(err.contains("http(s)://"), "{bad}: {err}");
         }
     }
 

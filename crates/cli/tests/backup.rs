@@ -96,30 +96,9 @@ fn restore(cluster: &Cluster, name: &str, extra: &[&str]) -> Run {
 }
 
 fn rfc3339(at: SystemTime) -> String {
-    let d = at.duration_since(UNIX_EPOCH).expect("after the epoch");
-    let t = time_of(d.as_secs());
-    format!("{t}.{:03}Z", d.subsec_millis())
-}
-
-/// `YYYY-MM-DDTHH:MM:SS` of a unix second, in UTC (civil-from-days).
-fn time_of(secs: u64) -> String {
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    time::OffsetDateTime::from(at)
+        .format(&time::format_description::well_known::Rfc3339)
+        .expect("formats")
 }
 
 fn unix_secs(at: SystemTime) -> u64 {
