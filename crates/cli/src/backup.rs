@@ -12,6 +12,10 @@ use myset_local::{ClusterDir, ControllerInfo};
 use std::path::Path;
 use std::time::Duration;
 
+/// Inside a new cluster's dir while a restore builds it; its presence without a cluster record
+/// marks a restore that was interrupted.
+const RESTORE_STAGING: &str = "restore-staging";
+
 /// How long `myset backup` waits for the controller to store and check a base backup.
 const BACKUP_TIMEOUT: Duration = Duration::from_secs(6 * 3600);
 
@@ -151,6 +155,20 @@ pub async fn restore(state_dir: &Path, args: &RestoreArgs) -> anyhow::Result<()>
     myset_local::validate_name(&args.name).map_err(|e| anyhow::anyhow!(e))?;
     let target = RestoreTarget::parse(args.to_time.as_deref(), args.to_gtid.as_deref())?;
     let dir = ClusterDir::new(state_dir, &args.name);
+    let staging = dir.root().join(RESTORE_STAGING);
+    if dir.exists() && !dir.state_file().exists() && staging.exists() {
+        // An earlier restore into this name was interrupted before the cluster existed.
+        std::fs::remove_dir_all(dir.root()).with_context(|| {
+            format!(
+                "cannot remove {}, left by an interrupted restore",
+                dir.root().display()
+            )
+        })?;
+        println!(
+            "removed what an interrupted restore into {} left",
+            args.name
+        );
+    }
     if dir.exists() {
         bail!(
             "cluster {} exists already; restore into a new name (--name), or destroy it first",
@@ -182,7 +200,6 @@ pub async fn restore(state_dir: &Path, args: &RestoreArgs) -> anyhow::Result<()>
     // Everything is built before the cluster record exists: a failed restore leaves nothing.
     let built = async {
         let secrets = dir.prepare_new()?;
-        let staging = dir.root().join("restore-staging");
         std::fs::create_dir_all(&staging)?;
         let data = staging.join("data");
         let gtid = restore::build_data_dir(
@@ -198,7 +215,6 @@ pub async fn restore(state_dir: &Path, args: &RestoreArgs) -> anyhow::Result<()>
         let final_data = dir.data_dir(0);
         std::fs::create_dir_all(final_data.parent().expect("an instance dir"))?;
         std::fs::rename(&data, &final_data)?;
-        std::fs::remove_dir_all(&staging)?;
         let mut state = ClusterState::new(
             &args.name,
             args.replicas,
@@ -212,6 +228,8 @@ pub async fn restore(state_dir: &Path, args: &RestoreArgs) -> anyhow::Result<()>
             .primary_server_ids
             .extend(gtid.iter().map(|g| g.server));
         dir.save_state(&state)?;
+        // Last: until the record exists, the staging dir marks an unfinished restore.
+        std::fs::remove_dir_all(&staging)?;
         anyhow::Ok((state, gtid))
     }
     .await;

@@ -503,6 +503,12 @@ fn bad_restore_input_gets_one_line_and_leaves_nothing() {
     restore(&cluster, "garbled", &["--to-time", "yesterday"]).error_containing(&["RFC 3339"]);
     restore(&cluster, "garbled", &["--to-gtid", "0-1"]).error_containing(&["GTID"]);
     nothing_left("garbled");
+    // What an interrupted restore left (no cluster record, its staging dir) is cleared.
+    std::fs::create_dir_all(cluster.state_dir().join("leftover/restore-staging/data"))
+        .expect("mkdir");
+    restore(&cluster, "leftover", &["--to-time", "2999-01-01T00:00:00Z"])
+        .error_containing(&["in the future"]);
+    nothing_left("leftover");
     restore(&cluster, "origin", &[]).error_containing(&["exists already"]);
     assert_eq!(
         ids(&cluster, "origin", "rw"),
