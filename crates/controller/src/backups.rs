@@ -21,11 +21,8 @@ use tokio::sync::{mpsc, watch};
 
 /// The server id the archive's binlog dump uses: far above any member's (ordinal-based).
 pub const ARCHIVE_DUMP_SERVER_ID: u32 = 4_000_000_000;
-/// How often the archive's source is chosen again from what the controller observes.
-const FOLLOW_PERIOD: Duration = Duration::from_millis(500);
-/// How long the archive waits for its source replica to be Ready again before it reads
-/// another one.
-const SOURCE_GRACE: Duration = Duration::from_secs(5);
+/// How often the archive's source is re-read from the record (the primary and its address).
+const FOLLOW_PERIOD: Duration = Duration::from_millis(200);
 /// After a scheduled backup fails, the next attempt waits at most this long.
 const SCHEDULE_RETRY: Duration = Duration::from_secs(600);
 
@@ -93,40 +90,6 @@ pub fn backup_source(status: &ClusterStatus) -> Result<u32, String> {
         .ok_or_else(|| {
             "no replica is Ready, and backups never load the primary; retry once one is".into()
         })
-}
-
-/// The member whose binlog the archive streams: a Ready replica, the one already streamed from
-/// while it stays Ready, else the most advanced. Not the primary: with semi-sync's AFTER_SYNC a
-/// primary's binlog holds each transaction before any replica has it, and a failover then can
-/// drop it; an archive that took it would hold a history the cluster no longer has, and a
-/// restore would bring back a write nobody kept. A replica's binlog (log-slave-updates) holds
-/// only what a replica received and applied, which the most advanced replica, the one myset
-/// promotes, holds too. A cluster of one member has no failover and streams its primary.
-/// `None` while no replica is Ready: the archive waits (with semi-sync, so do commits).
-///
-/// The current source is kept while it is a replica and Ready, or Unready for no longer than
-/// a grace (`in_grace`): a replica's binlog begins at its clone, so a replica cloned after the
-/// archive's position cannot continue it, and a short restart of the source is better waited
-/// out than answered with a switch that may leave a gap.
-pub fn archive_source(status: &ClusterStatus, current: Option<u32>, in_grace: bool) -> Option<u32> {
-    let replicas: Vec<_> = status
-        .instances
-        .iter()
-        .filter(|i| i.role == Role::Replica)
-        .collect();
-    if replicas.is_empty() {
-        return Some(status.primary);
-    }
-    let keep =
-        |i: &&&myset_api::InstanceStatus| Some(i.ordinal) == current && (i.ready || in_grace);
-    if let Some(c) = replicas.iter().find(keep) {
-        return Some(c.ordinal);
-    }
-    let ready: Vec<_> = replicas.into_iter().filter(|i| i.ready).collect();
-    ready
-        .into_iter()
-        .max_by_key(|i| (gtid_progress(i), std::cmp::Reverse(i.ordinal)))
-        .map(|i| i.ordinal)
 }
 
 fn gtid_progress(i: &myset_api::InstanceStatus) -> u64 {
@@ -300,40 +263,27 @@ impl<R: Runtime> Controller<R> {
         }
     }
 
-    /// Keeps `source` on the member [`archive_source`] picks.
+    /// Keeps `source` on the recorded primary. The archive streams the primary's binlog: a
+    /// commit is acknowledged once a replica has *received* it, and a replica's own binlog
+    /// holds it only once applied, so reading a replica made the recovery point follow its
+    /// apply lag (BENCHMARKS.md: 3 s of lag lost 3 s of acknowledged writes). The price: with
+    /// AFTER_SYNC the primary's binlog holds a transaction before any replica does, and a
+    /// failover in that instant drops it from the cluster but not from the archive; the next
+    /// transaction of the new primary then meets the archive's own at that seq_no and is
+    /// reported as a gap (a fork), never hidden.
     async fn follow_source(self: Arc<Self>, source: watch::Sender<Option<Source>>) {
-        let mut current: Option<u32> = None;
-        let mut unready_since: Option<std::time::Instant> = None;
         loop {
             let state = self.state();
-            let status = self.status();
-            let current_ready = status
-                .instances
-                .iter()
-                .any(|i| Some(i.ordinal) == current && i.ready);
-            unready_since = match (current_ready, unready_since) {
-                (true, _) => None,
-                (false, None) => Some(std::time::Instant::now()),
-                (false, since) => since,
-            };
-            let in_grace = unready_since.is_some_and(|t| t.elapsed() < SOURCE_GRACE);
-            let next = archive_source(&status, current, in_grace);
-            if next != current {
-                unready_since = None;
-            }
-            current = next;
-            let wanted = current
-                .and_then(|o| state.placements.get(&o))
-                .map(|p| Source {
-                    host: p.server.host.clone(),
-                    port: p.server.port,
-                    user: self.secrets.repl_user.clone(),
-                    password: self.secrets.repl_password.clone(),
-                });
+            let primary = state.placements.get(&state.primary).map(|p| Source {
+                host: p.server.host.clone(),
+                port: p.server.port,
+                user: self.secrets.repl_user.clone(),
+                password: self.secrets.repl_password.clone(),
+            });
             source.send_if_modified(|now| {
-                let changed = *now != wanted;
+                let changed = *now != primary;
                 if changed {
-                    now.clone_from(&wanted);
+                    now.clone_from(&primary);
                 }
                 changed
             });
@@ -518,50 +468,6 @@ mod tests {
             (2, Role::Replica, false, 9),
         ]);
         assert_eq!(backup_source(&s), Ok(1));
-    }
-
-    #[test]
-    fn the_archive_streams_a_ready_replica_and_sticks_to_it() {
-        let s = status(&[
-            (0, Role::Primary, true, 9),
-            (1, Role::Replica, true, 7),
-            (2, Role::Replica, true, 8),
-        ]);
-        assert_eq!(
-            archive_source(&s, None, false),
-            Some(2),
-            "the most advanced"
-        );
-        assert_eq!(
-            archive_source(&s, Some(1), false),
-            Some(1),
-            "kept while Ready"
-        );
-        assert_eq!(
-            archive_source(&s, Some(0), true),
-            Some(2),
-            "never the primary"
-        );
-        let s = status(&[
-            (0, Role::Primary, true, 9),
-            (1, Role::Replica, false, 7),
-            (2, Role::Replica, true, 8),
-        ]);
-        assert_eq!(
-            archive_source(&s, Some(1), true),
-            Some(1),
-            "a restart is waited out"
-        );
-        assert_eq!(
-            archive_source(&s, Some(1), false),
-            Some(2),
-            "then another is read"
-        );
-        let none_ready = status(&[(0, Role::Primary, true, 9), (1, Role::Replica, false, 9)]);
-        assert_eq!(archive_source(&none_ready, Some(1), false), None);
-        assert_eq!(archive_source(&none_ready, None, false), None);
-        let alone = status(&[(0, Role::Primary, false, 9)]);
-        assert_eq!(archive_source(&alone, None, false), Some(0));
     }
 
     #[test]
