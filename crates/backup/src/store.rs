@@ -118,8 +118,11 @@ impl Store {
                 std::fs::create_dir_all(path).map_err(|e| {
                     anyhow::anyhow!("cannot create the backup store {}: {e}", path.display())
                 })?;
+                // fsync every object and its directory: a backup that an OS crash can take
+                // back is no backup.
                 let fs = object_store::local::LocalFileSystem::new_with_prefix(path)?
-                    .with_automatic_cleanup(true);
+                    .with_automatic_cleanup(true)
+                    .with_fsync(true);
                 (Arc::new(fs), ObjectPath::default())
             }
             StoreUrl::S3 { bucket, prefix } => {
