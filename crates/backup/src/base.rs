@@ -167,10 +167,8 @@ pub async fn extract_prepared(
         .context("cannot start mbstream")?;
     // A directory store yields small chunks; one pipe write per chunk cost more than the
     // extraction itself (BENCHMARKS.md), so they are gathered first.
-    let mut stdin = tokio::io::BufWriter::with_capacity(
-        1 << 20,
-        extract.stdin.take().expect("stdin is piped"),
-    );
+    let mut stdin =
+        tokio::io::BufWriter::with_capacity(1 << 20, extract.stdin.take().expect("stdin is piped"));
     let mut body = store.get_stream(&manifest.stream.key).await?;
     let mut hasher = Sha256::new();
     let mut size = 0u64;
