@@ -7,11 +7,10 @@ use crate::blocking::remove_tree;
 use crate::clone;
 use crate::state::Shared;
 use crate::supervisor::{run_logged, spawn_server};
-use anyhow::bail;
+use anyhow::Context;
 use myset_api::Phase;
-use myset_mariadb::client::Target;
-use myset_mariadb::{sql, AdminClient};
-use std::time::{Duration, Instant};
+use myset_mariadb::sql;
+use std::time::Duration;
 use tokio::process::Command;
 
 /// Pause between rounds of clone attempts when every donor failed.
@@ -118,19 +117,10 @@ async fn secure_accounts(
     server: &mut tokio::process::Child,
 ) -> anyhow::Result<()> {
     let socket = shared.layout.socket();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    let mut c = loop {
-        if let Some(status) = server.try_wait()? {
-            bail!("mariadbd exited with {status} during bootstrap");
-        }
-        match AdminClient::connect(Target::Socket(&socket), "root", "", Duration::from_secs(5))
+    let mut c =
+        myset_mariadb::client::connect_starting_server(server, &socket, Duration::from_secs(120))
             .await
-        {
-            Ok(c) => break c,
-            Err(e) if Instant::now() > deadline => bail!("bootstrap server never answered: {e}"),
-            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-        }
-    };
+            .context("the bootstrap server did not come up")?;
     for statement in sql::bootstrap(&shared.secrets) {
         c.exec(&statement).await?;
     }

@@ -26,7 +26,7 @@
 //!
 //! With nothing archived yet the archiver starts at the server's oldest binlog.
 
-use crate::segment::{self, Sealed, SegmentBuilder, SegmentKey};
+use crate::segment::{self, Sealed, SegmentBuilder};
 use crate::store::Store;
 use futures::StreamExt;
 use myset_core::gtid::Gtid;
@@ -398,17 +398,7 @@ impl Archiver {
 
     /// The last archived GTID of each domain, from the store's listing.
     async fn archived_position(&self) -> anyhow::Result<BTreeMap<u32, Gtid>> {
-        let listed = self.store.list(segment::PREFIX).await?;
-        let keys: Vec<SegmentKey> = listed
-            .iter()
-            .filter_map(|l| match SegmentKey::parse(&l.key) {
-                Ok(k) => Some(k),
-                Err(e) => {
-                    tracing::warn!("ignoring a foreign object in the archive: {e}");
-                    None
-                }
-            })
-            .collect();
+        let keys = segment::list_keys(&self.store).await?;
         Ok(segment::archived_position(&keys))
     }
 

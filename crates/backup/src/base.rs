@@ -64,16 +64,9 @@ fn manifest_key(id: &str) -> String {
 
 /// A backup id: the UTC start time to the second, sortable, e.g. `20261122T120501Z`.
 pub fn new_id(started_at: i64) -> String {
-    let t = time::OffsetDateTime::from_unix_timestamp(started_at)
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    format!(
-        "{:04}{:02}{:02}T{:02}{:02}{:02}Z",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second()
+    crate::format_utc(
+        started_at,
+        time::macros::format_description!("[year][month][day]T[hour][minute][second]Z"),
     )
 }
 

@@ -7,7 +7,6 @@ use crate::store::{sha256_hex, Store};
 use anyhow::{bail, Context};
 use myset_api::Secrets;
 use myset_core::{Gtid, GtidPos};
-use myset_mariadb::client::Target as ServerTarget;
 use myset_mariadb::{AdminClient, Binaries};
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -28,14 +27,7 @@ pub struct Catalog {
 impl Catalog {
     pub async fn load(store: &Store) -> anyhow::Result<Self> {
         let listing = base::list(store).await?;
-        let mut segments = Vec::new();
-        for object in store.list(segment::PREFIX).await? {
-            match SegmentKey::parse(&object.key) {
-                Ok(key) => segments.push(key),
-                // A half-written upload of a directory store, or somebody else's file.
-                Err(e) => tracing::warn!("ignoring {}: {e}", object.key),
-            }
-        }
+        let segments = segment::list_keys(store).await?;
         Ok(Catalog {
             backups: listing.backups,
             broken: listing.broken,
@@ -423,29 +415,18 @@ impl TempServer {
             command.arg("--user=root");
         }
         let mut child = command.spawn().context("cannot start mariadbd")?;
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
-        let client = loop {
-            if let Some(status) = child.try_wait()? {
-                bail!(
-                    "mariadbd on the restored data exited with {status}; see {}",
-                    log.display()
-                );
-            }
-            match AdminClient::connect(
-                ServerTarget::Socket(&socket),
-                "root",
-                "",
-                Duration::from_secs(5),
+        let client = myset_mariadb::client::connect_starting_server(
+            &mut child,
+            &socket,
+            Duration::from_secs(300),
+        )
+        .await
+        .with_context(|| {
+            format!(
+                "mariadbd on the restored data did not come up; see {}",
+                log.display()
             )
-            .await
-            {
-                Ok(c) => break c,
-                Err(e) if tokio::time::Instant::now() > deadline => {
-                    bail!("mariadbd on the restored data never answered: {e}")
-                }
-                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
-            }
-        };
+        })?;
         Ok(TempServer {
             child,
             socket,
@@ -587,16 +568,9 @@ impl TempServer {
 
 /// `mariadb-binlog --stop-datetime` wants local time; it runs with TZ=UTC.
 fn binlog_datetime(unix: i64) -> String {
-    let t =
-        time::OffsetDateTime::from_unix_timestamp(unix).unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    format!(
-        "{:04}-{:02}-{:02} {:02}:{:02}:{:02}",
-        t.year(),
-        u8::from(t.month()),
-        t.day(),
-        t.hour(),
-        t.minute(),
-        t.second()
+    crate::format_utc(
+        unix,
+        time::macros::format_description!("[year]-[month]-[day] [hour]:[minute]:[second]"),
     )
 }
 

@@ -145,6 +145,22 @@ impl fmt::Display for SegmentKey {
     }
 }
 
+/// The archive's segments in a store, in key order; an object whose key is not a segment's
+/// (somebody else's file, a half-written upload) is skipped with a warning.
+pub async fn list_keys(store: &crate::Store) -> anyhow::Result<Vec<SegmentKey>> {
+    let listed = store.list(PREFIX).await?;
+    Ok(listed
+        .iter()
+        .filter_map(|l| match SegmentKey::parse(&l.key) {
+            Ok(k) => Some(k),
+            Err(e) => {
+                tracing::warn!("ignoring a foreign object in the archive: {e}");
+                None
+            }
+        })
+        .collect())
+}
+
 /// The last archived GTID of each domain, from the store's listing: where archiving resumes.
 pub fn archived_position<'a>(
     keys: impl IntoIterator<Item = &'a SegmentKey>,

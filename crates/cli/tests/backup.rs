@@ -10,7 +10,10 @@ use nix::sys::signal::Signal;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use support::{free_ports, wait_until, Cluster, ContinueOnDrop, Run, SLOW};
+use support::{
+    app_ids, free_ports, insert_app_rows, restore_from, wait_archived, wait_until, Cluster,
+    ContinueOnDrop, Run, APP_SETUP, SLOW,
+};
 
 /// One cluster at a time: each test runs several, and the disaster test's recovery point is a
 /// timing bound that a machine busy with other clusters could blur.
@@ -20,51 +23,12 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-const SETUP: &str = "CREATE DATABASE app; CREATE TABLE app.t (id INT PRIMARY KEY)";
-
 fn up(cluster: &Cluster, replicas: u32) {
     cluster.up_with(&["--replicas", &replicas.to_string()]).ok();
 }
 
-fn insert(cluster: &Cluster, ids: std::ops::RangeInclusive<u32>) {
-    for id in ids {
-        cluster
-            .sql("rw", &format!("INSERT INTO app.t VALUES ({id})"))
-            .ok();
-    }
-}
-
-fn ids(cluster: &Cluster, name: &str, target: &str) -> Vec<u32> {
-    let run = cluster.run(&[
-        "sql",
-        "--name",
-        name,
-        target,
-        "-e",
-        "SELECT id FROM app.t ORDER BY id",
-    ]);
-    run.ok()
-        .lines()
-        .map(|l| l.trim().parse().expect("an id"))
-        .collect()
-}
-
 fn binlog_pos(cluster: &Cluster) -> String {
     cluster.query("rw", "SELECT @@gtid_binlog_pos")[0][0].clone()
-}
-
-/// Waits until the archive holds the primary's whole binlog position.
-#[track_caller]
-fn wait_archived(cluster: &Cluster) {
-    let pos = binlog_pos(cluster);
-    assert!(
-        wait_until(Duration::from_secs(30), || cluster
-            .try_status()
-            .and_then(|s| s.backup?.archive?.last_gtid)
-            .is_some_and(|g| g == pos)),
-        "the archive never reached {pos}: {:?}",
-        cluster.try_status().map(|s| s.backup)
-    );
 }
 
 fn take_backup(cluster: &Cluster) -> String {
@@ -72,27 +36,10 @@ fn take_backup(cluster: &Cluster) -> String {
     run.ok().trim().to_string()
 }
 
-/// `myset restore` into `name` on fresh ports with `extra` arguments.
+/// `myset restore --from-cluster` of `cluster` into `name` with `extra` arguments.
 fn restore(cluster: &Cluster, name: &str, extra: &[&str]) -> Run {
-    let (rw, ro) = free_ports();
-    let (rw, ro) = (rw.to_string(), ro.to_string());
-    let mut args = vec![
-        "restore",
-        "--from-cluster",
-        cluster.name.as_str(),
-        "--name",
-        name,
-        "--replicas",
-        "1",
-        "--rw-port",
-        &rw,
-        "--ro-port",
-        &ro,
-        "--timeout",
-        "200",
-    ];
-    args.extend_from_slice(extra);
-    cluster.run_with(&args, &[], SLOW)
+    let source = ["--from-cluster", cluster.name.as_str()];
+    restore_from(cluster, &source, name, extra, &[], SLOW)
 }
 
 fn rfc3339(at: SystemTime) -> String {
@@ -112,18 +59,18 @@ fn restores_to_a_time_and_to_a_gtid_hold_exactly_what_came_before() {
     let _serial = serial();
     let cluster = Cluster::new("src");
     up(&cluster, 2);
-    cluster.sql("rw", SETUP).ok();
-    insert(&cluster, 1..=3);
+    cluster.sql("rw", APP_SETUP).ok();
+    insert_app_rows(&cluster, 1..=3);
     let backup = take_backup(&cluster);
     assert!(backup.starts_with("20"), "a backup id: {backup}");
 
     // Batch A after the base backup, so the restore replays the archive.
-    insert(&cluster, 4..=10);
+    insert_app_rows(&cluster, 4..=10);
     let after_7 = {
-        insert(&cluster, 11..=11);
+        insert_app_rows(&cluster, 11..=11);
         binlog_pos(&cluster)
     };
-    insert(&cluster, 12..=15);
+    insert_app_rows(&cluster, 12..=15);
     let end_of_a = SystemTime::now();
     assert!(
         wait_until(Duration::from_secs(3), || unix_secs(SystemTime::now())
@@ -131,7 +78,7 @@ fn restores_to_a_time_and_to_a_gtid_hold_exactly_what_came_before() {
         "the clock did not pass a second boundary"
     );
     let t = rfc3339(SystemTime::now());
-    insert(&cluster, 16..=25);
+    insert_app_rows(&cluster, 16..=25);
     wait_archived(&cluster);
 
     let listed = cluster.cmd(&["backups", "-o", "json"]);
@@ -141,20 +88,23 @@ fn restores_to_a_time_and_to_a_gtid_hold_exactly_what_came_before() {
 
     restore(&cluster, "at-time", &["--to-time", &t]).ok();
     assert_eq!(
-        ids(&cluster, "at-time", "rw"),
+        app_ids(&cluster, "at-time", "rw"),
         (1..=15).collect::<Vec<_>>(),
         "a restore to {t} holds exactly the rows written before it"
     );
 
     restore(&cluster, "at-gtid", &["--to-gtid", &after_7]).ok();
     assert_eq!(
-        ids(&cluster, "at-gtid", "rw"),
+        app_ids(&cluster, "at-gtid", "rw"),
         (1..=11).collect::<Vec<_>>(),
         "a restore to {after_7} holds exactly the transactions up to it"
     );
 
     restore(&cluster, "latest", &[]).ok();
-    assert_eq!(ids(&cluster, "latest", "rw"), (1..=25).collect::<Vec<_>>());
+    assert_eq!(
+        app_ids(&cluster, "latest", "rw"),
+        (1..=25).collect::<Vec<_>>()
+    );
     // The restored cluster is a cluster: it takes writes and its data is its own.
     cluster
         .run(&[
@@ -166,7 +116,7 @@ fn restores_to_a_time_and_to_a_gtid_hold_exactly_what_came_before() {
             "INSERT INTO app.t VALUES (100)",
         ])
         .ok();
-    assert_eq!(ids(&cluster, "src", "rw").len(), 25);
+    assert_eq!(app_ids(&cluster, "src", "rw").len(), 25);
     let taken = cluster
         .events()
         .iter()
@@ -179,11 +129,11 @@ fn a_restore_spans_a_switchover_and_a_failover() {
     let _serial = serial();
     let cluster = Cluster::new("moves");
     up(&cluster, 3);
-    cluster.sql("rw", SETUP).ok();
+    cluster.sql("rw", APP_SETUP).ok();
     take_backup(&cluster);
-    insert(&cluster, 1..=5);
+    insert_app_rows(&cluster, 1..=5);
     cluster.cmd(&["switchover", "--to", "2"]).ok();
-    insert(&cluster, 6..=10);
+    insert_app_rows(&cluster, 6..=10);
     // The primary's host hangs (server and agent frozen): the controller fails over.
     let status = cluster.status();
     let primary = Cluster::instance(&status, 2);
@@ -224,7 +174,7 @@ fn a_restore_spans_a_switchover_and_a_failover() {
 
     restore(&cluster, "after-moves", &[]).ok();
     assert_eq!(
-        ids(&cluster, "after-moves", "rw"),
+        app_ids(&cluster, "after-moves", "rw"),
         (1..=15).collect::<Vec<_>>()
     );
 }
@@ -234,7 +184,7 @@ fn a_disaster_restore_holds_every_write_acknowledged_a_second_before_the_kill() 
     let _serial = serial();
     let cluster = Cluster::new("doomed");
     up(&cluster, 2);
-    cluster.sql("rw", SETUP).ok();
+    cluster.sql("rw", APP_SETUP).ok();
     take_backup(&cluster);
 
     // A steady writer through rw, recording when each insert was acknowledged.
@@ -270,7 +220,7 @@ fn a_disaster_restore_holds_every_write_acknowledged_a_second_before_the_kill() 
 
     restore(&cluster, "rescued", &[]).ok();
     let restored: std::collections::BTreeSet<u32> =
-        ids(&cluster, "rescued", "rw").into_iter().collect();
+        app_ids(&cluster, "rescued", "rw").into_iter().collect();
     let must_have: Vec<u32> = acknowledged
         .iter()
         .filter(|(_, at)| killed_at.duration_since(*at) > Duration::from_secs(1))
@@ -374,10 +324,10 @@ fn corruption_is_caught_by_verify_and_by_restore() {
     let _serial = serial();
     let cluster = Cluster::new("fragile");
     up(&cluster, 1);
-    cluster.sql("rw", SETUP).ok();
-    insert(&cluster, 1..=3);
+    cluster.sql("rw", APP_SETUP).ok();
+    insert_app_rows(&cluster, 1..=3);
     let id = take_backup(&cluster);
-    insert(&cluster, 4..=6);
+    insert_app_rows(&cluster, 4..=6);
     wait_archived(&cluster);
     cluster.cmd(&["backup", "verify", &id]).ok();
 
@@ -463,6 +413,14 @@ fn the_controller_takes_scheduled_backups_and_prunes_old_ones() {
     let status = cluster.status().backup.expect("backup status");
     assert_eq!(status.every_seconds, Some(60));
     assert_eq!(status.last_base_backup.map(|b| b.id), Some(manual));
+
+    // destroy keeps the store; with --delete-backups it goes too.
+    let store = cluster.state_dir().join("backups").join(&cluster.name);
+    assert!(store.join("base").is_dir());
+    cluster
+        .cmd_timeout(&["destroy", "--delete-backups"], SLOW)
+        .ok();
+    assert!(!store.exists(), "the store was deleted");
 }
 
 fn walk(dir: &Path) -> Vec<PathBuf> {
@@ -483,9 +441,9 @@ fn bad_restore_input_gets_one_line_and_leaves_nothing() {
     let _serial = serial();
     let cluster = Cluster::new("origin");
     up(&cluster, 1);
-    cluster.sql("rw", SETUP).ok();
+    cluster.sql("rw", APP_SETUP).ok();
     take_backup(&cluster);
-    insert(&cluster, 1..=2);
+    insert_app_rows(&cluster, 1..=2);
     wait_archived(&cluster);
 
     let nothing_left = |name: &str| {
@@ -511,7 +469,7 @@ fn bad_restore_input_gets_one_line_and_leaves_nothing() {
     nothing_left("leftover");
     restore(&cluster, "origin", &[]).error_containing(&["exists already"]);
     assert_eq!(
-        ids(&cluster, "origin", "rw"),
+        app_ids(&cluster, "origin", "rw"),
         [1, 2],
         "the existing cluster is untouched"
     );

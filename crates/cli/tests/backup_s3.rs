@@ -14,7 +14,9 @@ use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
-use support::{free_ports, wait_until, Cluster, Run, QUICK, SLOW};
+use support::{
+    app_ids, insert_app_rows, restore_from, wait_archived, Cluster, Run, APP_SETUP, QUICK, SLOW,
+};
 
 const SERVER: &str = "s3s-fs";
 const BUCKET: &str = "myset-backups";
@@ -137,47 +139,6 @@ impl S3 {
     }
 }
 
-const SETUP: &str = "CREATE DATABASE app; CREATE TABLE app.t (id INT PRIMARY KEY)";
-
-fn insert(cluster: &Cluster, ids: std::ops::RangeInclusive<u32>) {
-    let values: Vec<String> = ids.map(|id| format!("({id})")).collect();
-    cluster
-        .sql(
-            "rw",
-            &format!("INSERT INTO app.t VALUES {}", values.join(",")),
-        )
-        .ok();
-}
-
-fn ids(cluster: &Cluster, name: &str) -> Vec<u32> {
-    let run = cluster.run(&[
-        "sql",
-        "--name",
-        name,
-        "rw",
-        "-e",
-        "SELECT id FROM app.t ORDER BY id",
-    ]);
-    run.ok()
-        .lines()
-        .map(|l| l.trim().parse().expect("an id"))
-        .collect()
-}
-
-/// Waits until the archive holds the primary's whole binlog position.
-#[track_caller]
-fn wait_archived(cluster: &Cluster) {
-    let pos = cluster.query("rw", "SELECT @@gtid_binlog_pos")[0][0].clone();
-    assert!(
-        wait_until(Duration::from_secs(30), || cluster
-            .try_status()
-            .and_then(|s| s.backup?.archive?.last_gtid)
-            .is_some_and(|g| g == pos)),
-        "the archive never reached {pos}: {:?}",
-        cluster.try_status().map(|s| s.backup)
-    );
-}
-
 /// `myset restore --from URL --name NAME` on fresh ports, with `env`.
 fn restore(
     cluster: &Cluster,
@@ -186,24 +147,7 @@ fn restore(
     env: &[(&str, Option<OsString>)],
     timeout: Duration,
 ) -> Run {
-    let (rw, ro) = free_ports();
-    let (rw, ro) = (rw.to_string(), ro.to_string());
-    let args = [
-        "restore",
-        "--from",
-        from,
-        "--name",
-        name,
-        "--replicas",
-        "1",
-        "--rw-port",
-        &rw,
-        "--ro-port",
-        &ro,
-        "--timeout",
-        "200",
-    ];
-    cluster.run_with(&args, env, timeout)
+    restore_from(cluster, &["--from", from], name, &[], env, timeout)
 }
 
 #[test]
@@ -236,16 +180,16 @@ fn backups_live_in_s3_and_restore_from_it_alone() {
         &url,
     ];
     cluster.run_with(&up, &env, SLOW).ok();
-    cluster.sql("rw", SETUP).ok();
-    insert(&cluster, 1..=3);
+    cluster.sql("rw", APP_SETUP).ok();
+    insert_app_rows(&cluster, 1..=3);
     let backup = cluster
         .run_with(&["backup", "--name", "s3src"], &env, SLOW)
         .ok()
         .trim()
         .to_string();
     assert!(backup.starts_with("20"), "a backup id: {backup}");
-    insert(&cluster, 4..=6);
-    insert(&cluster, 7..=9);
+    insert_app_rows(&cluster, 4..=6);
+    insert_app_rows(&cluster, 7..=9);
     wait_archived(&cluster);
     let status = cluster
         .status()
@@ -293,7 +237,10 @@ fn backups_live_in_s3_and_restore_from_it_alone() {
         .ok();
 
     restore(&cluster, &url, "restored", &env, SLOW).ok();
-    assert_eq!(ids(&cluster, "restored"), (1..=9).collect::<Vec<_>>());
+    assert_eq!(
+        app_ids(&cluster, "restored", "rw"),
+        (1..=9).collect::<Vec<_>>()
+    );
     // The restored cluster takes writes of its own; the source is untouched.
     cluster
         .run(&[
@@ -305,7 +252,7 @@ fn backups_live_in_s3_and_restore_from_it_alone() {
             "INSERT INTO app.t VALUES (100)",
         ])
         .ok();
-    assert_eq!(ids(&cluster, "s3src").len(), 9);
+    assert_eq!(app_ids(&cluster, "s3src", "rw").len(), 9);
     cluster.run(&["destroy", "--name", "restored"]).ok();
 }
 

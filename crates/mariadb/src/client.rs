@@ -23,6 +23,41 @@ pub enum ClientError {
     },
 }
 
+/// Why a server just started never took a connection.
+#[derive(Debug, thiserror::Error)]
+pub enum StartingServerError {
+    #[error("mariadbd exited with {0}")]
+    Exited(std::process::ExitStatus),
+    #[error("mariadbd never answered: {0}")]
+    NeverAnswered(ClientError),
+    #[error("cannot watch mariadbd: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Connects as `root` without a password over `socket` to `server`, a mariadbd this process
+/// just started on its socket only (before its accounts exist, or with grants skipped):
+/// retried until it answers, exits, or `limit` passes.
+pub async fn connect_starting_server(
+    server: &mut tokio::process::Child,
+    socket: &Path,
+    limit: Duration,
+) -> Result<AdminClient, StartingServerError> {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        if let Some(status) = server.try_wait()? {
+            return Err(StartingServerError::Exited(status));
+        }
+        match AdminClient::connect(Target::Socket(socket), "root", "", Duration::from_secs(5)).await
+        {
+            Ok(c) => return Ok(c),
+            Err(e) if tokio::time::Instant::now() > deadline => {
+                return Err(StartingServerError::NeverAnswered(e))
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}
+
 /// The primary side of semi-synchronous replication.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SemisyncState {

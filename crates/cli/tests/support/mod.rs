@@ -642,3 +642,75 @@ pub fn mode(path: &Path) -> u32 {
         .mode()
         & 0o777
 }
+
+/// The table the backup tests write: `app.t (id INT PRIMARY KEY)`.
+pub const APP_SETUP: &str = "CREATE DATABASE app; CREATE TABLE app.t (id INT PRIMARY KEY)";
+
+/// Inserts `ids` into `app.t` through rw, one transaction (one GTID) each.
+pub fn insert_app_rows(cluster: &Cluster, ids: std::ops::RangeInclusive<u32>) {
+    for id in ids {
+        cluster
+            .sql("rw", &format!("INSERT INTO app.t VALUES ({id})"))
+            .ok();
+    }
+}
+
+/// The ids in `app.t` of cluster `name` (in the same state dir), through `target`.
+pub fn app_ids(cluster: &Cluster, name: &str, target: &str) -> Vec<u32> {
+    let run = cluster.run(&[
+        "sql",
+        "--name",
+        name,
+        target,
+        "-e",
+        "SELECT id FROM app.t ORDER BY id",
+    ]);
+    run.ok()
+        .lines()
+        .map(|l| l.trim().parse().expect("an id"))
+        .collect()
+}
+
+/// Waits until the binlog archive holds the primary's whole binlog position.
+#[track_caller]
+pub fn wait_archived(cluster: &Cluster) {
+    let pos = cluster.query("rw", "SELECT @@gtid_binlog_pos")[0][0].clone();
+    assert!(
+        wait_until(Duration::from_secs(30), || cluster
+            .try_status()
+            .and_then(|s| s.backup?.archive?.last_gtid)
+            .is_some_and(|g| g == pos)),
+        "the archive never reached {pos}: {:?}",
+        cluster.try_status().map(|s| s.backup)
+    );
+}
+
+/// `myset restore SOURCE... --name NAME --replicas 1` on fresh ports, with `extra` arguments
+/// and `env`.
+pub fn restore_from(
+    cluster: &Cluster,
+    source: &[&str],
+    name: &str,
+    extra: &[&str],
+    env: &[(&str, Option<OsString>)],
+    timeout: Duration,
+) -> Run {
+    let (rw, ro) = free_ports();
+    let (rw, ro) = (rw.to_string(), ro.to_string());
+    let mut args = vec!["restore"];
+    args.extend_from_slice(source);
+    args.extend([
+        "--name",
+        name,
+        "--replicas",
+        "1",
+        "--rw-port",
+        &rw,
+        "--ro-port",
+        &ro,
+        "--timeout",
+        "200",
+    ]);
+    args.extend_from_slice(extra);
+    cluster.run_with(&args, env, timeout)
+}
