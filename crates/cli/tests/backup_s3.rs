@@ -32,14 +32,11 @@ fn server_available() -> bool {
         .stderr(Stdio::null())
         .status()
         .is_ok_and(|s| s.success());
-    if !present {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "{SERVER} is missing under CI (scripts/install-deps installs it: cargo install --locked --features binary s3s-fs@0.14.1)"
-        );
-        eprintln!("skipped: {SERVER} is not installed (scripts/install-deps installs it)");
-    }
-    present
+    support::required_unless_ci(
+        present,
+        SERVER,
+        "scripts/install-deps installs it: cargo install --locked --features binary s3s-fs@0.14.1",
+    )
 }
 
 /// A running s3s-fs serving one bucket (a directory under its root) to one access key;

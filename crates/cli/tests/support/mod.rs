@@ -31,12 +31,18 @@ const POLL: Duration = Duration::from_millis(100);
 /// where its absence fails them (scripts/install-deps installs it).
 pub fn galera_available() -> bool {
     let found = Path::new("/usr/lib/galera/libgalera_smm.so").exists();
+    required_unless_ci(found, "galera-4", "scripts/install-deps installs it")
+}
+
+/// A test's outside dependency, `what`, is `found` or not: without it the test skips (after
+/// saying so), except under CI, where its absence fails the test; `how` says how to get it.
+pub fn required_unless_ci(found: bool, what: &str, how: &str) -> bool {
     if !found {
         assert!(
             std::env::var_os("CI").is_none(),
-            "galera-4 is missing (scripts/install-deps installs it)"
+            "{what} is missing under CI ({how})"
         );
-        eprintln!("skipped: galera-4 is not installed");
+        eprintln!("skipped: {what} is not installed ({how})");
     }
     found
 }
