@@ -769,11 +769,15 @@ pub fn plan_replay(
                     None => PlanError::TargetBeyondArchive { target: t, window },
                 });
             }
-            let n = chain
+            // Every segment that starts by the target: the last one is cut inside it. (Not
+            // "up to the first that reaches it": with the target at the base, that took a
+            // segment wholly after it.)
+            chain
                 .iter()
-                .position(|s| s.last_seq >= seq)
-                .map_or(0, |i| i + 1);
-            chain[..n].iter().copied().cloned().collect()
+                .take_while(|s| s.first_seq <= seq)
+                .copied()
+                .cloned()
+                .collect()
         }
         Some(t @ Target::Time(time)) => {
             // Transactions at or before `time`: every segment that starts by then. The archive
