@@ -82,14 +82,9 @@ BKR_RW=$((PORT_BASE + 3)) BKR_RO=$((PORT_BASE + 4))
 RPO_RW=$((PORT_BASE + 5)) RPO_RO=$((PORT_BASE + 6))
 RPOR_RW=$((PORT_BASE + 7)) RPOR_RO=$((PORT_BASE + 8))
 
-log() { printf '# %s %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-result() { printf 'RESULT %s=%s\n' "$1" "$2"; }
-die() { log "FAILED: $*"; exit 1; }
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 now() { echo "$EPOCHREALTIME"; }
-elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b == 0) print "nan"; else printf "%.3f", a / b }'; }
 mbps() { awk -v n="$1" -v s="$2" 'BEGIN { if (s == 0) print "nan"; else printf "%.1f", n / s / 1e6 }'; }
-median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) printf "%.3f", v[(NR + 1) / 2]; else printf "%.3f", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 maximum() { printf '%s\n' "$@" | sort -g | tail -1; }
 wants() { [[ " $BENCHES " == *" $1 "* ]]; }
 port_free() { ! ss -Hltn "sport = :$1" | grep -q .; }

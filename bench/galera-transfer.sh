@@ -45,19 +45,13 @@ TIMEOUT="${TIMEOUT:-900}"
 NAME=gt
 RW=$((PORT_BASE + 1)) RO=$((PORT_BASE + 2))
 
-log() { printf '# %s %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-result() { printf 'RESULT %s=%s\n' "$1" "$2"; }
-die() { log "FAILED: $*"; exit 1; }
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 # A transfer of the wrong kind is reported with the joiner's WSREP lines about transfers.
 warn() {
   log "WARNING: $*"
   result warning "\"$*\""
   grep -E "SST|IST|sst|ist" "$STATE/$NAME/instances/$NAME-3/logs/mariadbd.log" 2>/dev/null | grep WSREP | tail -15 >&2 || true
 }
-now() { date +%s.%N; }
-elapsed() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b == 0) print "nan"; else printf "%.3f", a / b }'; }
-median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) printf "%.3f", v[(NR + 1) / 2]; else printf "%.3f", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 if [[ $BUILD == 1 ]]; then
   (cd "$here" && cargo build --release -p myset-cli) >&2

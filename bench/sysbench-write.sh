@@ -30,11 +30,7 @@ SB_WARMUP="${SB_WARMUP:-5}"
 SB_ROUNDS="${SB_ROUNDS:-3}"
 PORT_BASE="${PORT_BASE:-24500}"
 
-log() { printf '# %s %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
-result() { printf 'RESULT %s=%s\n' "$1" "$2"; }
-die() { log "FAILED: $*"; exit 1; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b == 0) print "nan"; else printf "%.3f", a / b }'; }
-median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { if (NR % 2) printf "%.3f", v[(NR + 1) / 2]; else printf "%.3f", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 [[ -x $MYSET ]] || die "no myset binary at $MYSET (cargo build --release -p myset-cli, or set MYSET)"
 for tool in jq mariadb sysbench; do command -v "$tool" >/dev/null || die "$tool is not installed (apt-get install -y sysbench jq)"; done

@@ -18,6 +18,7 @@ pub const PING_PATH: &str = "/ping";
 
 pub async fn serve(shared: Arc<Shared>, listener: tokio::net::TcpListener) {
     let token = Token(shared.secrets.api_token.as_str().into());
+    let shared_tls = shared.tls.as_ref().map(|t| t.server.clone());
     let app = Router::new()
         .route(PING_PATH, get(ping))
         .route("/healthz", get(healthz))
@@ -25,17 +26,31 @@ pub async fn serve(shared: Arc<Shared>, listener: tokio::net::TcpListener) {
         .route("/status", get(status))
         .route("/spec", put(set_spec))
         .route("/clone", get(clone))
+        .route(crate::same_host::COPY_INTO_PATH, post(copy_into))
         .route("/shutdown", post(shutdown))
         .route("/order", post(order))
+        .route(myset_api::TLS_RELOAD_PATH, post(reload_tls))
         .route(myset_api::GALERA_POSITION_PATH, get(position_while_running))
+        .route(myset_api::RESTART_PATH, post(restart))
+        .route(myset_api::PRIMARY_BACK_PATH, post(primary_back))
+        .route(myset_api::VARIABLES_PATH, post(variables))
+        .route(myset_api::LIVE_SETTINGS_PATH, post(live_settings))
         .layer(axum::middleware::from_fn_with_state(
             shared.clone(),
             note_controller,
         ))
         .layer(axum::middleware::from_fn_with_state(token, require_token))
         .with_state(shared);
-    if let Err(e) = axum::serve(listener, app).await {
+    let tls = shared_tls;
+    if let Err(e) = myset_http::serve(listener, app, tls, std::future::pending()).await {
         tracing::error!("agent API stopped: {e}");
+    }
+}
+
+async fn reload_tls(State(shared): State<Arc<Shared>>) -> Response {
+    match crate::tls::reload(&shared).await {
+        Ok(()) => StatusCode::NO_CONTENT.into_response(),
+        Err(e) => error_response(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")),
     }
 }
 
@@ -74,6 +89,84 @@ async fn order(State(shared): State<Arc<Shared>>, Json(order): Json<Order>) -> R
         }
         Err(e @ OrderError::WrongRole(..)) => error_response(StatusCode::CONFLICT, e.to_string()),
         Err(e) => error_response(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
+}
+
+fn stale(shared: &Shared, term: u64) -> Option<Response> {
+    let current = shared.spec().term;
+    (!myset_core::failover::accept_term(current, term)).then(|| {
+        error_response(
+            StatusCode::CONFLICT,
+            format!("request of term {term} refused: this agent is at term {current}"),
+        )
+    })
+}
+
+/// Asks the supervisor for a clean restart of the server with the spec in force; answers at
+/// once (the status shows the new pid once it runs, and `restarts` counts failed starts).
+async fn restart(
+    State(shared): State<Arc<Shared>>,
+    Json(req): Json<myset_api::ServerRestart>,
+) -> Response {
+    if let Some(refusal) = stale(&shared, req.term) {
+        return refusal;
+    }
+    shared.request_restart();
+    (StatusCode::ACCEPTED, Json(())).into_response()
+}
+
+/// A primary's agent says its server is back: a replica waiting to reconnect to it does so now.
+async fn primary_back(
+    State(shared): State<Arc<Shared>>,
+    Json(hint): Json<myset_api::PrimaryBack>,
+) -> Response {
+    match crate::reconnect::on_hint(&shared, &hint).await {
+        Ok(step) => {
+            tracing::debug!(?step, primary = %hint.primary, "primary-back hint");
+            Json(()).into_response()
+        }
+        Err(e) => error_response(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")),
+    }
+}
+
+/// Which of the named variables the server knows, and which are dynamic.
+async fn variables(
+    State(shared): State<Arc<Shared>>,
+    Json(req): Json<myset_api::VariablesRequest>,
+) -> Response {
+    let described = async {
+        let mut c = crate::role::admin(&shared).await?;
+        let result = crate::settings::describe(&mut c, &req.names).await;
+        c.disconnect().await;
+        result
+    };
+    match described.await {
+        Ok(infos) => Json(infos).into_response(),
+        Err(e) => error_response(StatusCode::SERVICE_UNAVAILABLE, format!("{e:#}")),
+    }
+}
+
+/// Sets dynamic variables now, all or none; answers with their values before.
+async fn live_settings(
+    State(shared): State<Arc<Shared>>,
+    Json(req): Json<myset_api::LiveSettingsRequest>,
+) -> Response {
+    if let Some(refusal) = stale(&shared, req.term) {
+        return refusal;
+    }
+    // In a task of its own: cut off half-way, some variables would be set and others not.
+    let applied = {
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            let _ops = shared.server_ops().await;
+            crate::settings::apply_live(&shared, &req.settings).await
+        })
+        .await
+    };
+    match applied {
+        Ok(Ok(before)) => Json(before).into_response(),
+        Ok(Err(e)) => error_response(StatusCode::UNPROCESSABLE_ENTITY, format!("{e:#}")),
+        Err(e) => error_response(StatusCode::INTERNAL_SERVER_ERROR, format!("{e}")),
     }
 }
 
@@ -126,6 +219,9 @@ async fn status(State(shared): State<Arc<Shared>>) -> Json<AgentStatus> {
         semisync_clients: p.semisync_clients,
         commits_waiting_since_ms: p.commits_waiting_since_ms,
         galera: p.galera,
+        version: server.version,
+        cloned_from: server.cloned_from,
+        server_log: Some(shared.layout.server_log().display().to_string()),
     })
 }
 
@@ -169,6 +265,26 @@ async fn clone(State(shared): State<Arc<Shared>>) -> Response {
     match crate::clone::serve(&shared) {
         Ok(stream) => Body::from_stream(stream).into_response(),
         Err(e) => error_response(StatusCode::INTERNAL_SERVER_ERROR, format!("{e:#}")),
+    }
+}
+
+/// A same-host receiver's request to back up into its dir ([`crate::same_host`]): 409 when
+/// this agent does not see the dir as the receiver prepared it (the receiver streams instead).
+async fn copy_into(
+    State(shared): State<Arc<Shared>>,
+    Json(request): Json<crate::same_host::CopyInto>,
+) -> Response {
+    use crate::clone::CopyIntoError;
+    if shared.server().phase != Phase::Running {
+        return error_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "this instance is not running",
+        );
+    }
+    match crate::clone::copy_into(&shared, request).await {
+        Ok(()) => Json(()).into_response(),
+        Err(e @ CopyIntoError::Refused(_)) => error_response(StatusCode::CONFLICT, e.to_string()),
+        Err(e) => error_response(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
     }
 }
 

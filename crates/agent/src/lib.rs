@@ -13,9 +13,13 @@ mod http;
 mod layout;
 mod orders;
 mod probe;
+mod reconnect;
 mod role;
+mod same_host;
+mod settings;
 mod state;
 mod supervisor;
+mod tls;
 
 pub use awaiting::Identity;
 pub use layout::InstanceLayout;
@@ -52,6 +56,9 @@ pub struct AgentOptions {
     /// (Kubernetes: a diverged former primary's data is kept on its volume for inspection
     /// and the instance re-clones).
     pub set_aside_data: Option<String>,
+    /// The instance's TLS files (`ca.pem`, `cert.pem`, `key.pem`): the server requires TLS of
+    /// TCP clients, replication verifies the primary, and the API is HTTPS. None: plain.
+    pub tls_dir: Option<PathBuf>,
 }
 
 impl AgentOptions {
@@ -67,6 +74,7 @@ impl AgentOptions {
             bind_host: None,
             server_options_dir: None,
             set_aside_data: None,
+            tls_dir: None,
         }
     }
 }
@@ -168,6 +176,12 @@ async fn run_with(
         bind_host: options.bind_host.clone(),
         server_options_dir: options.server_options_dir.clone(),
     };
+    if let Some(dir) = options.tls_dir.clone() {
+        let tls = tls::AgentTls::load(dir)?;
+        shared.api =
+            myset_http::ApiAccess::verified_by(&shared.secrets.api_token, &tls.files.ca())?;
+        shared.tls = Some(tls);
+    }
     let shared = Arc::new(shared);
     let _ = probe_target.set(shared.clone());
     let link = {
@@ -244,6 +258,7 @@ pub(crate) mod testing {
             peers: Vec::new(),
             isolation_fence_ms: 0,
             galera: None,
+            settings: Default::default(),
         }
     }
 

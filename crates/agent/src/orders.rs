@@ -278,11 +278,7 @@ pub async fn self_fence_watch(shared: Arc<Shared>) {
 async fn any_peer_answered(shared: &Shared, peers: &[myset_api::Address]) -> bool {
     let started = Instant::now();
     let checks = peers.iter().map(|p| {
-        let client = myset_http::Client::new(
-            format!("http://{p}"),
-            &shared.secrets.api_token,
-            PEER_CHECK_TIMEOUT,
-        );
+        let client = shared.api.client(p, PEER_CHECK_TIMEOUT);
         async move {
             match client.probe(crate::http::PING_PATH).await {
                 Ok(_) => true,

@@ -16,9 +16,11 @@ pub async fn admin(shared: &Shared) -> anyhow::Result<AdminClient> {
     let spec = shared.spec();
     let host = shared.overrides.server_local_host(&spec);
     let s = &shared.secrets;
+    let ca = shared.tls_ca();
     let target = Target::Tcp {
         host: &host,
         port: spec.server.port,
+        ca: ca.as_deref(),
     };
     Ok(AdminClient::connect(target, &s.admin_user, &s.admin_password, ADMIN_TIMEOUT).await?)
 }
@@ -106,8 +108,12 @@ async fn converge_with(
                 c.exec(sql::STOP_REPLICA).await?;
                 c.exec(&sql::set_replica_position(&gtid.to_string()))
                     .await?;
-                c.exec(&sql::change_primary(primary, &shared.secrets))
-                    .await?;
+                c.exec(&sql::change_primary(
+                    primary,
+                    &shared.secrets,
+                    shared.tls_ca().as_deref(),
+                ))
+                .await?;
                 c.exec(sql::START_REPLICA).await?;
                 tokio::fs::remove_file(&marker)
                     .await
@@ -117,8 +123,12 @@ async fn converge_with(
                 != Some(primary.to_string().as_str())
             {
                 c.exec(sql::STOP_REPLICA).await?;
-                c.exec(&sql::change_primary(primary, &shared.secrets))
-                    .await?;
+                c.exec(&sql::change_primary(
+                    primary,
+                    &shared.secrets,
+                    shared.tls_ca().as_deref(),
+                ))
+                .await?;
                 c.exec(sql::START_REPLICA).await?;
                 tracing::info!(%primary, "replicating from the primary");
             } else if let Some(r) = replication {

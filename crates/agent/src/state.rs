@@ -16,6 +16,10 @@ pub struct ServerState {
     pub phase: Phase,
     pub pid: Option<u32>,
     pub restarts: u32,
+    /// The running server's version, read once it answers after each start.
+    pub version: Option<String>,
+    /// The donor whose clone became the data dir, when this agent received it.
+    pub cloned_from: Option<u32>,
     /// When the agent last made progress on preparing its server: entered another phase, or
     /// received more of a clone. Only the kubelet's liveness probe reads it.
     pub progress_at: Instant,
@@ -82,6 +86,17 @@ pub struct Shared {
     stream: Mutex<StreamClock>,
     /// Since when the primary's commits wait for a semi-sync acknowledgement.
     semisync_wait: Mutex<WaitClock>,
+    /// The instance's certificates; None with TLS off.
+    pub tls: Option<crate::tls::AgentTls>,
+    /// How to reach peers' agents (donors, the isolation check).
+    pub api: myset_http::ApiAccess,
+    /// When clone progress was last logged, and at how many bytes.
+    clone_logged: Mutex<Option<(Instant, u64)>>,
+    /// Raised to ask the supervisor for a clean restart of the server; a server started at
+    /// or after a value satisfies it.
+    restart_wanted: tokio::sync::watch::Sender<u64>,
+    /// The user's settings the running server has.
+    live_settings: Mutex<crate::settings::LiveSettings>,
 }
 
 /// Proof that its holder is the only task changing the server's state (read_only, semi-sync,
@@ -126,9 +141,11 @@ impl Shared {
                 phase: Phase::Starting,
                 pid: None,
                 restarts: 0,
+                version: None,
+                cloned_from: None,
                 progress_at: Instant::now(),
             }),
-            secrets,
+            clone_logged: Mutex::new(None),
             layout,
             binaries,
             overrides: Overrides::default(),
@@ -140,7 +157,57 @@ impl Shared {
             }),
             stream: Mutex::new(StreamClock::default()),
             semisync_wait: Mutex::new(WaitClock::default()),
+            tls: None,
+            api: myset_http::ApiAccess::plain(&secrets.api_token),
+            secrets,
+            restart_wanted: tokio::sync::watch::Sender::new(0),
+            live_settings: Mutex::new(Default::default()),
         }
+    }
+
+    /// The CA file TCP connections to servers verify them by; None with TLS off.
+    pub fn tls_ca(&self) -> Option<PathBuf> {
+        self.tls.as_ref().map(|t| t.files.ca())
+    }
+
+    /// Asks for a clean restart of the server (shutdown, then a start with a newly rendered
+    /// option file).
+    pub fn request_restart(&self) {
+        self.restart_wanted.send_modify(|g| *g += 1);
+    }
+
+    /// The restart generation a server started now satisfies.
+    pub fn restart_generation(&self) -> u64 {
+        *self.restart_wanted.borrow()
+    }
+
+    /// Resolves once a restart newer than `generation` is asked.
+    pub async fn restart_asked_after(&self, generation: u64) {
+        let mut rx = self.restart_wanted.subscribe();
+        let _ = rx.wait_for(|g| *g > generation).await;
+    }
+
+    pub fn live_settings(&self) -> crate::settings::LiveSettings {
+        self.live_settings.lock().expect("settings lock").clone()
+    }
+
+    /// A server starts with the spec's settings for its role in its option file.
+    pub fn server_started_with(&self, values: std::collections::BTreeMap<String, String>) {
+        *self.live_settings.lock().expect("settings lock") = crate::settings::LiveSettings {
+            values,
+            need_restart: Default::default(),
+        };
+    }
+
+    pub fn note_live_settings(&self, set: &std::collections::BTreeMap<String, String>) {
+        let mut live = self.live_settings.lock().expect("settings lock");
+        live.values
+            .extend(set.iter().map(|(k, v)| (k.clone(), v.clone())));
+    }
+
+    pub fn note_needs_restart(&self, key: &str) {
+        let mut live = self.live_settings.lock().expect("settings lock");
+        live.need_restart.insert(key.to_string());
     }
 
     /// Waits for, and takes, the sole right to change the server's state.
@@ -231,7 +298,7 @@ impl Shared {
 
     pub fn set_phase(&self, phase: Phase) {
         let mut s = self.server.lock().expect("server lock");
-        if s.phase != phase {
+        if s.phase != phase && self.worth_logging(&s.phase, &phase) {
             tracing::info!(%phase, "phase");
         }
         if made_progress(&s.phase, &phase) {
@@ -240,8 +307,33 @@ impl Shared {
         s.phase = phase;
     }
 
+    /// Whether going from `from` to `to` deserves a line in agent.log: every change of step,
+    /// but clone progress at most once per [`CLONE_LOG_PERIOD`].
+    fn worth_logging(&self, from: &Phase, to: &Phase) -> bool {
+        let mut logged = self.clone_logged.lock().expect("clone log lock");
+        let now = Instant::now();
+        let verdict = clone_progress_worth_logging(from, to, *logged, now);
+        if let (true, Phase::Cloning { bytes, .. }) = (verdict, to) {
+            *logged = Some((now, *bytes));
+        }
+        verdict
+    }
+
     pub fn set_pid(&self, pid: Option<u32>) {
-        self.server.lock().expect("server lock").pid = pid;
+        let mut s = self.server.lock().expect("server lock");
+        s.pid = pid;
+        if pid.is_none() {
+            // The version belongs to the server that ran; the next start reads it again.
+            s.version = None;
+        }
+    }
+
+    pub fn set_cloned_from(&self, donor: u32) {
+        self.server.lock().expect("server lock").cloned_from = Some(donor);
+    }
+
+    pub fn set_server_version(&self, version: Option<String>) {
+        self.server.lock().expect("server lock").version = version;
     }
 
     pub fn count_restart(&self) -> u32 {
@@ -253,6 +345,26 @@ impl Shared {
     /// Waits for a spec change, at most `limit`.
     pub async fn wait_for_spec_change(&self, limit: Duration) {
         let _ = tokio::time::timeout(limit, self.spec_changed.notified()).await;
+    }
+}
+
+/// At most one line of clone progress per this period in agent.log.
+pub const CLONE_LOG_PERIOD: Duration = Duration::from_secs(5);
+
+/// Whether a change of phase is logged, given when clone progress was last logged
+/// (`last`): a new step always is; more bytes of the same clone only once
+/// [`CLONE_LOG_PERIOD`] has passed since the last line.
+pub fn clone_progress_worth_logging(
+    from: &Phase,
+    to: &Phase,
+    last: Option<(Instant, u64)>,
+    now: Instant,
+) -> bool {
+    match (from, to) {
+        (Phase::Cloning { donor: a, .. }, Phase::Cloning { donor: b, .. }) if a == b => {
+            last.is_none_or(|(at, _)| now.duration_since(at) >= CLONE_LOG_PERIOD)
+        }
+        _ => true,
     }
 }
 
@@ -303,6 +415,35 @@ mod tests {
         assert!(!made_progress(&cloning(10), &cloning(10)));
         assert!(!made_progress(&waiting("a"), &waiting("b")));
         assert!(!made_progress(&Phase::Running, &Phase::Running));
+    }
+
+    #[test]
+    fn clone_progress_is_logged_at_most_once_per_period() {
+        use super::{clone_progress_worth_logging as worth, CLONE_LOG_PERIOD};
+        use myset_api::Phase;
+        use std::time::{Duration, Instant};
+        let cloning = |donor, bytes| Phase::Cloning { donor, bytes };
+        let t0 = Instant::now();
+        assert!(worth(&Phase::Starting, &cloning(1, 0), None, t0));
+        let last = Some((t0, 0));
+        let soon = t0 + Duration::from_millis(100);
+        assert!(!worth(&cloning(1, 0), &cloning(1, 10), last, soon));
+        assert!(worth(
+            &cloning(1, 10),
+            &cloning(1, 20),
+            last,
+            t0 + CLONE_LOG_PERIOD
+        ));
+        assert!(
+            worth(&cloning(1, 10), &cloning(2, 0), last, soon),
+            "another donor"
+        );
+        assert!(worth(
+            &cloning(1, 10),
+            &Phase::Preparing { donor: 1 },
+            last,
+            soon
+        ));
     }
 
     #[test]

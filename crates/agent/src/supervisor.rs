@@ -17,6 +17,10 @@ use tokio::process::{Child, Command};
 
 /// How long a starting server (crash recovery included) may take to answer.
 const START_DEADLINE: Duration = Duration::from_secs(300);
+/// How often a starting server is asked whether it answers. A refused connection costs
+/// nothing, and after a crash the primary's writes wait for this (plus the replicas'
+/// reconnect), so it is short.
+const START_POLL: Duration = Duration::from_millis(20);
 /// How long a stopping server may take before it is killed.
 const STOP_GRACE: Duration = Duration::from_secs(60);
 /// How long a Galera server that has not answered yet may take to stop. It is still joining
@@ -45,6 +49,7 @@ pub async fn run(shared: Arc<Shared>) -> anyhow::Result<()> {
         stop_leftover_transfer(&shared.layout).await;
         let extra = galera_start_args(&shared, forms_cluster).await?;
         let extra: Vec<&str> = extra.iter().map(String::as_str).collect();
+        let generation = shared.restart_generation();
         let mut child = spawn_server(&shared, &shared.layout.data(), &extra).await?;
         shared.set_pid(child.id());
         let started = tokio::select! {
@@ -57,18 +62,21 @@ pub async fn run(shared: Arc<Shared>) -> anyhow::Result<()> {
                 return Ok(());
             }
         };
-        if let Err(e) = started {
+        if let Err(e) = &started {
             tracing::error!("mariadbd did not start: {e:#}");
             let _ = child.start_kill();
             let _ = child.wait().await;
         } else {
+            shared.set_server_version(started.ok().flatten());
             backoff = RESTART_BACKOFF_FIRST;
             forms_cluster = false;
-            match watch(&shared, &mut child).await {
+            match watch(&shared, &mut child, generation).await {
                 Watch::Stopped => return Ok(()),
                 Watch::Exited(status) => {
                     tracing::warn!(%status, "mariadbd exited; restarting it");
                 }
+                // Asked for: not a crash, so neither counted nor delayed.
+                Watch::Restart => continue,
             }
         }
         shared.set_pid(None);
@@ -85,6 +93,8 @@ pub async fn run(shared: Arc<Shared>) -> anyhow::Result<()> {
 enum Watch {
     Stopped,
     Exited(std::process::ExitStatus),
+    /// Stopped cleanly because a restart was asked.
+    Restart,
 }
 
 /// A Galera member's server that has stayed outside any cluster this long (for example after
@@ -93,7 +103,7 @@ enum Watch {
 const GALERA_DISCONNECTED_LIMIT: Duration = Duration::from_secs(20);
 
 /// Keeps the running server converged to the spec until it exits or the agent stops.
-async fn watch(shared: &Shared, child: &mut Child) -> Watch {
+async fn watch(shared: &Arc<Shared>, child: &mut Child, generation: u64) -> Watch {
     let mut converged = false;
     let mut disconnected_since: Option<std::time::Instant> = None;
     loop {
@@ -119,11 +129,31 @@ async fn watch(shared: &Shared, child: &mut Child) -> Watch {
         match result {
             Ok(()) if !converged || shared.server().phase != Phase::Running => {
                 shared.set_phase(Phase::Running);
+                if !converged
+                    && crate::reconnect::announces(
+                        &shared.spec(),
+                        shared.fencing().self_fenced.is_some(),
+                    )
+                {
+                    // Takes writes again: the replicas need not wait for their retry timer.
+                    // In a task of its own, so a peer slow to answer delays nothing here.
+                    let shared = shared.clone();
+                    tokio::spawn(async move { crate::reconnect::announce(&shared).await });
+                }
                 converged = true;
             }
             Ok(()) => {}
             Err(e) if converged => tracing::warn!("re-converging the role failed: {e:#}"),
             Err(e) => tracing::warn!("cannot configure the server's role yet: {e:#}"),
+        }
+        if converged {
+            let result = {
+                let _ops = shared.server_ops().await;
+                crate::settings::converge_live(shared).await
+            };
+            if let Err(e) = result {
+                tracing::warn!("cannot apply the server settings live: {e:#}");
+            }
         }
         tokio::select! {
             status = child.wait() => {
@@ -132,6 +162,11 @@ async fn watch(shared: &Shared, child: &mut Child) -> Watch {
             _ = shared.stop.cancelled() => {
                 stop_child(shared, child, STOP_GRACE).await;
                 return Watch::Stopped;
+            }
+            _ = shared.restart_asked_after(generation) => {
+                tracing::info!("restarting mariadbd as asked");
+                stop_child(shared, child, STOP_GRACE).await;
+                return Watch::Restart;
             }
             _ = shared.wait_for_spec_change(CONVERGE_PERIOD) => {}
         }
@@ -164,6 +199,7 @@ pub fn server_config(shared: &Shared, datadir: &Path) -> ServerConfig {
         admin_user: shared.secrets.admin_user.clone(),
         admin_password: shared.secrets.admin_password.clone(),
         includes: shared.overrides.server_option_files(spec.role),
+        settings: spec.settings.for_role(spec.role),
         galera: spec.galera.as_ref().map(|g| GaleraConfig {
             cluster_name: g.cluster_name.clone(),
             node_host: spec.server.host.clone(),
@@ -173,6 +209,7 @@ pub fn server_config(shared: &Shared, datadir: &Path) -> ServerConfig {
             sst_password: shared.secrets.admin_password.clone(),
             causal_reads: g.causal_reads,
         }),
+        tls: shared.tls.as_ref().map(|t| t.server_files()),
     }
 }
 
@@ -252,6 +289,8 @@ pub async fn spawn_server(
 ) -> anyhow::Result<Child> {
     let layout = &shared.layout;
     write_server_config(shared, datadir).await?;
+    let spec = shared.spec();
+    shared.server_started_with(spec.settings.for_role(spec.role));
     let log = append_log(&layout.server_log())?;
     let child = Command::new(&shared.binaries.mariadbd)
         .arg(format!(
@@ -305,12 +344,17 @@ pub fn append_log(path: &Path) -> std::io::Result<std::fs::File> {
         .open(path)
 }
 
-/// Waits until the server accepts admin logins over TCP, or fails if it exits first.
-async fn wait_until_answering(shared: &Shared, child: &mut Child) -> anyhow::Result<()> {
+/// Waits until the server accepts admin logins over TCP, or fails if it exits first. Returns
+/// the server's version, read on that first login (None if that one query failed).
+async fn wait_until_answering(
+    shared: &Shared,
+    child: &mut Child,
+) -> anyhow::Result<Option<String>> {
     let spec = &shared.spec();
     let host = &shared.overrides.server_local_host(spec);
     let s = &shared.secrets;
-    let answered = myset_os::poll_for(START_DEADLINE, Duration::from_millis(100), || {
+    let ca = &shared.tls_ca();
+    let answered = myset_os::poll_for(START_DEADLINE, START_POLL, || {
         let exited = child.try_wait();
         async move {
             if let Some(status) = exited? {
@@ -322,12 +366,18 @@ async fn wait_until_answering(shared: &Shared, child: &mut Child) -> anyhow::Res
             let target = Target::Tcp {
                 host,
                 port: spec.server.port,
+                ca: ca.as_deref(),
             };
             let login = Duration::from_secs(2);
             match AdminClient::connect(target, &s.admin_user, &s.admin_password, login).await {
-                Ok(c) => {
+                Ok(mut c) => {
+                    let version = c
+                        .scalar(myset_mariadb::sql::SERVER_VERSION)
+                        .await
+                        .ok()
+                        .flatten();
                     c.disconnect().await;
-                    Ok(Some(()))
+                    Ok(Some(version))
                 }
                 Err(_) => Ok(None),
             }

@@ -67,6 +67,7 @@ fn stored_spec(agent: &Address) -> InstanceSpec {
             start: GaleraStart::NewCluster,
             causal_reads: false,
         }),
+        settings: Default::default(),
     }
 }
 
@@ -114,7 +115,7 @@ async fn a_galera_agent_in_a_pod_starts_no_server_from_its_stored_spec_and_repor
     };
     let running = tokio::spawn(myset_agent::run(options));
 
-    let agents = HttpAgents::new("token");
+    let agents = HttpAgents::new(myset_runtime::ApiAccess::plain("token"));
     let answered = myset_os::poll_until_async(
         Duration::from_secs(10),
         Duration::from_millis(50),

@@ -12,6 +12,21 @@ pub const AUTH_HEADER: &str = "authorization";
 /// controller can reach it (an isolated primary fences itself when nobody calls).
 pub const CONTROLLER_TERM_HEADER: &str = "x-myset-controller-term";
 
+/// Where the controller serves its Prometheus metrics.
+pub const METRICS_PATH: &str = "/metrics";
+
+/// The base URL of a control API listening at `address` (`host:port`), HTTPS when it serves
+/// TLS: the one place its scheme is chosen.
+pub fn api_url(address: impl std::fmt::Display, tls: bool) -> String {
+    let scheme = if tls { "https" } else { "http" };
+    format!("{scheme}://{address}")
+}
+
+/// The URL of the metrics of a controller whose API listens at `address`.
+pub fn metrics_url(address: impl std::fmt::Display, tls: bool) -> String {
+    format!("{}{METRICS_PATH}", api_url(address, tls))
+}
+
 /// Time limits that both sides of a call must agree on.
 pub mod limits {
     use std::time::Duration;
@@ -95,7 +110,151 @@ pub struct InstanceSpec {
     /// `primary`, `donors` and `semisync` do not apply.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub galera: Option<GaleraSpec>,
+    /// The user's server settings (`myset config set`); the agent renders those of every role
+    /// and of its own into the option file, and applies dynamic ones live.
+    #[serde(default, skip_serializing_if = "ServerSettings::is_empty")]
+    pub settings: ServerSettings,
 }
+
+/// The user's server settings by the role they apply to, like the tutorial's ConfigMap
+/// (primary.cnf, replica.cnf). Keys are normalised variable names (lower case, `_`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
+pub struct ServerSettings {
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub all: std::collections::BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub primary: std::collections::BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub replica: std::collections::BTreeMap<String, String>,
+}
+
+impl ServerSettings {
+    pub fn is_empty(&self) -> bool {
+        self.all.is_empty() && self.primary.is_empty() && self.replica.is_empty()
+    }
+
+    /// The settings of one role's part.
+    pub fn part(&self, role: SettingsRole) -> &std::collections::BTreeMap<String, String> {
+        match role {
+            SettingsRole::All => &self.all,
+            SettingsRole::Primary => &self.primary,
+            SettingsRole::Replica => &self.replica,
+        }
+    }
+
+    pub fn part_mut(
+        &mut self,
+        role: SettingsRole,
+    ) -> &mut std::collections::BTreeMap<String, String> {
+        match role {
+            SettingsRole::All => &mut self.all,
+            SettingsRole::Primary => &mut self.primary,
+            SettingsRole::Replica => &mut self.replica,
+        }
+    }
+
+    /// What a server of `role` runs with: every role's settings, overridden by its own role's.
+    pub fn for_role(&self, role: Role) -> std::collections::BTreeMap<String, String> {
+        let own = match role {
+            Role::Primary => &self.primary,
+            Role::Replica => &self.replica,
+        };
+        let mut merged = self.all.clone();
+        merged.extend(own.iter().map(|(k, v)| (k.clone(), v.clone())));
+        merged
+    }
+}
+
+/// Which servers a setting applies to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+#[serde(rename_all = "lowercase")]
+pub enum SettingsRole {
+    #[default]
+    All,
+    Primary,
+    Replica,
+}
+
+impl fmt::Display for SettingsRole {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SettingsRole::All => "all",
+            SettingsRole::Primary => "primary",
+            SettingsRole::Replica => "replica",
+        })
+    }
+}
+
+/// Body of the controller's `PUT /config`: settings to change for one role.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConfigSetRequest {
+    pub role: SettingsRole,
+    /// `(key, value)` as the user typed them; the controller normalises and checks them.
+    pub assignments: Vec<(String, String)>,
+}
+
+/// What `PUT /config` and `POST /restart` did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RollingOutcome {
+    /// The settings in force now.
+    pub settings: ServerSettings,
+    /// Keys applied live (`SET GLOBAL`), without a restart.
+    pub applied_live: Vec<String>,
+    /// Instances restarted, in order.
+    pub restarted: Vec<u32>,
+    /// The switchover done on the way (old primary, new primary).
+    pub switchover: Option<(u32, u32)>,
+}
+
+/// A server variable as the server describes it (`information_schema.SYSTEM_VARIABLES`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VariableInfo {
+    pub name: String,
+    /// None: the server knows no such variable.
+    pub dynamic: Option<bool>,
+}
+
+/// Body of an agent's `POST /variables`: names to describe.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VariablesRequest {
+    pub names: Vec<String>,
+}
+
+/// Body of an agent's `POST /settings/live`: dynamic variables to set now (`SET GLOBAL`).
+/// The answer is each variable's global value before.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LiveSettingsRequest {
+    pub term: u64,
+    pub settings: std::collections::BTreeMap<String, String>,
+}
+
+/// Body of an agent's `POST /restart`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServerRestart {
+    /// An agent refuses a restart of an older term than its own.
+    pub term: u64,
+}
+
+/// The agent path that restarts its server cleanly (shutdown, then a start with the option
+/// file rendered from the spec in force). Answers at once; the status shows the new pid.
+pub const RESTART_PATH: &str = "/restart";
+
+/// Body of an agent's `POST /primary-back`: a primary's agent tells its peers' agents that its
+/// server was (re)started and takes writes again, so replicas waiting on MariaDB's 1 s retry
+/// timer reconnect now. A hint, not an order: a replica acts on it only when it follows that
+/// primary at that term and is not fenced.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PrimaryBack {
+    pub term: u64,
+    /// The primary's server address, as replicas' specs name it.
+    pub primary: Address,
+}
+
+pub const PRIMARY_BACK_PATH: &str = "/primary-back";
+pub const VARIABLES_PATH: &str = "/variables";
+pub const LIVE_SETTINGS_PATH: &str = "/settings/live";
 
 /// How the members of a cluster replicate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -427,6 +586,15 @@ pub struct AgentStatus {
     /// Galera members: wsrep state, component, cluster size and seqno.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub galera: Option<GaleraStatus>,
+    /// The running server's version (`SELECT VERSION()`), read once per server start.
+    #[serde(default)]
+    pub version: Option<String>,
+    /// The donor whose clone became this instance's data dir, when this agent made it.
+    #[serde(default)]
+    pub cloned_from: Option<u32>,
+    /// The server's error log, where a server that fails to start says why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_log: Option<String>,
 }
 
 /// One instance as the controller reports it.
@@ -449,6 +617,12 @@ pub struct InstanceStatus {
     /// Galera members: wsrep state, component, cluster size and seqno.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub galera: Option<GaleraStatus>,
+    /// How often its agent restarted a crashed mariadbd (since the agent started).
+    #[serde(default)]
+    pub restarts: u32,
+    /// The server's version, while it runs.
+    #[serde(default)]
+    pub version: Option<String>,
 }
 
 /// What an instance is doing, as the controller sees it.
@@ -499,6 +673,57 @@ pub struct Endpoints {
     pub rw: String,
     /// Spreads new connections across every Ready instance.
     pub ro: String,
+    /// How the local runtime was asked to carry them (`up --endpoints`).
+    #[serde(default)]
+    pub asked: EndpointsMode,
+    /// How they are carried now, while a local controller serves them; none on Kubernetes
+    /// (Services do) or with the controller down.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<EndpointPath>,
+}
+
+/// `up --endpoints`: how the local runtime carries the rw and ro endpoints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum EndpointsMode {
+    /// The kernel when run as root with a usable `nft`, else the userspace proxy.
+    #[default]
+    Auto,
+    /// Destination rewrites in nftables: no extra hop (root and nftables needed).
+    Kernel,
+    /// The controller's TCP proxy.
+    Userspace,
+}
+
+impl fmt::Display for EndpointsMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            EndpointsMode::Auto => "auto",
+            EndpointsMode::Kernel => "kernel",
+            EndpointsMode::Userspace => "userspace",
+        })
+    }
+}
+
+/// How the endpoints are carried in fact.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EndpointPath {
+    /// nftables rewrites each new connection's destination to a server.
+    Kernel,
+    /// The controller accepts each connection and relays it to a server.
+    Userspace,
+}
+
+impl fmt::Display for EndpointPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            EndpointPath::Kernel => "kernel",
+            EndpointPath::Userspace => "userspace",
+        })
+    }
 }
 
 /// The account handed to users.
@@ -538,6 +763,12 @@ pub struct ClusterStatus {
     /// Backups and the binlog archive, where the runtime has a backup store.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub backup: Option<BackupStatus>,
+    /// Whether connections are encrypted, and the CA to verify servers by.
+    #[serde(default)]
+    pub tls: TlsStatus,
+    /// The URL of the controller's Prometheus metrics, while it serves them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<String>,
 }
 
 impl InstanceStatus {
@@ -559,6 +790,8 @@ impl InstanceStatus {
             gtid: None,
             replication: None,
             galera: None,
+            restarts: 0,
+            version: None,
         }
     }
 }
@@ -587,10 +820,17 @@ impl ClusterStatus {
             endpoints: Endpoints {
                 rw: format!("{}:{}", state.bind_host, state.rw_port),
                 ro: format!("{}:{}", state.bind_host, state.ro_port),
+                asked: state.endpoints,
+                mode: None,
             },
             credentials,
             instances,
             backup: None,
+            tls: TlsStatus {
+                mode: state.tls.mode,
+                ca_file: None,
+            },
+            metrics: None,
         }
     }
 
@@ -632,6 +872,8 @@ pub enum EventKind {
     MemberRemoved,
     AgentStarted,
     AgentRestarted,
+    /// A new instance began copying its data from a donor (the one that actually serves it).
+    Cloning,
     /// An agent could not be started.
     StartFailed,
     Ready,
@@ -686,6 +928,21 @@ pub enum EventKind {
     ArchiveFollowing,
     /// The binlog archive is missing transactions: a restore cannot reach past the gap.
     ArchiveGap,
+    /// Certificates were renewed (before their end, or by `myset rotate-certs`) and the
+    /// members took them up.
+    CertificatesRenewed,
+    /// A certificate could not be renewed, or a member could not take its new one up.
+    CertificateRenewalFailed,
+    /// Server settings changed (`myset config set`); the message says which and how.
+    ServerSettingsChanged,
+    /// A rolling restart began (`myset restart`, or static settings); `reason` says why.
+    RollingRestartStarted,
+    /// One instance of a rolling restart was restarted and is Ready again.
+    InstanceRestarted,
+    /// A rolling restart finished on every instance.
+    RollingRestartDone,
+    /// A rolling restart stopped; the instance it stopped at was rolled back.
+    RollingRestartFailed,
     /// A kind this version does not know (written by another version).
     #[serde(other)]
     Other,
@@ -725,6 +982,9 @@ pub struct Event {
     /// For a backup or archive event: the GTID position concerned.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gtid: Option<String>,
+    /// For a clone: the instance that serves it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub donor: Option<u32>,
 }
 
 impl Event {
@@ -745,7 +1005,13 @@ impl Event {
             reason: None,
             backup: None,
             gtid: None,
+            donor: None,
         }
+    }
+
+    pub fn donor(mut self, donor: u32) -> Self {
+        self.donor = Some(donor);
+        self
     }
 
     pub fn backup(mut self, id: impl Into<String>) -> Self {
@@ -904,6 +1170,81 @@ pub struct ArchiveGapInfo {
     pub at: i64,
 }
 
+/// Whether the cluster's connections are encrypted: its servers' client and replication
+/// connections, and its control APIs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum TlsMode {
+    /// Plain connections. A record written before TLS existed reads as this.
+    #[default]
+    Off,
+    /// Every TCP client must use TLS (`require_secure_transport`), replication verifies the
+    /// primary's certificate, and the control APIs are HTTPS.
+    Required,
+}
+
+impl fmt::Display for TlsMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TlsMode::Off => "off",
+            TlsMode::Required => "required",
+        })
+    }
+}
+
+/// Where the cluster's CA came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum CaSource {
+    /// myset generated it when the cluster was created.
+    #[default]
+    Generated,
+    /// The user supplied it (`up --tls-ca`); myset issues the members' certificates from it.
+    Supplied,
+}
+
+/// The cluster's TLS, as its record keeps it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "schemars", derive(schemars::JsonSchema))]
+pub struct TlsSettings {
+    pub mode: TlsMode,
+    #[serde(default)]
+    pub ca: CaSource,
+}
+
+impl TlsSettings {
+    pub fn enabled(&self) -> bool {
+        self.mode == TlsMode::Required
+    }
+}
+
+/// TLS as `status` shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct TlsStatus {
+    pub mode: TlsMode,
+    /// The CA certificate clients verify servers by; None with TLS off.
+    pub ca_file: Option<String>,
+}
+
+/// What `myset rotate-certs` did.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct CertRotation {
+    /// Members that received a new certificate and serve it now.
+    pub renewed: Vec<u32>,
+    /// Members that received a new certificate but could not take it up now (their agent
+    /// did not answer): they use it from their next start.
+    pub pending: Vec<u32>,
+}
+
+/// The controller API's route that renews every certificate now.
+pub const TLS_ROTATE_PATH: &str = "/tls/rotate";
+
+/// The agent API's route that makes it take up renewed certificate files.
+pub const TLS_RELOAD_PATH: &str = "/tls/reload";
+
 /// Version tag of the cluster state file; anything else is refused as foreign.
 pub const STATE_FORMAT: &str = "myset-cluster/v1";
 
@@ -962,6 +1303,10 @@ pub struct ClusterState {
     /// Whether members removed by a scale-down lose their data dirs (`scale --delete-data`).
     #[serde(default)]
     pub delete_data_on_removal: bool,
+    /// Local runtime: how the rw and ro endpoints are carried (`up --endpoints`). A record
+    /// from before the option reads as `auto`, the default of a new cluster.
+    #[serde(default)]
+    pub endpoints: EndpointsMode,
     /// How long the primary must look dead before an automatic failover.
     #[serde(default = "default_failover_delay_ms")]
     pub failover_delay_ms: u64,
@@ -981,6 +1326,12 @@ pub struct ClusterState {
     /// Base backups, their schedule and retention, and the binlog archive.
     #[serde(default)]
     pub backup: BackupSettings,
+    /// Whether connections are encrypted; `up` turns it on for a new cluster.
+    #[serde(default)]
+    pub tls: TlsSettings,
+    /// The user's server settings (`myset config set`), by role.
+    #[serde(default, skip_serializing_if = "ServerSettings::is_empty")]
+    pub settings: ServerSettings,
     /// Where each ordinal listens; kept when an ordinal leaves, so its identity is stable.
     pub placements: std::collections::BTreeMap<u32, Placement>,
 }
@@ -1010,12 +1361,15 @@ impl ClusterState {
             galera_force_bootstrap: None,
             causal_reads: false,
             delete_data_on_removal: false,
+            endpoints: EndpointsMode::default(),
             failover_delay_ms: default_failover_delay_ms(),
             primary_server_ids: Default::default(),
             rejoin_pending: Default::default(),
             last_primary_change: None,
             netns: None,
             backup: BackupSettings::default(),
+            tls: TlsSettings::default(),
+            settings: ServerSettings::default(),
             placements: Default::default(),
         }
     }

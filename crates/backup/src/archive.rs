@@ -46,6 +46,8 @@ pub struct Source {
     pub port: u16,
     pub user: String,
     pub password: String,
+    /// With TLS, the CA file the source is verified by.
+    pub ca: Option<std::path::PathBuf>,
 }
 
 impl fmt::Debug for Source {
@@ -403,12 +405,13 @@ impl Archiver {
     }
 
     async fn connect(&self, source: &Source) -> Result<mysql_async::Conn, String> {
-        let opts = mysql_async::OptsBuilder::default()
-            .ip_or_hostname(source.host.clone())
-            .tcp_port(source.port)
-            .user(Some(source.user.clone()))
-            .pass(Some(source.password.clone()))
-            .prefer_socket(false);
+        let opts = myset_mariadb::client::tcp_opts(
+            &source.host,
+            source.port,
+            &source.user,
+            &source.password,
+            source.ca.as_deref(),
+        );
         match tokio::time::timeout(self.timings.connect_timeout, mysql_async::Conn::new(opts)).await
         {
             Ok(Ok(conn)) => Ok(conn),

@@ -181,6 +181,7 @@ impl Server {
             port: self.port,
             user: REPL_USER.into(),
             password: REPL_PASSWORD.into(),
+            ca: None,
         }
     }
 
@@ -294,7 +295,8 @@ async fn archived_keys(store: &Store) -> Vec<SegmentKey> {
         .collect()
 }
 
-/// Waits (polling the store) until domain 0 is archived up to `seq`; returns how long it took.
+/// Waits (polling the store and the status) until domain 0 is archived up to `seq`; returns how
+/// long it took.
 async fn wait_archived(
     store: &Store,
     seq: u64,
@@ -304,10 +306,16 @@ async fn wait_archived(
     let deadline = start + Duration::from_secs(10);
     loop {
         let keys = archived_keys(store).await;
-        if segment::archived_position(&keys)
+        let in_store = segment::archived_position(&keys)
             .get(&0)
-            .is_some_and(|g| g.seq >= seq)
-        {
+            .is_some_and(|g| g.seq >= seq);
+        // The status follows each upload a moment after the store has it; the tests read both.
+        let in_status = status
+            .borrow()
+            .position
+            .iter()
+            .any(|g| g.domain == 0 && g.seq >= seq);
+        if in_store && in_status {
             return start.elapsed();
         }
         assert!(

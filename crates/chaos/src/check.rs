@@ -4,7 +4,7 @@
 
 use crate::cluster::{Cluster, Credentials};
 use crate::load::{connect_to, ReadStats, TABLE};
-use myset_api::{EventKind, InstanceStatus, Topology};
+use myset_api::{ClusterStatus, EventKind, InstanceStatus, Topology};
 use mysql_async::prelude::Queryable;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -35,16 +35,14 @@ pub async fn verify(
     let all_rejoined = status.converged();
 
     // The replicas converge to the primary's GTID position; Galera members to the same
-    // cluster state and seqno.
+    // cluster state and seqno. The positions are read from the servers themselves: the
+    // controller's status is its last probe, up to a probe period old, and could show members
+    // level from before the writer's last writes while one of them is still applying those.
     let deadline = Instant::now() + timeout;
     let mut positions;
     let converged = loop {
         let s = cluster.status().await?;
-        positions = s
-            .instances
-            .iter()
-            .map(|i| position(topology, i))
-            .collect::<BTreeSet<_>>();
+        positions = live_positions(topology, credentials, &s).await;
         if positions.len() == 1 && s.converged() {
             break true;
         }
@@ -127,24 +125,57 @@ pub async fn verify(
     })
 }
 
-/// Where one member stands: the GTID position of the replication topology, or a Galera
-/// member's cluster state UUID and seqno.
-fn position(topology: Topology, instance: &InstanceStatus) -> (String, String) {
-    match topology {
-        Topology::Replication => (
-            String::new(),
-            instance
-                .gtid
-                .as_ref()
-                .map(|g| g.current.clone())
+/// Where each member stands now, asked of its server: the GTID position of the replication
+/// topology, or a Galera member's cluster state UUID and last committed seqno. A member that
+/// cannot answer stands nowhere (an empty position), which keeps the set from converging.
+async fn live_positions(
+    topology: Topology,
+    credentials: &Credentials,
+    status: &ClusterStatus,
+) -> BTreeSet<(String, String)> {
+    let mut positions = BTreeSet::new();
+    for instance in &status.instances {
+        positions.insert(
+            live_position(topology, credentials, instance)
+                .await
                 .unwrap_or_default(),
-        ),
-        Topology::Galera => instance
-            .galera
-            .as_ref()
-            .map(|g| (g.cluster_uuid.clone(), g.seqno.to_string()))
-            .unwrap_or_default(),
+        );
     }
+    positions
+}
+
+async fn live_position(
+    topology: Topology,
+    credentials: &Credentials,
+    instance: &InstanceStatus,
+) -> anyhow::Result<(String, String)> {
+    let mut conn = connect_to(credentials, &instance.host, instance.port).await?;
+    let position = match topology {
+        Topology::Replication => {
+            let gtid: Option<String> = conn.query_first("SELECT @@GLOBAL.gtid_current_pos").await?;
+            (String::new(), gtid.unwrap_or_default())
+        }
+        Topology::Galera => {
+            let rows: Vec<(String, String)> = conn
+                .query(
+                    "SHOW GLOBAL STATUS WHERE Variable_name IN \
+                     ('wsrep_cluster_state_uuid', 'wsrep_last_committed')",
+                )
+                .await?;
+            let value = |name: &str| {
+                rows.iter()
+                    .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                    .map(|(_, v)| v.clone())
+                    .unwrap_or_default()
+            };
+            (
+                value("wsrep_cluster_state_uuid"),
+                value("wsrep_last_committed"),
+            )
+        }
+    };
+    let _ = conn.disconnect().await;
+    Ok(position)
 }
 
 /// How many separate histories a converged Galera cluster shows. Two Primary components that

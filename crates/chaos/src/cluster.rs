@@ -12,6 +12,8 @@ use tokio::process::Command;
 pub struct Credentials {
     pub user: String,
     pub password: String,
+    /// With TLS, the CA file servers are verified by.
+    pub ca: Option<PathBuf>,
 }
 
 pub struct Cluster {
@@ -101,6 +103,10 @@ impl Cluster {
         self.myset(&["switchover"]).await.map(drop)
     }
 
+    pub async fn rolling_restart(&self) -> anyhow::Result<()> {
+        self.myset(&["restart"]).await.map(drop)
+    }
+
     pub async fn destroy(&self) {
         if let Err(e) = self.myset(&["destroy", "--delete-backups"]).await {
             tracing::warn!("cannot destroy the chaos cluster: {e:#}");
@@ -115,9 +121,15 @@ impl Cluster {
     pub fn credentials(&self) -> anyhow::Result<Credentials> {
         let text = std::fs::read_to_string(self.dir().join("secrets.json"))?;
         let secrets: myset_api::Secrets = serde_json::from_str(&text)?;
+        let state: myset_api::ClusterState =
+            serde_json::from_str(&std::fs::read_to_string(self.dir().join("cluster.json"))?)?;
         Ok(Credentials {
             user: secrets.user,
             password: secrets.user_password,
+            ca: state
+                .tls
+                .enabled()
+                .then(|| self.dir().join("tls").join("ca.pem")),
         })
     }
 

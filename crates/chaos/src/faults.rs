@@ -34,6 +34,9 @@ pub enum Fault {
     PartitionPrimary,
     /// A planned `myset switchover` (not drawn at random; for measuring the write pause).
     Switchover,
+    /// A `myset restart`: every server restarted in turn, with a switchover before the
+    /// primary's turn (not drawn at random; for measuring the write pause).
+    RollingRestart,
     /// Galera: kill -9 of any member's agent and mariadbd.
     KillMember,
     /// Galera: SIGSTOP of any member's agent and mariadbd, SIGCONT once it left the pool and
@@ -73,10 +76,11 @@ impl Fault {
         Fault::RestartCluster,
     ];
     /// Only injected on request (`--only`), or only with namespaces.
-    const OTHERS: [Fault; 3] = [
+    const OTHERS: [Fault; 4] = [
         Fault::PartitionPrimary,
         Fault::PartitionMember,
         Fault::Switchover,
+        Fault::RollingRestart,
     ];
 
     /// Every fault once, for parsing `--only`.
@@ -111,6 +115,7 @@ impl Fault {
     pub fn unusable(self, topology: Topology, netns: bool) -> Option<String> {
         let applies = match self {
             Fault::Switchover => topology == Topology::Replication,
+            Fault::RollingRestart => true,
             _ => Fault::drawn(topology, true).contains(&self),
         };
         if !applies {
@@ -134,6 +139,18 @@ impl Fault {
             self,
             Fault::RestartCluster | Fault::KillAllMembers | Fault::CrashMembersInTurn
         )
+    }
+
+    /// The harness stops what serves reads on purpose: reads failing meanwhile are no outage.
+    /// With userspace endpoints the proxies live in the controller, so killing it stops them
+    /// until an agent starts the next one; kernel rules outlive it.
+    pub fn stops_the_endpoints(self, path: Option<myset_api::EndpointPath>) -> bool {
+        self.stops_the_cluster()
+            || (path == Some(myset_api::EndpointPath::Userspace)
+                && matches!(
+                    self,
+                    Fault::KillController | Fault::KillControllerDuringFailover
+                ))
     }
 }
 
@@ -242,6 +259,7 @@ pub async fn inject(
             cluster.up(&[]).await?;
         }
         Fault::Switchover => cluster.switchover().await?,
+        Fault::RollingRestart => cluster.rolling_restart().await?,
         Fault::PartitionPrimary => {
             cluster.partition(primary.ordinal, false).await?;
             wait_for_new_primary(cluster, before.primary).await;
@@ -434,6 +452,18 @@ impl Drop for Frozen {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn killing_the_controller_stops_the_endpoints_only_where_it_serves_them() {
+        use myset_api::EndpointPath;
+        for fault in [Fault::KillController, Fault::KillControllerDuringFailover] {
+            assert!(fault.stops_the_endpoints(Some(EndpointPath::Userspace)));
+            assert!(!fault.stops_the_endpoints(Some(EndpointPath::Kernel)));
+            assert!(!fault.stops_the_endpoints(None));
+        }
+        assert!(Fault::RestartCluster.stops_the_endpoints(Some(EndpointPath::Kernel)));
+        assert!(!Fault::FreezePrimary.stops_the_endpoints(Some(EndpointPath::Userspace)));
+    }
+
     use super::*;
 
     #[test]

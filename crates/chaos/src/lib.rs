@@ -48,8 +48,19 @@ pub struct ChaosOptions {
 /// probe period and the time for the controller to take a lagging replica out of ro.
 const STALENESS_MARGIN: Duration = Duration::from_secs(2);
 
-/// Reads through ro that must succeed, across the run.
-const MIN_READ_SUCCESS: f64 = 0.99;
+/// Reads through ro that must succeed, across the run, by how ro is carried. The proxy hands a
+/// connection only to a member that greeted, so a member that hangs or dies costs no read.
+/// The kernel commits each new connection before any greeting: a member that hangs or dies
+/// while still in ro holds the connections it is dealt until the controller's member check
+/// (every 0.1 s, 0.5 s for a greeting) takes it out, about one failed read per reader for each
+/// freeze, partition or kill (2 per such fault with the harness's 2 readers: README,
+/// "Endpoints"). That is the stall the kernel path is documented to have, not a regression.
+pub fn min_read_success(path: Option<myset_api::EndpointPath>) -> f64 {
+    match path {
+        Some(myset_api::EndpointPath::Kernel) => 0.98,
+        Some(myset_api::EndpointPath::Userspace) | None => 0.99,
+    }
+}
 
 /// One injected fault and its outcome.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -76,6 +87,8 @@ pub struct FaultReport {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ChaosReport {
     pub seed: u64,
+    /// How rw and ro were carried (none if the controller did not say).
+    pub endpoints: Option<myset_api::EndpointPath>,
     pub faults: Vec<FaultReport>,
     pub acknowledged_writes: u64,
     pub lost_writes: u64,
@@ -169,6 +182,7 @@ async fn drive(
     let credentials = cluster.credentials()?;
     let staleness_limit = cluster.read_staleness_bound()? + STALENESS_MARGIN;
     load::prepare(&credentials, options.rw_port).await?;
+    let endpoints = cluster.status().await?.endpoints.mode;
     let mut load = load::Load::start(credentials.clone(), options.rw_port, options.ro_port);
     let load_started = Instant::now();
     load.wait_for_acks(5, Duration::from_secs(30)).await?;
@@ -192,7 +206,9 @@ async fn drive(
             .unwrap_or_default()
             .as_secs_f64();
         let acks_before = load.acked_count();
-        let stopped = fault.stops_the_cluster().then(|| load.stopped_on_purpose());
+        let stopped = fault
+            .stops_the_endpoints(before.endpoints.mode)
+            .then(|| load.stopped_on_purpose());
         let healed: anyhow::Result<u32> = async {
             faults::inject(
                 cluster,
@@ -252,11 +268,14 @@ async fn drive(
         options.heal_timeout,
     )
     .await?;
-    verdict
-        .problems
-        .extend(check::reads(&reads, MIN_READ_SUCCESS, staleness_limit));
+    verdict.problems.extend(check::reads(
+        &reads,
+        min_read_success(endpoints),
+        staleness_limit,
+    ));
     Ok(ChaosReport {
         seed: options.seed,
+        endpoints,
         faults: reports,
         acknowledged_writes: acked.len() as u64,
         lost_writes: verdict.lost,
@@ -272,4 +291,30 @@ async fn drive(
         stale_reads: reads.stale,
         problems: verdict.problems,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::load::ReadStats;
+    use myset_api::EndpointPath;
+
+    #[test]
+    fn only_the_kernel_path_is_allowed_its_stalled_connections() {
+        let kernel = min_read_success(Some(EndpointPath::Kernel));
+        let proxy = min_read_success(Some(EndpointPath::Userspace));
+        assert!(kernel < proxy);
+        // Unknown (an older controller) is held to the proxy's bar.
+        assert_eq!(min_read_success(None), proxy);
+        // The same run judged both ways: 40 failed reads in 3110 (about one per reader per hang)
+        // passes the kernel's bar and fails the proxy's.
+        let stats = |ok, failed| ReadStats {
+            ok,
+            failed,
+            ..ReadStats::default()
+        };
+        let limit = Duration::from_secs(12);
+        assert!(check::reads(&stats(3070, 40), kernel, limit).is_empty());
+        assert_eq!(check::reads(&stats(3070, 40), proxy, limit).len(), 1);
+    }
 }

@@ -19,12 +19,7 @@ const READ_RETRY_PAUSE: Duration = Duration::from_millis(100);
 pub const TABLE: &str = "chaos.writes";
 
 fn opts(c: &Credentials, host: &str, port: u16) -> OptsBuilder {
-    OptsBuilder::default()
-        .ip_or_hostname(host)
-        .tcp_port(port)
-        .user(Some(c.user.clone()))
-        .pass(Some(c.password.clone()))
-        .prefer_socket(false)
+    myset_mariadb::client::tcp_opts(host, port, &c.user, &c.password, c.ca.as_deref())
 }
 
 /// Connects to an endpoint of the cluster (rw or ro, on loopback).

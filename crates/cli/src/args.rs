@@ -60,9 +60,14 @@ pub enum Command {
         name: NameArg,
         /// rw, ro, or an instance ordinal
         target: String,
-        /// The statement(s) to run
+        /// The statement(s) to run [default: read them from stdin, e.g. `myset sql rw <
+        /// dump.sql`; several statements separated by `;` are sent together]
         #[arg(short = 'e', long = "execute")]
-        execute: String,
+        execute: Option<String>,
+        /// After each statement that returns no rows, print "Query OK, N rows affected" as
+        /// `mariadb -vv` does
+        #[arg(short = 'v', long)]
+        verbose: bool,
         /// Give up on the statement(s) after this many seconds (connecting has its own bound
         /// of a few seconds)
         #[arg(long, value_name = "SECONDS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=86_400))]
@@ -89,6 +94,19 @@ pub enum Command {
         #[arg(long)]
         to: Option<u32>,
     },
+    /// Server settings, like the tutorial's ConfigMap (primary.cnf, replica.cnf): show them,
+    /// or change them on every server of a role (dynamic ones live, static ones by a rolling
+    /// restart)
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
+    /// Restart every server one at a time: the replicas, a switchover, then the old primary
+    /// (after upgrading the MariaDB packages, say); writes pause only for the switchover
+    Restart {
+        #[command(flatten)]
+        name: NameArg,
+    },
     /// Fault-injection harness: create a cluster, write and read through it while injecting
     /// random faults, then check that no acknowledged write was lost and nothing split
     Chaos {
@@ -106,7 +124,7 @@ pub enum Command {
         topology: myset_api::Topology,
         /// Inject only this fault. Replication: kill-primary-server, kill-primary-instance,
         /// freeze-primary, kill-replica, kill-controller, kill-controller-during-failover,
-        /// restart-cluster, switchover, partition-primary. Galera: kill-primary-server (of the
+        /// restart-cluster, switchover, rolling-restart, partition-primary. Galera: kill-primary-server (of the
         /// member rw routes to), kill-member, freeze-member, partition-member, kill-all-members,
         /// crash-members-in-turn, kill-controller, restart-cluster
         #[arg(long)]
@@ -154,6 +172,56 @@ pub enum Command {
         /// Output format (json: one event object per line, with its structured fields)
         #[arg(short = 'o', long, value_enum, default_value_t = Output::Table)]
         output: Output,
+        /// After the events so far, keep printing new ones as they happen, until interrupted
+        #[arg(short = 'f', long)]
+        follow: bool,
+    },
+    /// List every cluster in the state dir with its state (running, degraded, stopped) and
+    /// endpoints
+    List {
+        /// Output format (json: an array of objects)
+        #[arg(short = 'o', long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
+    /// Open the `mariadb` client on rw, ro or one instance, logged in as the cluster's user
+    /// (credentials from the cluster's 0600 client.cnf, never on the command line)
+    Shell {
+        #[command(flatten)]
+        name: NameArg,
+        /// rw, ro, or an instance ordinal
+        #[arg(default_value = "rw")]
+        target: String,
+        /// More arguments for the mariadb client, after `--` (e.g. `-- -e "SELECT 1"`)
+        #[arg(last = true, value_name = "MARIADB_ARGS")]
+        client_args: Vec<String>,
+    },
+    /// Print a log: the controller's, an instance's agent log (ORDINAL), or its server's
+    /// error log (ORDINAL --server)
+    Logs {
+        #[command(flatten)]
+        name: NameArg,
+        /// controller, or an instance ordinal
+        #[arg(default_value = "controller")]
+        target: String,
+        /// For an instance: mariadbd's error log instead of the agent's log (which tells what
+        /// the agent did: bootstrap, clone, starts, role changes)
+        #[arg(long)]
+        server: bool,
+        /// After the log so far, keep printing lines as they are appended, until interrupted
+        #[arg(short = 'f', long)]
+        follow: bool,
+    },
+    /// Print a shell completion script, e.g. `myset completions bash > /etc/bash_completion.d/myset`
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Issue new certificates to every member and the controller now, from the cluster's CA,
+    /// and have them served at once without a restart (they are also renewed a month before
+    /// they end without being asked)
+    RotateCerts {
+        #[command(flatten)]
+        name: NameArg,
     },
     /// Stop every process of the cluster; all data is kept
     Down {
@@ -168,6 +236,9 @@ pub enum Command {
         /// Also delete the base backups and binlog archive in the cluster's backup store
         #[arg(long)]
         delete_backups: bool,
+        /// Do not ask for confirmation (it is asked only on a terminal)
+        #[arg(short = 'y', long)]
+        yes: bool,
     },
     /// Take a base backup now (from a Ready replica), store it, check it, and print its id;
     /// `backup verify ID` checks a stored one
@@ -230,6 +301,10 @@ pub enum Command {
         /// settings myset decides (a role change applies at the server's next start)
         #[arg(long, value_name = "DIR")]
         server_options_dir: Option<PathBuf>,
+        /// The instance's TLS files (ca.pem, cert.pem, key.pem): the server requires TLS of TCP
+        /// clients, replication verifies the primary, and the API is served over HTTPS
+        #[arg(long, value_name = "DIR")]
+        tls_dir: Option<PathBuf>,
         /// Before anything else, move an existing data dir aside to data.LABEL in the
         /// instance dir (once per LABEL), so the instance starts empty and clones
         #[arg(long, value_name = "LABEL", value_parser = parse_set_aside_label)]
@@ -247,6 +322,41 @@ pub enum Command {
         #[arg(long)]
         inherited_lock: bool,
     },
+}
+
+/// `myset config ...`
+#[derive(Subcommand, Debug, Clone)]
+pub enum ConfigAction {
+    /// Set server variables (KEY=VALUE, `-` and `_` alike); returns once every server of the
+    /// role runs them, or changes nothing and says why
+    Set {
+        #[command(flatten)]
+        name: NameArg,
+        /// The servers the settings apply to; a role's own settings override `all`'s
+        #[arg(long, value_enum, default_value_t = myset_api::SettingsRole::All)]
+        role: myset_api::SettingsRole,
+        /// KEY=VALUE, for example max_connections=500
+        #[arg(required = true, value_name = "KEY=VALUE", value_parser = parse_assignment)]
+        assignments: Vec<(String, String)>,
+    },
+    /// Show the settings in the cluster's record, by role
+    Show {
+        #[command(flatten)]
+        name: NameArg,
+        /// Output format
+        #[arg(short = 'o', long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
+}
+
+/// `KEY=VALUE`, split at the first `=`; the controller checks both.
+fn parse_assignment(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((key, value)) if !key.trim().is_empty() => Ok((key.to_string(), value.to_string())),
+        _ => Err(format!(
+            "expected KEY=VALUE, for example max_connections=500, got {s:?}"
+        )),
+    }
 }
 
 /// `myset backup ...`
@@ -313,6 +423,11 @@ pub struct RestoreArgs {
     /// Port of the new cluster's ro endpoint
     #[arg(long, default_value_t = 13307, value_parser = clap::value_parser!(u16).range(1..))]
     pub ro_port: u16,
+    /// How the new cluster's rw and ro carry connections, as for `up --endpoints`
+    #[arg(long, value_enum, env = "MYSET_ENDPOINTS", default_value_t)]
+    pub endpoints: myset_api::EndpointsMode,
+    #[command(flatten)]
+    pub tls: TlsArgs,
     /// Give up waiting for readiness after this many seconds
     #[arg(long, default_value_t = 600)]
     pub timeout: u64,
@@ -464,11 +579,39 @@ pub struct UpArgs {
     /// own host (root only; for testing partitions with `myset partition`)
     #[arg(long)]
     pub netns: bool,
+    /// How rw and ro carry connections: kernel (nftables destination rewrites, no extra hop;
+    /// root only), userspace (the controller's proxy), or auto (kernel when root with a usable
+    /// nft, else userspace) [default: auto for a new cluster, unchanged for an existing one]
+    #[arg(long, value_enum, env = "MYSET_ENDPOINTS")]
+    pub endpoints: Option<myset_api::EndpointsMode>,
     #[command(flatten)]
     pub backup: BackupArgs,
+    #[command(flatten)]
+    pub tls: TlsArgs,
     /// Give up waiting for readiness after this many seconds
     #[arg(long, default_value_t = 600)]
     pub timeout: u64,
+}
+
+/// TLS of a new cluster (`up`, `restore`); fixed once the cluster exists.
+#[derive(Args, Debug, Clone, Default)]
+pub struct TlsArgs {
+    /// TLS for every client, replication and control API connection, with certificates from
+    /// the cluster's own CA [default: on]. Off leaves every connection in plain text
+    #[arg(long, value_enum, value_name = "on|off")]
+    pub tls: Option<Switch>,
+    /// Your own CA certificate (PEM) to issue the members' certificates from, instead of a
+    /// generated CA; needs --tls-ca-key
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "tls_ca_key",
+        conflicts_with = "tls"
+    )]
+    pub tls_ca: Option<PathBuf>,
+    /// The private key (PEM) of --tls-ca
+    #[arg(long, value_name = "FILE", requires = "tls_ca")]
+    pub tls_ca_key: Option<PathBuf>,
 }
 
 /// Backup settings of `up`.

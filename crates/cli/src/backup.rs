@@ -64,17 +64,12 @@ pub async fn take(dir: &ClusterDir) -> anyhow::Result<()> {
             dir.name()
         );
     };
-    let secrets = dir.load_secrets()?;
-    let client = myset_http::Client::new(
-        format!("http://{}", info.api),
-        &secrets.api_token,
-        BACKUP_TIMEOUT,
-    );
+    let client = crate::wait::api_client_with_timeout(dir, &info, BACKUP_TIMEOUT)?;
     let manifest: Manifest = client
         .call("/backups", &())
         .await
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    println!("{}", manifest.id);
+        .map_err(|e| crate::wait::controller_error(dir, e))?;
+    say!("{}", manifest.id);
     eprintln!(
         "base backup {} of {} from {}: {} bytes, GTID {}, checked",
         manifest.id,
@@ -93,9 +88,11 @@ pub async fn verify(state_dir: &Path, source: &BackupSource, id: &str) -> anyhow
     std::fs::create_dir_all(&scratch)?;
     let binaries = myset_mariadb::Binaries::find()?;
     let manifest = myset_backup::base::verify(&store, id, &scratch, &binaries).await?;
-    println!(
+    say!(
         "backup {} is sound: {} bytes, SHA-256 matches, extracts and prepares, GTID {}",
-        manifest.id, manifest.stream.size, manifest.gtid
+        manifest.id,
+        manifest.stream.size,
+        manifest.gtid
     );
     Ok(())
 }
@@ -120,16 +117,19 @@ pub async fn list(state_dir: &Path, source: &BackupSource, output: Output) -> an
                     "domain": w.domain,
                 })),
             });
-            println!("{}", serde_json::to_string_pretty(&json)?);
+            say!("{}", serde_json::to_string_pretty(&json)?);
         }
         Output::Table => {
-            println!("store {}", store.url());
-            println!(
+            say!("store {}", store.url());
+            say!(
                 "{:<22} {:<21} {:>14}  {:<8} GTID",
-                "ID", "FINISHED", "BYTES", "SOURCE"
+                "ID",
+                "FINISHED",
+                "BYTES",
+                "SOURCE"
             );
             for b in &catalog.backups {
-                println!(
+                say!(
                     "{:<22} {:<21} {:>14}  {:<8} {}",
                     b.id,
                     restore::rfc3339(b.finished_at),
@@ -139,11 +139,11 @@ pub async fn list(state_dir: &Path, source: &BackupSource, output: Output) -> an
                 );
             }
             for (id, why) in &catalog.broken {
-                println!("{id:<22} BROKEN: {why}");
+                say!("{id:<22} BROKEN: {why}");
             }
             match window {
-                Some(w) => println!("recoverable window: {w}"),
-                None => println!("no base backup: nothing can be restored yet"),
+                Some(w) => say!("recoverable window: {w}"),
+                None => say!("no base backup: nothing can be restored yet"),
             }
         }
     }
@@ -164,7 +164,7 @@ pub async fn restore(state_dir: &Path, args: &RestoreArgs) -> anyhow::Result<()>
                 dir.root().display()
             )
         })?;
-        println!(
+        say!(
             "removed what an interrupted restore into {} left",
             args.name
         );
@@ -189,7 +189,7 @@ pub async fn restore(state_dir: &Path, args: &RestoreArgs) -> anyhow::Result<()>
         target,
         myset_backup::base::now_unix(),
     )?;
-    println!(
+    say!(
         "restoring base backup {} (GTID {}) and {} archive segments into cluster {}",
         plan.base.id,
         plan.base.gtid,
@@ -197,9 +197,18 @@ pub async fn restore(state_dir: &Path, args: &RestoreArgs) -> anyhow::Result<()>
         args.name
     );
 
+    let mut new_state = ClusterState::new(
+        &args.name,
+        args.replicas,
+        crate::commands::BIND_HOST,
+        args.rw_port,
+        args.ro_port,
+    );
+    crate::commands::set_endpoints(&mut new_state, args.endpoints)?;
+    let supplied_ca = crate::commands::new_cluster_tls(&mut new_state, &args.tls)?;
     // Everything is built before the cluster record exists: a failed restore leaves nothing.
     let built = async {
-        let secrets = dir.prepare_new()?;
+        let secrets = dir.prepare_new(&new_state.tls, supplied_ca.as_ref())?;
         std::fs::create_dir_all(&staging)?;
         let data = staging.join("data");
         let gtid = restore::build_data_dir(
@@ -215,13 +224,7 @@ pub async fn restore(state_dir: &Path, args: &RestoreArgs) -> anyhow::Result<()>
         let final_data = dir.data_dir(0);
         std::fs::create_dir_all(final_data.parent().expect("an instance dir"))?;
         std::fs::rename(&data, &final_data)?;
-        let mut state = ClusterState::new(
-            &args.name,
-            args.replicas,
-            crate::commands::BIND_HOST,
-            args.rw_port,
-            args.ro_port,
-        );
+        let mut state = new_state.clone();
         // The restored history's writers are the new cluster's own: their GTIDs are not
         // errant on its replicas.
         state
@@ -243,7 +246,7 @@ pub async fn restore(state_dir: &Path, args: &RestoreArgs) -> anyhow::Result<()>
             )));
         }
     };
-    println!(
+    say!(
         "restored data holds GTID {gtid}; starting cluster {}",
         args.name
     );

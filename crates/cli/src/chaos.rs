@@ -4,13 +4,22 @@ use myset_chaos::{ChaosOptions, ChaosReport, FaultReport};
 use std::path::PathBuf;
 
 pub async fn run(options: ChaosOptions, report_file: Option<PathBuf>) -> anyhow::Result<()> {
-    println!(
+    say!(
         "chaos: cluster {}, {} faults, seed {} (rerun with --seed {})",
-        options.name, options.faults, options.seed, options.seed
+        options.name,
+        options.faults,
+        options.seed,
+        options.seed
     );
-    println!(
+    say!(
         "{:>4}  {:<34} {:>8} {:>9} {:>8} {:>13} {:>7}  RESULT",
-        "#", "FAULT", "GAP_S", "HEALED_S", "PRIMARY", "READS_OK/FAIL", "STALE_S"
+        "#",
+        "FAULT",
+        "GAP_S",
+        "HEALED_S",
+        "PRIMARY",
+        "READS_OK/FAIL",
+        "STALE_S"
     );
     let report = myset_chaos::run(options, print_fault).await?;
     if let Some(path) = report_file {
@@ -24,7 +33,7 @@ pub async fn run(options: ChaosOptions, report_file: Option<PathBuf>) -> anyhow:
 }
 
 fn print_fault(f: &FaultReport) {
-    println!(
+    say!(
         "{:>4}  {:<34} {:>8.3} {:>9.1} {:>3} -> {:<2} {:>13} {:>7.1}  {}",
         f.index + 1,
         f.fault.to_string(),
@@ -50,31 +59,33 @@ fn summary(r: &ChaosReport) {
             .copied()
             .unwrap_or_default()
     };
-    println!(
+    say!(
         "acknowledged writes {}, lost {}, split-brain windows {}, every instance rejoined: {}, replicas converged: {}",
         r.acknowledged_writes, r.lost_writes, r.split_brain_windows, r.all_rejoined, r.converged
     );
-    println!(
+    say!(
         "write gap over all faults: median {:.3}s, p95 {:.3}s, max {:.3}s",
         pick(0.5),
         pick(0.95),
         gaps.last().copied().unwrap_or_default(),
     );
-    println!(
-        "reads through ro: ok {}, failed {} ({:.2}% succeeded), failed while stopped on purpose {}; \
-         stalest read {:.1}s (limit {:.0}s), {} stale",
+    say!(
+        "reads through ro ({} endpoints): ok {}, failed {} ({:.2}% succeeded, at least {:.0}% must), \
+         failed while stopped on purpose {}; stalest read {:.1}s (limit {:.0}s), {} stale",
+        r.endpoints.map_or_else(|| "unknown".to_string(), |p| p.to_string()),
         r.reads_ok,
         r.reads_failed,
         r.read_success_ratio * 100.0,
+        myset_chaos::min_read_success(r.endpoints) * 100.0,
         r.reads_failed_while_stopped,
         r.max_read_staleness_s,
         r.read_staleness_limit_s,
         r.stale_reads
     );
     for p in &r.problems {
-        println!("problem: {p}");
+        say!("problem: {p}");
     }
     let failed = r.faults.iter().filter(|f| !f.ok).count() + usize::from(!r.problems.is_empty());
     let passed = r.faults.iter().filter(|f| f.ok).count();
-    println!("chaos: {passed} passed, {failed} failed");
+    say!("chaos: {passed} passed, {failed} failed");
 }

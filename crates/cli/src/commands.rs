@@ -8,7 +8,7 @@ use crate::{display, wait};
 use anyhow::{bail, Context};
 use myset_api::{ClusterState, ClusterStatus, ScaleRequest, SwitchoverRequest};
 use myset_local::{ClusterDir, ControllerInfo};
-use myset_mariadb::client::Target;
+use myset_mariadb::client::{StatementResult, Target};
 use myset_mariadb::{AdminClient, ClientError};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -43,6 +43,9 @@ pub async fn run(cli: Cli, host_netns: Option<std::os::fd::OwnedFd>) -> anyhow::
         )
     {
         return crate::kube::run(cli).await;
+    }
+    if let Command::Completions { shell } = &cli.command {
+        return crate::everyday::completions(*shell);
     }
     let state_dir = state_dir(cli.state_dir)?;
     match cli.command {
@@ -81,17 +84,39 @@ pub async fn run(cli: Cli, host_netns: Option<std::os::fd::OwnedFd>) -> anyhow::
             };
             crate::chaos::run(options, report).await
         }
+        Command::RotateCerts { name } => rotate_certs(&cluster(&state_dir, &name)?).await,
         Command::Switchover { name, to } => switchover(&cluster(&state_dir, &name)?, to).await,
+        Command::Config { action } => crate::settings::run(&state_dir, action).await,
+        Command::Restart { name } => crate::settings::restart(&cluster(&state_dir, &name)?).await,
         Command::Status { name, output } => status(&cluster(&state_dir, &name)?, output).await,
         Command::Sql {
             name,
             target,
             execute,
+            verbose,
             timeout,
         } => {
             let dir = cluster(&state_dir, &name)?;
-            sql(&dir, &target, &execute, Duration::from_secs(timeout)).await
+            let statements = sql_text(execute).await?;
+            let options = SqlOptions {
+                timeout: Duration::from_secs(timeout),
+                verbose,
+            };
+            sql(&dir, &target, &statements, options).await
         }
+        Command::List { output } => crate::everyday::list(&state_dir, output).await,
+        Command::Shell {
+            name,
+            target,
+            client_args,
+        } => crate::everyday::shell(&cluster(&state_dir, &name)?, &target, &client_args),
+        Command::Logs {
+            name,
+            target,
+            server,
+            follow,
+        } => crate::everyday::logs(&cluster(&state_dir, &name)?, &target, server, follow).await,
+        Command::Completions { shell } => crate::everyday::completions(shell),
         Command::Scale {
             name,
             replicas,
@@ -104,16 +129,24 @@ pub async fn run(cli: Cli, host_netns: Option<std::os::fd::OwnedFd>) -> anyhow::
             ordinal,
             heal,
         } => partition(&cluster(&state_dir, &name)?, ordinal, heal),
-        Command::Events { name, output } => {
+        Command::Events {
+            name,
+            output,
+            follow,
+        } => {
             let dir = cluster(&state_dir, &name)?;
             dir.load_state()?;
-            print_events(&dir.events(), output)
+            if follow {
+                crate::everyday::follow_events(&dir, output).await
+            } else {
+                print_events(&dir.events(), output)
+            }
         }
         Command::Down { name } => {
             let dir = cluster(&state_dir, &name)?;
             dir.load_state()?;
             down(&dir).await?;
-            println!(
+            say!(
                 "cluster {} stopped; its data is kept in {}",
                 dir.name(),
                 dir.root().display()
@@ -123,7 +156,16 @@ pub async fn run(cli: Cli, host_netns: Option<std::os::fd::OwnedFd>) -> anyhow::
         Command::Destroy {
             name,
             delete_backups,
-        } => destroy(&state_dir, &cluster(&state_dir, &name)?, delete_backups).await,
+            yes,
+        } => {
+            destroy(
+                &state_dir,
+                &cluster(&state_dir, &name)?,
+                delete_backups,
+                yes,
+            )
+            .await
+        }
         Command::Backup { name, action } => match action {
             None => crate::backup::take(&cluster(&state_dir, &name)?).await,
             Some(BackupAction::Verify { id, source }) => {
@@ -147,6 +189,7 @@ pub async fn run(cli: Cli, host_netns: Option<std::os::fd::OwnedFd>) -> anyhow::
             bind_host,
             server_options_dir,
             set_aside_data,
+            tls_dir,
         } => {
             if let Some(root) = cluster_dir {
                 keep_controller(root, &instance_dir, host_netns)?;
@@ -163,6 +206,7 @@ pub async fn run(cli: Cli, host_netns: Option<std::os::fd::OwnedFd>) -> anyhow::
                 bind_host,
                 server_options_dir,
                 set_aside_data,
+                tls_dir,
                 ..myset_agent::AgentOptions::local(instance_dir, secrets)
             })
             .await
@@ -228,16 +272,9 @@ fn state_dir(flag: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     Ok(PathBuf::from(home).join(".local/state/myset"))
 }
 
-fn cluster(state_dir: &std::path::Path, name: &NameArg) -> anyhow::Result<ClusterDir> {
+pub(crate) fn cluster(state_dir: &std::path::Path, name: &NameArg) -> anyhow::Result<ClusterDir> {
     myset_local::validate_name(&name.name).map_err(anyhow::Error::msg)?;
     Ok(ClusterDir::new(state_dir, &name.name))
-}
-
-fn ensure_port_free(port: u16, flag: &str) -> anyhow::Result<()> {
-    if !myset_os::port_free(BIND_HOST, port) {
-        bail!("port {port} ({flag}) is already in use on {BIND_HOST}: choose another with {flag}");
-    }
-    Ok(())
 }
 
 async fn up(state_dir: &std::path::Path, args: &UpArgs) -> anyhow::Result<()> {
@@ -251,7 +288,9 @@ async fn up(state_dir: &std::path::Path, args: &UpArgs) -> anyhow::Result<()> {
         force_bootstrap,
         causal_reads,
         netns,
+        endpoints,
         backup,
+        tls,
         timeout,
     } = args.clone();
     let name = &name;
@@ -261,12 +300,17 @@ async fn up(state_dir: &std::path::Path, args: &UpArgs) -> anyhow::Result<()> {
     let state = if dir.exists() {
         let mut state = dir.load_state()?;
         if let Some(info) = ControllerInfo::find(&dir) {
-            bail!(
-                "cluster {} is already running (controller pid {}): see `myset status --name {}`",
-                dir.name(),
-                info.pid,
-                dir.name()
-            );
+            let name = dir.name();
+            match replicas.filter(|&r| r != state.replicas) {
+                Some(r) => bail!(
+                    "cluster {name} is already running with {} instance(s): change that with `myset scale --name {name} --replicas {r}`",
+                    state.replicas
+                ),
+                None => bail!(
+                    "cluster {name} is already running (controller pid {}): see `myset status --name {name}`",
+                    info.pid
+                ),
+            }
         }
         if netns && state.netns.is_none() {
             bail!(
@@ -295,6 +339,13 @@ async fn up(state_dir: &std::path::Path, args: &UpArgs) -> anyhow::Result<()> {
             );
             state.galera_force_bootstrap = Some(ordinal);
         }
+        if tls.tls.is_some_and(|t| t.is_on() != state.tls.enabled()) || tls.tls_ca.is_some() {
+            bail!(
+                "cluster {} was created with TLS {}; TLS is fixed at creation: drop --tls/--tls-ca, or create another cluster (--name)",
+                dir.name(),
+                state.tls.mode
+            );
+        }
         if topology.is_some_and(|t| t != state.topology) {
             bail!(
                 "cluster {} uses the {} topology, which cannot change; create another cluster (--name) for {}",
@@ -310,9 +361,11 @@ async fn up(state_dir: &std::path::Path, args: &UpArgs) -> anyhow::Result<()> {
         state.rw_port = rw_port.unwrap_or(state.rw_port);
         state.ro_port = ro_port.unwrap_or(state.ro_port);
         state.causal_reads = causal_reads.map_or(state.causal_reads, Switch::is_on);
+        let mode = endpoints.unwrap_or(state.endpoints);
+        set_endpoints(&mut state, mode)?;
         apply_backup_args(&mut state, &backup, false)?;
         check_topology(&state)?;
-        check_ports(&state)?;
+        check_ports(&dir, &state)?;
         dir.save_state(&state)?;
         state
     } else {
@@ -326,6 +379,7 @@ async fn up(state_dir: &std::path::Path, args: &UpArgs) -> anyhow::Result<()> {
         state.durability = ha.durability.unwrap_or_default();
         state.topology = topology.unwrap_or_default();
         state.causal_reads = causal_reads.is_some_and(Switch::is_on);
+        set_endpoints(&mut state, endpoints.unwrap_or_default())?;
         if force_bootstrap.is_some() {
             bail!(
                 "--force-bootstrap recovers an existing Galera cluster; cluster {} does not exist yet",
@@ -339,8 +393,9 @@ async fn up(state_dir: &std::path::Path, args: &UpArgs) -> anyhow::Result<()> {
             state.failover_delay_ms = delay;
         }
         apply_backup_args(&mut state, &backup, true)?;
+        let supplied_ca = new_cluster_tls(&mut state, &tls)?;
         check_topology(&state)?;
-        check_ports(&state)?;
+        check_ports(&dir, &state)?;
         if let Some(url) = &state.backup.store {
             // A store given by the user must take writes before a cluster relies on it.
             let store = myset_backup::Store::open(&myset_backup::StoreUrl::parse(url)?)?;
@@ -350,15 +405,53 @@ async fn up(state_dir: &std::path::Path, args: &UpArgs) -> anyhow::Result<()> {
             myset_local::netns::require_root()?;
             state.netns = Some(myset_local::netns::claim_subnet()?);
         }
-        if let Err(e) = dir.create(&state) {
+        if let Err(e) = dir.create(&state, supplied_ca.as_ref()) {
             if let Some(index) = state.netns {
                 myset_local::netns::remove_bridge(index);
             }
+            // Nothing of a cluster that was never created stays behind.
+            let _ = std::fs::remove_dir_all(dir.root());
             return Err(e.into());
         }
         state
     };
     start_and_wait(state_dir, &dir, &state, timeout).await
+}
+
+/// Sets a new cluster's TLS from `up`'s or `restore`'s flags (on unless `--tls off`), and
+/// returns the user's CA to issue from, checked readable before anything is created.
+pub(crate) fn new_cluster_tls(
+    state: &mut ClusterState,
+    args: &crate::args::TlsArgs,
+) -> anyhow::Result<Option<myset_local::tls::SuppliedCa>> {
+    use myset_api::{CaSource, TlsMode, TlsSettings};
+    if args.tls.is_some_and(|t| !t.is_on()) {
+        state.tls = TlsSettings {
+            mode: TlsMode::Off,
+            ca: CaSource::Generated,
+        };
+        return Ok(None);
+    }
+    let supplied = match (&args.tls_ca, &args.tls_ca_key) {
+        (Some(cert), Some(key)) => {
+            let supplied = myset_local::tls::SuppliedCa {
+                cert: cert.clone(),
+                key: key.clone(),
+            };
+            supplied.check()?;
+            Some(supplied)
+        }
+        _ => None,
+    };
+    state.tls = TlsSettings {
+        mode: TlsMode::Required,
+        ca: if supplied.is_some() {
+            CaSource::Supplied
+        } else {
+            CaSource::Generated
+        },
+    };
+    Ok(supplied)
 }
 
 /// Starts the cluster's controller and waits until every instance is Ready, then prints how
@@ -371,13 +464,17 @@ pub(crate) async fn start_and_wait(
 ) -> anyhow::Result<()> {
     // The user wants it running again: agents may restart its controller from now on.
     remove_stop_marker(dir)?;
+    // Follows the record (the rw port may have changed), and a cluster made by an older
+    // myset gets the rw endpoint in it too.
+    dir.write_client_config(&dir.load_secrets()?, state)?;
     let exe = std::env::current_exe()?;
     let pid = myset_local::spawn_controller(dir, &exe, state_dir)?;
     let api = wait::controller_started(dir, pid).await?;
-    let status = wait::converged(dir, &api, Duration::from_secs(timeout), |s| {
+    let mut status = wait::converged(dir, &api, Duration::from_secs(timeout), |s| {
         s.instances.len() == state.replicas as usize
     })
     .await?;
+    status.tls.ca_file = myset_local::tls::client_ca(dir, state).map(|p| p.display().to_string());
     display::connection_help(&status, dir);
     Ok(())
 }
@@ -435,16 +532,83 @@ fn check_topology(state: &ClusterState) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn check_ports(state: &ClusterState) -> anyhow::Result<()> {
-    check_ports_free(state.rw_port, state.ro_port)
+/// Every port the cluster is about to listen on is free: the endpoints, and the ports of each
+/// instance that is not running (a running one holds its own). All taken ones are named in one
+/// line, so the user frees them in one go.
+fn check_ports(dir: &ClusterDir, state: &ClusterState) -> anyhow::Result<()> {
+    if state.netns.is_some() {
+        // Instances listen on addresses of their own.
+        return check_ports_free(state.rw_port, state.ro_port);
+    }
+    let mut wanted = endpoint_ports(state.rw_port, state.ro_port)?;
+    let offline = display::offline_status(dir, state).ok();
+    for (&ordinal, placement) in &state.placements {
+        let running = offline.as_ref().is_some_and(|s| {
+            s.instances
+                .iter()
+                .any(|i| i.ordinal == ordinal && (i.agent_pid.is_some() || i.pid.is_some()))
+        });
+        if running || !state.members.contains(&ordinal) {
+            continue;
+        }
+        let name = state.instance_name(ordinal);
+        wanted.push((placement.server.port, format!("{name}'s server")));
+        wanted.push((placement.agent.port, format!("{name}'s agent")));
+        if let Some(g) = placement.galera {
+            for port in [g.gcomm, g.ist, g.sst] {
+                wanted.push((port, format!("{name}'s Galera")));
+            }
+        }
+    }
+    ports_free(&wanted)
 }
 
 pub(crate) fn check_ports_free(rw_port: u16, ro_port: u16) -> anyhow::Result<()> {
+    ports_free(&endpoint_ports(rw_port, ro_port)?)
+}
+
+fn endpoint_ports(rw_port: u16, ro_port: u16) -> anyhow::Result<Vec<(u16, String)>> {
     if rw_port == ro_port {
         bail!("--rw-port and --ro-port are both {rw_port}: give them different ports");
     }
-    ensure_port_free(rw_port, "--rw-port")?;
-    ensure_port_free(ro_port, "--ro-port")
+    Ok(vec![
+        (rw_port, "--rw-port".to_string()),
+        (ro_port, "--ro-port".to_string()),
+    ])
+}
+
+/// Fails naming every port of `wanted` (port, what uses it) that is taken.
+fn ports_free(wanted: &[(u16, String)]) -> anyhow::Result<()> {
+    let taken: Vec<&(u16, String)> = wanted
+        .iter()
+        .filter(|(port, _)| !myset_os::port_free(BIND_HOST, *port))
+        .collect();
+    if let Some(message) = ports_in_use_message(&taken) {
+        bail!("{message}");
+    }
+    Ok(())
+}
+
+/// One line naming every taken port and what needs it, and the fix; None when none is taken.
+fn ports_in_use_message(taken: &[&(u16, String)]) -> Option<String> {
+    if taken.is_empty() {
+        return None;
+    }
+    let list: Vec<String> = taken
+        .iter()
+        .map(|(port, what)| format!("{port} ({what})"))
+        .collect();
+    let endpoints_only = taken.iter().all(|(_, what)| what.starts_with("--"));
+    let fix = if endpoints_only {
+        "choose others with --rw-port / --ro-port"
+    } else {
+        "stop what holds them (an instance keeps its ports across restarts), or choose others for the endpoints with --rw-port / --ro-port"
+    };
+    let noun = if taken.len() == 1 { "port" } else { "ports" };
+    Some(format!(
+        "{noun} already in use on {BIND_HOST}: {}; {fix}",
+        list.join(", ")
+    ))
 }
 
 fn rand_seed() -> u64 {
@@ -456,6 +620,14 @@ fn rand_seed() -> u64 {
 
 /// The controller's API client, or an error telling the user to start the cluster.
 fn controller(dir: &ClusterDir) -> anyhow::Result<myset_http::Client> {
+    controller_waiting(dir, Duration::from_secs(10))
+}
+
+/// The running controller's API, with calls bounded by `timeout`.
+pub(crate) fn controller_waiting(
+    dir: &ClusterDir,
+    timeout: Duration,
+) -> anyhow::Result<myset_http::Client> {
     dir.load_state()?;
     let Some(info) = ControllerInfo::find(dir) else {
         bail!(
@@ -464,26 +636,26 @@ fn controller(dir: &ClusterDir) -> anyhow::Result<myset_http::Client> {
             dir.name()
         );
     };
-    wait::api_client(dir, &info)
+    wait::api_client_with_timeout(dir, &info, timeout)
 }
 
 async fn status(dir: &ClusterDir, output: Output) -> anyhow::Result<()> {
     let state = dir.load_state()?;
-    let status = match ControllerInfo::find(dir) {
-        Some(info) => {
-            wait::api_client(dir, &info)?
-                .get::<ClusterStatus>("/status")
-                .await?
-        }
+    let mut status = match ControllerInfo::find(dir) {
+        Some(info) => wait::api_client(dir, &info)?
+            .get::<ClusterStatus>("/status")
+            .await
+            .map_err(|e| wait::controller_error(dir, e))?,
         None => display::offline_status(dir, &state)?,
     };
+    status.tls.ca_file = myset_local::tls::client_ca(dir, &state).map(|p| p.display().to_string());
     print_status(&status, output)
 }
 
 /// `status` as a table or as JSON (the same for a local cluster and on Kubernetes).
 pub fn print_status(status: &ClusterStatus, output: Output) -> anyhow::Result<()> {
     match output {
-        Output::Json => println!("{}", serde_json::to_string_pretty(status)?),
+        Output::Json => say!("{}", serde_json::to_string_pretty(status)?),
         Output::Table => display::status_table(status),
     }
     Ok(())
@@ -495,7 +667,7 @@ pub fn print_events(events: &[myset_api::Event], output: Output) -> anyhow::Resu
         Output::Table => display::events(events),
         Output::Json => {
             for event in events {
-                println!("{}", serde_json::to_string(event)?);
+                say!("{}", serde_json::to_string(event)?);
             }
         }
     }
@@ -506,15 +678,46 @@ pub fn print_events(events: &[myset_api::Event], output: Output) -> anyhow::Resu
 /// the login: each takes milliseconds on a healthy server, so waiting longer only hides a hang.
 pub const SQL_CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 
-async fn sql(
+/// How `myset sql` runs its statements.
+#[derive(Debug, Clone, Copy)]
+pub struct SqlOptions {
+    /// How long the statements may take, all together.
+    pub timeout: Duration,
+    /// Report the rows each statement without a result set affected, as `mariadb -vv`.
+    pub verbose: bool,
+}
+
+/// The SQL to run: `-e`'s, else all of stdin (`myset sql rw < dump.sql`). A terminal on stdin
+/// would wait for typing, which `myset shell` serves better.
+pub async fn sql_text(execute: Option<String>) -> anyhow::Result<String> {
+    use std::io::{IsTerminal, Read};
+    if let Some(statements) = execute {
+        return Ok(statements);
+    }
+    if std::io::stdin().is_terminal() {
+        bail!("no SQL given: pass -e 'STATEMENTS' or pipe them in (myset sql rw < dump.sql); for an interactive client use `myset shell`");
+    }
+    let text = tokio::task::spawn_blocking(|| {
+        let mut text = String::new();
+        std::io::stdin().read_to_string(&mut text).map(|_| text)
+    })
+    .await?
+    .context("cannot read SQL from stdin")?;
+    if text.trim().is_empty() {
+        bail!(
+            "no SQL on stdin: pipe statements in (myset sql rw < dump.sql) or pass -e 'STATEMENTS'"
+        );
+    }
+    Ok(text)
+}
+
+/// Where `target` (rw, ro or an ordinal) of the cluster listens, and its name in messages.
+pub(crate) fn sql_address(
     dir: &ClusterDir,
+    state: &ClusterState,
     target: &str,
-    statement: &str,
-    timeout: Duration,
-) -> anyhow::Result<()> {
-    let state = dir.load_state()?;
-    let secrets = dir.load_secrets()?;
-    let (what, host, port) = match target {
+) -> anyhow::Result<(String, String, u16)> {
+    Ok(match target {
         "rw" => ("rw".to_string(), state.bind_host.clone(), state.rw_port),
         "ro" => ("ro".to_string(), state.bind_host.clone(), state.ro_port),
         ordinal => {
@@ -539,7 +742,19 @@ async fn sql(
             let server = &placement.server;
             (format!("instance {o}"), server.host.clone(), server.port)
         }
-    };
+    })
+}
+
+async fn sql(
+    dir: &ClusterDir,
+    target: &str,
+    statement: &str,
+    options: SqlOptions,
+) -> anyhow::Result<()> {
+    let state = dir.load_state()?;
+    let secrets = dir.load_secrets()?;
+    let (what, host, port) = sql_address(dir, &state, target)?;
+    ensure_not_stopped(dir, &state)?;
     let what = format!("{what} ({host}:{port})");
     let server = greeted_connection(dir, &state, &what, &host, port).await?;
     sql_over(
@@ -548,31 +763,58 @@ async fn sql(
         &secrets.user,
         &secrets.user_password,
         statement,
-        timeout,
+        options,
+        myset_local::tls::client_ca(dir, &state).as_deref(),
     )
     .await
 }
 
+/// Fails, saying how to start it, when nothing of the cluster runs.
+pub(crate) fn ensure_not_stopped(dir: &ClusterDir, state: &ClusterState) -> anyhow::Result<()> {
+    if cluster_stopped(dir, state) {
+        bail!(
+            "cluster {name} is stopped: start it with `myset up --name {name}`",
+            name = dir.name()
+        );
+    }
+    Ok(())
+}
+
+/// Neither its controller nor any of its agents runs: nothing serves the cluster.
+pub(crate) fn cluster_stopped(dir: &ClusterDir, state: &ClusterState) -> bool {
+    ControllerInfo::find(dir).is_none() && !agents_run(dir, state)
+}
+
+fn agents_run(dir: &ClusterDir, state: &ClusterState) -> bool {
+    display::offline_status(dir, state)
+        .is_ok_and(|s| s.instances.iter().any(|i| i.agent_pid.is_some()))
+}
+
 /// Logs in as `user` over `server` (a stream on which the server's greeting has begun to
 /// arrive: a TCP connection locally, a port-forward on Kubernetes), runs `statement` and
-/// prints its rows. `what` names the target in errors.
+/// prints its rows. `what` names the target in errors. With `ca`, over TLS verified by that
+/// CA: the stream is relayed through a loopback port, and every local member's certificate
+/// names 127.0.0.1, the endpoints' host.
 pub async fn sql_over<S>(
     server: S,
     what: &str,
     user: &str,
     password: &str,
     statement: &str,
-    timeout: Duration,
+    options: SqlOptions,
+    ca: Option<&std::path::Path>,
 ) -> anyhow::Result<()>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
+    let timeout = options.timeout;
     let relay = relay(server).await?;
     let relay_host = relay.ip().to_string();
     let login = AdminClient::connect(
         Target::Tcp {
             host: &relay_host,
             port: relay.port(),
+            ca,
         },
         user,
         password,
@@ -586,7 +828,7 @@ where
             SQL_CONNECT_TIMEOUT.as_secs()
         ),
     };
-    let rows = client.text_rows(statement).await.map_err(|e| match e {
+    let results = client.results(statement).await.map_err(|e| match e {
         ClientError::Timeout(_) => anyhow::anyhow!(
             "{what} did not finish the statement within {}s (--timeout)",
             timeout.as_secs()
@@ -594,7 +836,24 @@ where
         other => anyhow::anyhow!("SQL failed on {what}: {other}"),
     })?;
     client.disconnect().await;
-    display::rows(&rows);
+    for result in &results {
+        match result {
+            StatementResult::Rows(rows) => display::rows(rows),
+            StatementResult::Affected(n) if options.verbose => display::affected(*n),
+            StatementResult::Affected(_) => {}
+        }
+    }
+    Ok(())
+}
+
+/// Records how a new or changed cluster's endpoints are to be carried, refusing in one line a
+/// mode this host cannot give (`kernel` without root or a usable `nft`).
+pub fn set_endpoints(
+    state: &mut ClusterState,
+    mode: myset_api::EndpointsMode,
+) -> anyhow::Result<()> {
+    state.endpoints = mode;
+    myset_local::endpoints::path_for(state).map_err(anyhow::Error::msg)?;
     Ok(())
 }
 
@@ -646,9 +905,7 @@ fn controller_hint(dir: &ClusterDir, state: &ClusterState) -> String {
             info.pid
         );
     }
-    let agents_run = display::offline_status(dir, state)
-        .is_ok_and(|s| s.instances.iter().any(|i| i.agent_pid.is_some()));
-    if agents_run {
+    if agents_run(dir, state) {
         format!(
             "the controller of cluster {name} is not running, but its instances' agents are and \
              start a new one; retry shortly, or see `myset status --name {name}`"
@@ -693,7 +950,8 @@ async fn scale(
             delete_data,
         },
     )
-    .await?;
+    .await
+    .map_err(|e| wait::controller_error(dir, e))?;
     let status = wait::converged(dir, &api, Duration::from_secs(timeout), |s| {
         s.replicas == replicas && s.instances.len() == replicas as usize
     })
@@ -704,12 +962,31 @@ async fn scale(
 
 async fn switchover(dir: &ClusterDir, to: Option<u32>) -> anyhow::Result<()> {
     let api = controller(dir)?;
-    let before: ClusterStatus = api.get("/status").await?;
+    let before: ClusterStatus = api
+        .get("/status")
+        .await
+        .map_err(|e| wait::controller_error(dir, e))?;
     let status: ClusterStatus = api
         .call("/switchover", &SwitchoverRequest { to })
         .await
-        .map_err(|e| anyhow::anyhow!("switchover refused: {e}"))?;
+        .map_err(|e| wait::controller_error(dir, e).context("switchover refused"))?;
     display::switchover(&status.name, before.primary, status.primary, status.term);
+    Ok(())
+}
+
+async fn rotate_certs(dir: &ClusterDir) -> anyhow::Result<()> {
+    let state = dir.load_state()?;
+    if !state.tls.enabled() {
+        bail!(
+            "cluster {} runs without TLS (created with --tls off); it has no certificates to rotate",
+            dir.name()
+        );
+    }
+    let rotation: myset_api::CertRotation = controller(dir)?
+        .call(myset_api::TLS_ROTATE_PATH, &())
+        .await
+        .map_err(|e| anyhow::anyhow!("certificate rotation failed: {e}"))?;
+    display::rotation(&rotation);
     Ok(())
 }
 
@@ -744,7 +1021,7 @@ fn kill(dir: &ClusterDir, ordinal: u32) -> anyhow::Result<()> {
             state.instance_name(ordinal)
         );
     }
-    println!(
+    say!(
         "killed {} of {}",
         killed.join(" and "),
         state.instance_name(ordinal)
@@ -778,8 +1055,22 @@ async fn down(dir: &ClusterDir) -> anyhow::Result<()> {
         }
     }
     remove_namespaces(dir);
+    remove_kernel_endpoints(dir);
     drop(lock);
     Ok(())
+}
+
+/// Removes the cluster's nftables table, which a controller that was killed leaves behind.
+/// Where nftables cannot be changed (not root), no table can have been made.
+fn remove_kernel_endpoints(dir: &ClusterDir) {
+    let Ok(state) = dir.load_state() else {
+        return;
+    };
+    if myset_local::endpoints::kernel_availability(&state).is_ok() {
+        if let Err(e) = myset_local::endpoints::remove_table(dir) {
+            eprintln!("warning: {e:#}");
+        }
+    }
 }
 
 /// Asks the running controller (if any) to shut down, and returns holding the controller
@@ -844,7 +1135,7 @@ fn partition(dir: &ClusterDir, ordinal: u32, heal: bool) -> anyhow::Result<()> {
     } else {
         "cut off from the network"
     };
-    println!("{} {what}", state.instance_name(ordinal));
+    say!("{} {what}", state.instance_name(ordinal));
     Ok(())
 }
 
@@ -852,15 +1143,40 @@ async fn destroy(
     state_dir: &std::path::Path,
     dir: &ClusterDir,
     delete_backups: bool,
+    yes: bool,
 ) -> anyhow::Result<()> {
     if !dir.exists() {
-        dir.load_state()?;
+        bail!(
+            "cluster {:?} does not exist in {}{}: nothing to destroy",
+            dir.name(),
+            state_dir.display(),
+            myset_local::store::existing_clusters(&myset_local::store::cluster_names(state_dir))
+        );
     }
     if !dir.state_file().exists() {
         bail!(
             "{} is not a myset cluster (no cluster.json): refusing to delete it",
             dir.root().display()
         );
+    }
+    // A person at a terminal confirms; scripts (no terminal) and --yes go ahead.
+    if !yes && crate::everyday::interactive() {
+        let what = if delete_backups {
+            "all its data and its backups"
+        } else {
+            "all its data (its backups are kept)"
+        };
+        let question = format!(
+            "destroy cluster {} and delete {what} in {}?",
+            dir.name(),
+            dir.root().display()
+        );
+        if !crate::everyday::confirm(&question)? {
+            bail!(
+                "cluster {} not destroyed (answer y, or pass --yes)",
+                dir.name()
+            );
+        }
     }
     down(dir).await?;
     let state = dir.load_state().ok();
@@ -874,18 +1190,18 @@ async fn destroy(
     std::fs::remove_dir_all(dir.root())
         .with_context(|| format!("cannot delete {}", dir.root().display()))?;
     match (backups, state) {
-        (Some(store), _) => println!(
+        (Some(store), _) => say!(
             "cluster {} destroyed; its data and its backups in {store} are deleted",
             dir.name()
         ),
-        (None, Some(state)) => println!(
+        (None, Some(state)) => say!(
             "cluster {} destroyed; its data is deleted, its backups are kept in {} (destroy --delete-backups removes them)",
             dir.name(),
             myset_local::layout::backup_store_url(state_dir, &state)
                 .map(|u| u.to_string())
                 .unwrap_or_default()
         ),
-        (None, None) => println!("cluster {} destroyed; its data is deleted", dir.name()),
+        (None, None) => say!("cluster {} destroyed; its data is deleted", dir.name()),
     }
     Ok(())
 }

@@ -3,28 +3,67 @@
 use myset_api::{ClusterState, ClusterStatus, Condition, Credentials, Event, InstanceStatus};
 use myset_local::ClusterDir;
 
+/// Writes one line to stdout (what `say!` expands to). See [`write_out`].
+pub fn print_line(args: std::fmt::Arguments<'_>) {
+    let mut line = args.to_string();
+    line.push('\n');
+    write_out(line.as_bytes());
+}
+
+/// Writes to stdout, the one way the CLI does. A reader that went away (`myset events |
+/// head`, a closed terminal) ends the process quietly with success: what it read was printed,
+/// and nobody is left to read the rest. `println!` would panic there instead, since SIGPIPE is
+/// ignored (see main.rs).
+pub fn write_out(bytes: &[u8]) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = out.write_all(bytes).and_then(|()| out.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+    }
+}
+
+/// An error as one line: each cause in the chain once. A cause whose words the line already
+/// holds (an error that prints its source, wrapped again) is not repeated.
+pub fn error_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string().replace('\n', " ");
+        let text = text.trim();
+        if text.is_empty() || line.contains(text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(text);
+    }
+    line
+}
+
 pub fn connection_help(status: &ClusterStatus, dir: &ClusterDir) {
     let primary = format!("{}-{}", status.name, status.primary);
-    println!(
+    say!(
         "cluster {} is up: {} instances Ready, primary {primary}",
         status.name,
         status.instances.len()
     );
-    println!("  rw (the primary):        {}", status.endpoints.rw);
-    println!("  ro (every Ready member): {}", status.endpoints.ro);
-    println!(
+    say!("  rw (the primary):        {}", status.endpoints.rw);
+    say!("  ro (every Ready member): {}", status.endpoints.ro);
+    say!(
         "  user {}, password in {}",
-        status.credentials.user, status.credentials.password_file
+        status.credentials.user,
+        status.credentials.password_file
     );
-    let (rw_host, rw_port) = split(&status.endpoints.rw);
+    if let Some(ca) = &status.tls.ca_file {
+        say!("  TLS required; servers verify with the CA in {ca}");
+    }
     let (ro_host, ro_port) = split(&status.endpoints.ro);
     let cnf = dir.client_config();
-    println!("connect with the mariadb client:");
-    println!(
-        "  mariadb --defaults-extra-file={} -h {rw_host} -P {rw_port}",
-        cnf.display()
-    );
-    println!(
+    say!("connect with `myset shell` (rw) or `myset shell ro`, or the mariadb client:");
+    say!("  mariadb --defaults-extra-file={}", cnf.display());
+    say!(
         "  mariadb --defaults-extra-file={} -h {ro_host} -P {ro_port}",
         cnf.display()
     );
@@ -40,9 +79,13 @@ pub fn status_table(s: &ClusterStatus) {
         _ if s.running => "running".to_string(),
         _ => "stopped".to_string(),
     };
-    println!(
+    say!(
         "cluster {}  {running}  primary {}-{}  term {}  replicas {}",
-        s.name, s.name, s.primary, s.term, s.replicas
+        s.name,
+        s.name,
+        s.primary,
+        s.term,
+        s.replicas
     );
     let guarantee = match s.topology {
         myset_api::Topology::Galera => format!(
@@ -57,12 +100,23 @@ pub fn status_table(s: &ClusterStatus) {
             s.durability_in_force, s.durability
         ),
     };
-    println!("rw {}  ro {}  {guarantee}", s.endpoints.rw, s.endpoints.ro);
+    let carried = match s.endpoints.mode {
+        Some(mode) if s.endpoints.asked == myset_api::EndpointsMode::Auto => {
+            format!("  endpoints {mode} (auto)")
+        }
+        Some(mode) => format!("  endpoints {mode}"),
+        None => String::new(),
+    };
+    say!(
+        "rw {}  ro {}{carried}  {guarantee}",
+        s.endpoints.rw,
+        s.endpoints.ro
+    );
     for c in &s.conditions {
-        println!("warning: {}", condition(c, &s.name));
+        say!("warning: {}", condition(c, &s.name));
     }
     if let Some(c) = &s.last_primary_change {
-        println!(
+        say!(
             "last primary change: {} at {}, term {}, {}-{} -> {}-{}: {}",
             c.kind,
             utc(c.at_ms as f64 / 1000.0),
@@ -74,16 +128,32 @@ pub fn status_table(s: &ClusterStatus) {
             c.reason
         );
     }
-    println!(
+    say!(
         "user {}  password file {}",
-        s.credentials.user, s.credentials.password_file
+        s.credentials.user,
+        s.credentials.password_file
     );
+    match &s.tls.ca_file {
+        Some(ca) => say!("tls {}  ca {ca}", s.tls.mode),
+        None => say!("tls {}", s.tls.mode),
+    }
+    if let Some(url) = &s.metrics {
+        say!("metrics {url}");
+    }
     if let Some(b) = &s.backup {
         backup_lines(b);
     }
-    println!(
-        "{:<16} {:<8} {:<6} {:<22} {:<9} {:<8} {:<9} STATE",
-        "NAME", "ROLE", "READY", "ADDRESS", "SERVER_ID", "PID", "AGENT_PID"
+    say!(
+        "{:<16} {:<8} {:<6} {:<22} {:<9} {:<8} {:<9} {:<8} {:<12} STATE",
+        "NAME",
+        "ROLE",
+        "READY",
+        "ADDRESS",
+        "SERVER_ID",
+        "PID",
+        "AGENT_PID",
+        "RESTARTS",
+        "VERSION"
     );
     let opt = |v: Option<u32>| v.map(|p| p.to_string()).unwrap_or_else(|| "-".into());
     for i in &s.instances {
@@ -110,8 +180,8 @@ pub fn status_table(s: &ClusterStatus) {
             myset_api::Topology::Galera => "member".to_string(),
             myset_api::Topology::Replication => i.role.to_string(),
         };
-        println!(
-            "{:<16} {:<8} {:<6} {:<22} {:<9} {:<8} {:<9} {state}",
+        say!(
+            "{:<16} {:<8} {:<6} {:<22} {:<9} {:<8} {:<9} {:<8} {:<12} {state}",
             i.name,
             role,
             if i.ready { "yes" } else { "no" },
@@ -119,7 +189,17 @@ pub fn status_table(s: &ClusterStatus) {
             i.server_id,
             opt(i.pid),
             opt(i.agent_pid),
+            i.restarts,
+            short_version(i.version.as_deref()),
         );
+    }
+}
+
+/// The version number alone (`10.11.6` of `10.11.6-MariaDB-0+deb12u1-log`); `-` while unknown.
+fn short_version(version: Option<&str>) -> &str {
+    match version {
+        Some(v) => v.split('-').next().unwrap_or(v),
+        None => "-",
     }
 }
 
@@ -129,22 +209,22 @@ fn backup_lines(b: &myset_api::BackupStatus) {
         Some(every) => format!("a base backup every {}", duration(every)),
         None => "base backups on demand".to_string(),
     };
-    println!("backups {}  {schedule}, keep {}", b.store, b.keep);
+    say!("backups {}  {schedule}, keep {}", b.store, b.keep);
     match &b.last_base_backup {
-        Some(l) => println!(
+        Some(l) => say!(
             "last base backup {} at {}, {} bytes, GTID {}",
             l.id,
             utc(l.finished_at as f64),
             l.bytes,
             l.gtid
         ),
-        None => println!("last base backup: none yet (myset backup takes one)"),
+        None => say!("last base backup: none yet (myset backup takes one)"),
     }
     let Some(a) = &b.archive else { return };
     let behind = a
         .behind_transactions
         .map_or_else(|| "unknown".into(), |n| n.to_string());
-    println!(
+    say!(
         "binlog archive from {}: last GTID {}, last event {}, {behind} transactions behind",
         a.source.as_deref().unwrap_or("(not connected)"),
         a.last_gtid.as_deref().unwrap_or("-"),
@@ -152,7 +232,7 @@ fn backup_lines(b: &myset_api::BackupStatus) {
             .map_or_else(|| "-".into(), |t| utc(t as f64)),
     );
     for gap in &a.gaps {
-        println!(
+        say!(
             "warning: archive gap at {}: expected {}, got {}; a restore cannot reach past it",
             utc(gap.at as f64),
             gap.expected,
@@ -160,7 +240,7 @@ fn backup_lines(b: &myset_api::BackupStatus) {
         );
     }
     if let Some(e) = &a.last_error {
-        println!("warning: binlog archive: {e}");
+        say!("warning: binlog archive: {e}");
     }
 }
 
@@ -219,8 +299,7 @@ pub fn offline_status(dir: &ClusterDir, state: &ClusterState) -> anyhow::Result<
 
 /// Rows as `mariadb -N -B` prints them: tab-separated, NULL spelled out, specials escaped.
 pub fn rows(rows: &[Vec<Option<String>>]) {
-    use std::io::Write;
-    let mut out = std::io::stdout().lock();
+    let mut text = String::new();
     for row in rows {
         let line: Vec<String> = row
             .iter()
@@ -229,8 +308,16 @@ pub fn rows(rows: &[Vec<Option<String>>]) {
                 Some(s) => escape(s),
             })
             .collect();
-        let _ = writeln!(out, "{}", line.join("\t"));
+        text.push_str(&line.join("\t"));
+        text.push('\n');
     }
+    write_out(text.as_bytes());
+}
+
+/// What `mariadb -vv` prints after a statement that returns no rows.
+pub fn affected(rows: u64) {
+    let noun = if rows == 1 { "row" } else { "rows" };
+    say!("Query OK, {rows} {noun} affected");
 }
 
 fn escape(s: &str) -> String {
@@ -240,14 +327,36 @@ fn escape(s: &str) -> String {
         .replace('\0', "\\0")
 }
 
+/// What `rotate-certs` did: the members serving new certificates, and those that take them up
+/// at their next start.
+pub fn rotation(rotation: &myset_api::CertRotation) {
+    let list = |ordinals: &[u32]| {
+        ordinals
+            .iter()
+            .map(u32::to_string)
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    say!(
+        "renewed certificates; serving them now: members {}",
+        list(&rotation.renewed)
+    );
+    if !rotation.pending.is_empty() {
+        say!(
+            "members {} have new certificates but did not answer; they use them from their next start",
+            list(&rotation.pending)
+        );
+    }
+}
+
 /// The line a successful switchover prints.
 pub fn switchover(cluster: &str, from: u32, to: u32, term: u64) {
-    println!("primary moved from {cluster}-{from} to {cluster}-{to} (term {term})");
+    say!("primary moved from {cluster}-{from} to {cluster}-{to} (term {term})");
 }
 
 pub fn events(events: &[Event]) {
     for e in events {
-        println!("{}  {:<26} {}", utc(e.at), e.kind.to_string(), e.message);
+        say!("{}  {:<26} {}", utc(e.at), e.kind.to_string(), e.message);
     }
 }
 
@@ -283,6 +392,30 @@ mod tests {
         assert_eq!(utc(0.0), "1970-01-01T00:00:00.000Z");
         assert_eq!(utc(1_795_219_200.5), "2026-11-21T00:00:00.500Z");
         assert_eq!(utc(951_782_400.0), "2000-02-29T00:00:00.000Z");
+    }
+
+    #[test]
+    fn versions_are_shown_by_their_number() {
+        assert_eq!(
+            short_version(Some("10.11.6-MariaDB-0+deb12u1-log")),
+            "10.11.6"
+        );
+        assert_eq!(short_version(Some("11.4.2")), "11.4.2");
+        assert_eq!(short_version(None), "-");
+    }
+
+    #[test]
+    fn an_error_chain_is_one_line_without_repeats() {
+        let inner = anyhow::anyhow!("connection refused");
+        let e = inner
+            .context("cannot reach the controller: connection refused")
+            .context("status failed");
+        assert_eq!(
+            error_line(&e),
+            "status failed: cannot reach the controller: connection refused"
+        );
+        let e = anyhow::anyhow!("line one\nline two");
+        assert_eq!(error_line(&e), "line one line two");
     }
 
     #[test]

@@ -3,7 +3,9 @@
 //! cluster.
 
 use crate::args::{Cli, Command, KUBECTL_PLUGIN};
-use crate::commands::{print_events, print_status, sql_over, SQL_CONNECT_TIMEOUT};
+use crate::commands::{
+    print_events, print_status, sql_over, sql_text, SqlOptions, SQL_CONNECT_TIMEOUT,
+};
 use crate::display;
 use anyhow::bail;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -31,13 +33,32 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             print_status(&client::cluster_status(&myset), output)?;
             if output == crate::args::Output::Table {
                 for warning in client::warnings(&myset) {
-                    println!("warning: {warning}");
+                    say!("warning: {warning}");
                 }
             }
             Ok(())
         }
+        Command::Events {
+            output,
+            follow: false,
+            ..
+        } => print_events(&client::events(&kube, &ns, &name).await?, output),
         Command::Events { output, .. } => {
-            print_events(&client::events(&kube, &ns, &name).await?, output)
+            // No watch here: the Events are polled, and those newer than the last printed
+            // follow (a Kubernetes Event's time is the cursor).
+            let mut printed_until = f64::MIN;
+            loop {
+                let events = client::events(&kube, &ns, &name).await?;
+                let fresh: Vec<_> = events
+                    .into_iter()
+                    .filter(|e| e.at > printed_until)
+                    .collect();
+                if let Some(last) = fresh.last() {
+                    printed_until = last.at;
+                }
+                print_events(&fresh, output)?;
+                tokio::time::sleep(crate::everyday::FOLLOW_POLL).await;
+            }
         }
         Command::Scale {
             replicas,
@@ -68,9 +89,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Sql {
             target,
             execute,
+            verbose,
             timeout,
             ..
         } => {
+            let statements = sql_text(execute).await?;
             // The MySet first: its absence is the error to report, not its Secret's.
             client::get_myset(&kube, &ns, &name).await?;
             let (user, password) = client::user_credentials(&kube, &ns, &name).await?;
@@ -81,8 +104,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
                 &what,
                 &user,
                 &password,
-                &execute,
-                Duration::from_secs(timeout),
+                &statements,
+                SqlOptions {
+                    timeout: Duration::from_secs(timeout),
+                    verbose,
+                },
+                // The operator issues no certificates yet: its servers take plain connections.
+                None,
             )
             .await
         }
@@ -110,6 +138,9 @@ fn not_on_kubernetes(command: &Command) -> String {
         }
         Command::Chaos { .. } => {
             "`myset chaos` runs on a local cluster of its own; it does not run on Kubernetes"
+        }
+        Command::Config { .. } | Command::Restart { .. } => {
+            "`myset config` and `myset restart` run on a local cluster; on Kubernetes, set server options in the MySet's spec.server (all, primary, replica), which each member takes at its next start"
         }
         _ => "this command does not run on Kubernetes",
     };

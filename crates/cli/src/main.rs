@@ -1,12 +1,21 @@
 //! `myset`: a thin binary over the myset crates.
 
+/// `println!` that ends the process quietly when stdout's reader has gone away
+/// (`myset events | head`), where `println!` would panic. See [`display::print_line`].
+macro_rules! say {
+    () => { $crate::display::print_line(format_args!("")) };
+    ($($arg:tt)*) => { $crate::display::print_line(format_args!($($arg)*)) };
+}
+
 mod args;
 mod backup;
 mod chaos;
 mod commands;
 mod display;
+mod everyday;
 mod kube;
 mod operator;
+mod settings;
 mod wait;
 
 use args::{Cli, Command};
@@ -18,37 +27,12 @@ fn main() -> ExitCode {
     // itself and panics at the first connection. Failing means one is installed already.
     let _ = rustls::crypto::ring::default_provider().install_default();
     let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    let program = if args
-        .first()
-        .is_some_and(|argv0| args::invoked_as_kubectl_plugin(argv0))
-    {
-        "kubectl myset"
-    } else {
-        "myset"
-    };
     let cli = match Cli::parse_args(args) {
         Ok(cli) => cli,
-        Err(e) => {
-            use clap::error::ErrorKind;
-            if matches!(
-                e.kind(),
-                ErrorKind::DisplayHelp
-                    | ErrorKind::DisplayVersion
-                    | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
-            ) {
-                let _ = e.print();
-                return if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
-                    ExitCode::from(2)
-                } else {
-                    ExitCode::SUCCESS
-                };
-            }
-            // One line: clap's first line names the problem; point at --help for the fix.
-            let rendered = e.render().to_string();
-            let first = rendered.lines().next().unwrap_or("invalid arguments");
-            eprintln!("{first} (see {program} --help)");
-            return ExitCode::from(2);
-        }
+        // Help and version to stdout with success; a mistake to stderr with exit code 2, in
+        // clap's full words: what is missing or unknown, "did you mean", the allowed values
+        // and the usage line, which a first line alone would cut off.
+        Err(e) => e.exit(),
     };
     init_tracing(&cli.command);
     if matches!(
@@ -62,16 +46,12 @@ fn main() -> ExitCode {
         unsafe {
             nix::libc::signal(nix::libc::SIGHUP, nix::libc::SIG_IGN);
         }
-    } else if !matches!(cli.command, Command::Backup { .. } | Command::Restore(_)) {
-        // A CLI whose output is piped into `head` should end quietly when the pipe closes,
-        // as other command-line tools do, not panic on a failed print. Not the commands that
-        // feed backups to mbstream: a garbled backup makes it stop reading, and that must be
-        // an error they report, not a silent death by SIGPIPE.
-        // SAFETY: setting a signal's disposition to the default before any thread starts.
-        unsafe {
-            nix::libc::signal(nix::libc::SIGPIPE, nix::libc::SIG_DFL);
-        }
     }
+    // SIGPIPE stays ignored, as Rust sets it, in every command: a write to a pipe or socket
+    // whose reader went away is an error where it happens, never a silent death. (With its
+    // default action the chaos harness died mid-run, and a backup fed to an mbstream that
+    // stopped reading would end without a word.) Output to stdout goes through `say!` and
+    // `display::write_out`, which end quietly when stdout's reader has gone (`| head`).
     // Entering a network namespace only moves the calling thread, so it happens before the
     // async runtime starts its threads (they inherit it).
     let host_netns = match enter_netns(&cli.command) {
@@ -91,8 +71,7 @@ fn main() -> ExitCode {
     match runtime.block_on(commands::run(cli, host_netns)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            let message = format!("{e:#}").replace('\n', " ");
-            eprintln!("error: {message}");
+            eprintln!("error: {}", display::error_line(&e));
             ExitCode::FAILURE
         }
     }

@@ -2,7 +2,6 @@
 
 use crate::args::OperatorCommand;
 use anyhow::Context;
-use std::io::Write;
 
 /// The uid given to a MySet read from a file, which the API server has not seen: owner
 /// references need one. Objects owned by a uid that does not exist are deleted by the
@@ -50,8 +49,6 @@ pub async fn run(command: &OperatorCommand) -> anyhow::Result<()> {
             myset_operator::to_yaml_stream(&objects).context("cannot print the objects")?
         }
     };
-    let mut out = std::io::stdout().lock();
-    out.write_all(text.as_bytes())?;
-    out.flush()?;
+    crate::display::write_out(text.as_bytes());
     Ok(())
 }

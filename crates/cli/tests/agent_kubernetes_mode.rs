@@ -186,6 +186,7 @@ fn an_agent_started_as_a_pod_waits_for_its_spec_and_serves_token_free_probes() {
         ("PUT", "/spec"),
         ("POST", "/shutdown"),
         ("GET", "/clone"),
+        ("POST", "/clone/into"),
         ("POST", "/healthz"),
     ] {
         for token in [None, Some(TOKEN)] {
@@ -203,6 +204,7 @@ fn an_agent_started_as_a_pod_waits_for_its_spec_and_serves_token_free_probes() {
         ("GET", "/status"),
         ("PUT", "/spec"),
         ("POST", "/shutdown"),
+        ("POST", "/clone/into"),
     ] {
         assert_eq!(
             status(api, method, path, None),
@@ -241,6 +243,7 @@ fn an_agent_started_as_a_pod_waits_for_its_spec_and_serves_token_free_probes() {
         peers: Vec::new(),
         isolation_fence_ms: 0,
         galera: None,
+        settings: Default::default(),
     };
     spec.ordinal = 1;
     let other = serde_json::to_string(&spec).unwrap();

@@ -8,20 +8,11 @@ mod support;
 use myset_api::EventKind;
 use nix::sys::signal::Signal;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use support::{
-    app_ids, free_ports, insert_app_rows, restore_from, wait_archived, wait_until, Cluster,
-    ContinueOnDrop, Run, APP_SETUP, SLOW,
+    app_ids, free_ports, insert_app_rows, restore_from, serial, wait_archived, wait_until, Cluster,
+    ContinueOnDrop, Run, SteadyWriter, APP_SETUP, SLOW,
 };
-
-/// One cluster at a time: each test runs several, and the disaster test's recovery point is a
-/// timing bound that a machine busy with other clusters could blur.
-static SERIAL: Mutex<()> = Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 fn up(cluster: &Cluster, replicas: u32) {
     cluster.up_with(&["--replicas", &replicas.to_string()]).ok();
@@ -188,33 +179,19 @@ fn a_disaster_restore_holds_every_write_acknowledged_a_second_before_the_kill() 
     take_backup(&cluster);
 
     // A steady writer through rw, recording when each insert was acknowledged.
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let acked = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
-    let writer = {
-        let (stop, acked) = (stop.clone(), acked.clone());
-        let url = format!(
-            "mysql://myset:{}@127.0.0.1:{}/app",
-            std::fs::read_to_string(cluster.root().join("password"))
-                .expect("password")
-                .trim(),
-            cluster.rw_port
-        );
-        std::thread::spawn(move || steady_writer(&url, &stop, &acked))
-    };
+    let writer = SteadyWriter::start(&cluster);
     // The disaster strikes after a few seconds of steady writing.
     let writing = Instant::now();
     assert!(
         wait_until(Duration::from_secs(30), || {
-            writing.elapsed() > Duration::from_secs(4)
-                && acked.load(std::sync::atomic::Ordering::SeqCst) >= 20
+            writing.elapsed() > Duration::from_secs(4) && writer.acked_count() >= 20
         }),
         "the writer made no progress"
     );
     // Every process, at once, with SIGKILL; then the cluster is destroyed.
     let killed_at = Instant::now();
     kill_everything(&cluster);
-    stop.store(true, std::sync::atomic::Ordering::SeqCst);
-    let acknowledged = writer.join().expect("writer");
+    let acknowledged = writer.stop();
     cluster.cmd(&["destroy"]).ok();
     assert!(!cluster.root().exists(), "the cluster is gone");
 
@@ -241,40 +218,6 @@ fn a_disaster_restore_holds_every_write_acknowledged_a_second_before_the_kill() 
         lost.len(),
         must_have.len()
     );
-}
-
-/// Inserts ids 1, 2, ... until `stop`, or until the server is gone; returns each acknowledged
-/// id with when its acknowledgement arrived.
-fn steady_writer(
-    url: &str,
-    stop: &std::sync::atomic::AtomicBool,
-    acked: &std::sync::atomic::AtomicU32,
-) -> Vec<(u32, Instant)> {
-    use mysql_async::prelude::Queryable;
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("runtime");
-    rt.block_on(async {
-        let mut acknowledged = Vec::new();
-        let Ok(mut conn) = mysql_async::Conn::from_url(url).await else {
-            return acknowledged;
-        };
-        for id in 1.. {
-            if stop.load(std::sync::atomic::Ordering::SeqCst) {
-                break;
-            }
-            let insert = conn.query_drop(format!("INSERT INTO app.t VALUES ({id})"));
-            match tokio::time::timeout(Duration::from_secs(5), insert).await {
-                Ok(Ok(())) => {
-                    acknowledged.push((id, Instant::now()));
-                    acked.store(id, std::sync::atomic::Ordering::SeqCst);
-                }
-                _ => break,
-            }
-        }
-        acknowledged
-    })
 }
 
 /// SIGKILLs every process of the cluster (controller, agents, servers) until none is left.

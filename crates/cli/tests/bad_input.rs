@@ -44,15 +44,27 @@ fn bad_arguments_without_a_cluster() {
         for form in replicas_forms(value) {
             let mut args = vec!["up", "--rw-port", &rw, "--ro-port", &ro];
             args.extend(strs(&form));
-            c.cmd(&args).one_line_error();
+            c.cmd(&args).usage_error(&[&format!("'{value}'")]);
         }
     }
     for port in ["0", "65536", "http"] {
         c.cmd(&["up", "--rw-port", port, "--ro-port", &ro])
-            .one_line_error();
+            .usage_error(&["--rw-port", port]);
         c.cmd(&["up", "--rw-port", &rw, "--ro-port", port])
-            .one_line_error();
+            .usage_error(&["--ro-port", port]);
     }
+    // Clap's whole message: what is missing, the usage line, "did you mean", allowed values.
+    c.cmd(&["sql"]).usage_error(&[
+        "required arguments were not provided",
+        "<TARGET>",
+        "Usage: myset sql",
+    ]);
+    c.run(&["sttaus"])
+        .usage_error(&["'sttaus'", "similar subcommand exists: 'status'"]);
+    c.run(&["status", "-o", "yaml"])
+        .usage_error(&["'yaml'", "possible values: table, json"]);
+    c.run(&["completions", "tcsh"])
+        .usage_error(&["'tcsh'", "bash", "zsh", "fish"]);
     for name in BAD_NAMES {
         let line = c
             .run(&["up", "--name", name, "--rw-port", &rw, "--ro-port", &ro])
@@ -81,8 +93,16 @@ fn bad_arguments_without_a_cluster() {
         vec!["kill", "0"],
         vec!["down"],
         vec!["events"],
-        vec!["destroy"],
     ] {
+        c.cmd(&args)
+            .error_containing(&["\"demo\" does not exist", "(no clusters there)"]);
+    }
+    // Nothing to destroy is not an invitation to create it.
+    let line = c
+        .cmd(&["destroy"])
+        .error_containing(&["\"demo\" does not exist", "nothing to destroy"]);
+    assert!(!line.contains("myset up"), "{line}");
+    for args in [vec!["logs"], vec!["shell"]] {
         c.cmd(&args).error_containing(&["\"demo\" does not exist"]);
     }
     assert_eq!(
@@ -100,38 +120,24 @@ fn rw_port_in_use() {
     let port = held.local_addr().expect("addr").port().to_string();
     let ro = c.ro_port.to_string();
     let rw = c.rw_port.to_string();
-    let line = c
-        .cmd_timeout(
-            &[
-                "up",
-                "--replicas",
-                "1",
-                "--rw-port",
-                &port,
-                "--ro-port",
-                &ro,
-            ],
+    let up_on = |rw: &str, ro: &str| {
+        c.cmd_timeout(
+            &["up", "--replicas", "1", "--rw-port", rw, "--ro-port", ro],
             support::SLOW,
         )
-        .error_containing(&[&port, "--rw-port"]);
+    };
+    let line = up_on(&port, &ro).error_containing(&[&port, "--rw-port"]);
     assert!(line.contains("in use"), "{line}");
-    let line = c
-        .cmd_timeout(
-            &[
-                "up",
-                "--replicas",
-                "1",
-                "--rw-port",
-                &rw,
-                "--ro-port",
-                &port,
-            ],
-            support::SLOW,
-        )
-        .error_containing(&[&port, "--ro-port"]);
+    let line = up_on(&rw, &port).error_containing(&[&port, "--ro-port"]);
     assert!(line.contains("in use"), "{line}");
-    c.cmd(&["up", "--replicas", "1", "--rw-port", &rw, "--ro-port", &rw])
-        .error_containing(&[&rw]);
+    up_on(&rw, &rw).error_containing(&[&rw]);
+    // Both endpoints taken: both named in one line, not one per attempt.
+    let held_too = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port_too = held_too.local_addr().expect("addr").port().to_string();
+    up_on(&port, &port_too).error_containing(&[
+        &format!("{port} (--rw-port), {port_too} (--ro-port)"),
+        "in use",
+    ]);
     assert!(
         !c.root().exists(),
         "a refused up must not create the cluster"
@@ -228,7 +234,7 @@ fn running_cluster_survives_bad_input() {
         for form in replicas_forms(value) {
             let mut args = vec!["scale"];
             args.extend(strs(&form));
-            c.cmd(&args).one_line_error();
+            c.cmd(&args).usage_error(&[&format!("'{value}'")]);
         }
     }
     // Names that are not names, and clusters that do not exist, next to a running one.
@@ -247,8 +253,15 @@ fn running_cluster_survives_bad_input() {
     ] {
         args.extend(["--name", "nosuch"]);
         c.run(&args)
-            .error_containing(&["\"nosuch\" does not exist"]);
+            .error_containing(&["\"nosuch\" does not exist", "(clusters there: demo)"]);
     }
+    // Logs that do not exist name the ones that do.
+    c.cmd(&["logs", "agent"])
+        .error_containing(&["unknown log \"agent\": use controller or an instance ordinal (0)"]);
+    c.cmd(&["logs", "4"])
+        .error_containing(&["instance 4 has no logs", "(0)"]);
+    c.cmd(&["shell", "4"])
+        .error_containing(&["instance 4", "not a member"]);
     // Ordinals that are not members, and targets that are not targets.
     c.sql("9", "SELECT 1")
         .error_containing(&["instance 9", "not a member"]);
@@ -256,7 +269,7 @@ fn running_cluster_survives_bad_input() {
         .error_containing(&["instance 9", "not a member"]);
     c.sql("primary", "SELECT 1")
         .error_containing(&["\"primary\""]);
-    c.sql("-1", "SELECT 1").one_line_error();
+    c.sql("-1", "SELECT 1").usage_error(&["'-1'"]);
     // Errors from the server reach the user.
     c.sql("rw", "SELEC 1")
         .error_containing(&["error in your SQL syntax"]);
@@ -272,6 +285,9 @@ fn running_cluster_survives_bad_input() {
         c.cmd_timeout(&args, support::SLOW)
             .error_containing(&["already running"]);
     }
+    // Another count names the command that changes it.
+    c.cmd_timeout(&["up", "--replicas", "5"], support::SLOW)
+        .error_containing(&["already running", "myset scale --name demo --replicas 5"]);
 
     // The cluster is untouched: same processes, same intent, same data, still serving.
     let after = c.status();
@@ -306,8 +322,12 @@ fn running_cluster_survives_bad_input() {
     c.cmd(&["kill", "0"]).error_containing(&["not running"]);
     c.cmd(&["scale", "--replicas", "2"])
         .error_containing(&["not running"]);
-    c.sql("rw", "SELECT 1")
-        .error_containing(&["cannot connect"]);
+    for target in ["rw", "ro", "0"] {
+        c.sql(target, "SELECT 1")
+            .error_containing(&["cluster demo is stopped", "myset up --name demo"]);
+    }
+    let line = c.cmd(&["status"]).ok().to_string();
+    assert!(!line.contains("http://"), "{line}");
     c.cmd(&["events"]).ok();
 
     // A corrupt state file, on a copy of the stopped cluster's records.

@@ -64,9 +64,14 @@ fn run_chaos(name: &str, topology: &str, faults_variable: &str) {
     let run = cluster.cmd_timeout(&args, Duration::from_secs(40 * 60));
     println!("{}", run.stdout);
     eprintln!("{}", run.stderr);
-    let report: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&report_file).expect("the harness wrote its report"))
-            .expect("the report is JSON");
+    let written = std::fs::read(&report_file).unwrap_or_else(|e| {
+        panic!(
+            "the harness wrote no report ({e}); it exited with code {:?}, signal {:?}, \
+             timed out: {}, after {:?}",
+            run.code, run.signal, run.timed_out, run.elapsed
+        )
+    });
+    let report: serde_json::Value = serde_json::from_slice(&written).expect("the report is JSON");
     let which = format!("{topology}, seed {seed}");
     assert_eq!(
         report["lost_writes"], 0,

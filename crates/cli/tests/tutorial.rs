@@ -338,10 +338,26 @@ fn statefulset_tutorial() {
     }
     let messages = c.event_messages_since(events_before);
     for o in [3, 4] {
-        let prefix = format!("started demo-{o} (cloning from ");
+        // The clone event names the donor that served it.
+        let cloned = |m: &String| {
+            m.starts_with(&format!("demo-{o} is cloning from demo-"))
+                || m.starts_with(&format!("demo-{o} was cloned from demo-"))
+        };
         assert!(
-            messages.iter().any(|m| m.starts_with(&prefix)),
+            messages.iter().any(cloned),
             "demo-{o} must be cloned: {messages:#?}"
+        );
+        // Agents on one host: the donor's backup wrote the files straight into the new
+        // member's dir, without the stream, and the receiver's proof file is gone.
+        let log = std::fs::read_to_string(c.instance_dir(o).join("agent.log")).unwrap();
+        assert!(
+            log.lines()
+                .any(|l| l.contains("clone complete") && l.contains("transfer=same-host")),
+            "demo-{o} must be cloned by the same-host path: {log}"
+        );
+        assert!(
+            !c.data_dir(o).join(".myset-clone-proof").exists(),
+            "demo-{o} keeps no proof file"
         );
     }
     steps.done("scale 3 -> 5 (clones)");
@@ -495,4 +511,38 @@ fn statefulset_tutorial() {
         "nothing may run from the state dir after destroy"
     );
     steps.done("destroy");
+}
+
+/// A donor that refuses the same-host path (here switched off in its environment, as a donor on
+/// another host refuses it for want of the receiver's proof): the new member streams the clone
+/// instead and holds the same rows.
+#[test]
+fn a_donor_refusing_the_same_host_path_is_cloned_by_stream() {
+    let c = Cluster::new("streamed");
+    c.up_with_env(&[], &[("MYSET_CLONE_SAME_HOST", Some("off".into()))])
+        .ok();
+    c.sql(
+        "rw",
+        "CREATE DATABASE test; CREATE TABLE test.messages (message VARCHAR(250)); \
+         INSERT INTO test.messages VALUES ('hello')",
+    )
+    .ok();
+    c.scale(2, false).ok();
+    assert!(
+        converged(&c.status(), 2),
+        "after scale 2: {:#?}",
+        c.status()
+    );
+    assert_eq!(column(&c.query("1", ROWS)), ["hello"]);
+    let log = std::fs::read_to_string(c.instance_dir(1).join("agent.log")).unwrap();
+    assert!(
+        log.lines()
+            .any(|l| l.contains("cannot write here") && l.contains("switched off")),
+        "the refusal must be logged: {log}"
+    );
+    assert!(
+        log.lines()
+            .any(|l| l.contains("clone complete") && l.contains("transfer=stream")),
+        "streamed-1 must be cloned by the stream: {log}"
+    );
 }

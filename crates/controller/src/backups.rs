@@ -158,11 +158,9 @@ impl<R: Runtime> Controller<R> {
             .get(&source)
             .map(|p| p.agent.clone())
             .context("the source member has no placement")?;
-        let client = myset_http::Client::streaming(
-            format!("http://{agent}"),
-            self.api_token(),
-            Duration::from_secs(5),
-        );
+        let client = self
+            .agent_access()?
+            .streaming(&agent, Duration::from_secs(5));
         let response = client.stream("/clone").await.map_err(|e| {
             anyhow::anyhow!("the backup stream from member {source} did not start: {e}")
         })?;
@@ -279,6 +277,7 @@ impl<R: Runtime> Controller<R> {
                 port: p.server.port,
                 user: self.secrets.repl_user.clone(),
                 password: self.secrets.repl_password.clone(),
+                ca: self.tls_ca(),
             });
             source.send_if_modified(|now| {
                 let changed = *now != primary;

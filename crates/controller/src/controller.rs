@@ -2,7 +2,8 @@
 
 use myset_api::{
     Address, AgentStatus, ClusterState, ClusterStatus, Credentials, Donor, Event, EventKind,
-    GaleraSpec, GaleraStart, InstanceSpec, InstanceState, InstanceStatus, Role, Secrets, Topology,
+    GaleraSpec, GaleraStart, InstanceSpec, InstanceState, InstanceStatus, Phase, Role, Secrets,
+    Topology,
 };
 use myset_core::{Readiness, StartPlan, Transition};
 use myset_runtime::{AgentApi, Runtime};
@@ -49,6 +50,13 @@ impl Timing {
     }
 }
 
+/// How often instances coming up are checked between probe ticks, so that `up`, a scale-up or
+/// a restart is noticed Ready within this rather than within a probe period.
+const QUICK_CHECK_PERIOD: Duration = Duration::from_millis(100);
+/// How long one of those checks may wait for an agent. The loop waits for the check, so a hung
+/// agent coming up must delay the probe tick of the others by no more than this.
+const QUICK_CHECK_TIMEOUT: Duration = Duration::from_millis(250);
+
 /// How the agent of an instance is restarted when it keeps dying: a few times at once (a
 /// killed Pod comes back at once), then ever more slowly, like a Pod's CrashLoopBackOff.
 const AGENT_RESTARTS: myset_core::RestartPolicy = myset_core::RestartPolicy {
@@ -76,6 +84,10 @@ pub(crate) struct Observed {
     pub(crate) status: Option<AgentStatus>,
     /// When the instance was last seen live (agent answering, server answering).
     pub(crate) last_live: Option<Instant>,
+    /// When `status` was last answered.
+    observed_at: Option<Instant>,
+    /// The donor whose clone was reported for the agent's current start.
+    clone_reported: Option<u32>,
     /// When this controller last started the instance's agent.
     pub(crate) started_at: Option<Instant>,
     /// Why the instance is not running or not ready, in words.
@@ -85,6 +97,43 @@ pub(crate) struct Observed {
     /// When this controller started the instance's agent, to space out restarts of an agent
     /// that keeps dying young.
     starts: myset_core::RestartHistory,
+    /// Times a clone of this instance, for the clone-duration metric.
+    clone: crate::metrics::CloneClock,
+}
+
+impl Observed {
+    /// The last report, if it still describes the instance: its agent runs, and answered
+    /// since it was last (re)started. A killed instance must not show as Ready with the pid
+    /// of a server that is gone until the next observation.
+    fn current_status(&self, agent_running: bool) -> Option<&AgentStatus> {
+        let since_start = match (self.observed_at, self.started_at) {
+            (Some(observed), Some(started)) => observed >= started,
+            (observed, None) => observed.is_some(),
+            (None, Some(_)) => false,
+        };
+        self.status
+            .as_ref()
+            .filter(|_| agent_running && since_start)
+    }
+
+    /// The donor an instance's report shows it cloning (or, for a clone quicker than an
+    /// observation, having cloned) from, and whether the clone is done, the first time the
+    /// reports of this start of its agent show that donor.
+    /// Agents this controller did not start (adopted after a restart of the controller) were
+    /// reported by the one that started them.
+    fn newly_cloned_from(&mut self) -> Option<(u32, bool)> {
+        self.started_at?;
+        let status = self.status.as_ref()?;
+        let (donor, done) = match (&status.phase, status.cloned_from) {
+            (Phase::Cloning { donor, .. } | Phase::Preparing { donor }, _) => (*donor, false),
+            (_, Some(donor)) => (donor, true),
+            _ => return None,
+        };
+        (self.clone_reported != Some(donor)).then(|| {
+            self.clone_reported = Some(donor);
+            (donor, done)
+        })
+    }
 }
 
 /// The reconcile steps, for reporting a failing one once rather than every second.
@@ -95,6 +144,8 @@ pub(crate) enum Step {
     Start,
     Specs,
     Rejoin,
+    /// Publishing rw and ro through an [`crate::EndpointPublisher`].
+    Endpoints,
 }
 
 pub struct Controller<R: Runtime> {
@@ -129,6 +180,21 @@ pub struct Controller<R: Runtime> {
     started_wall_ms: u64,
     /// Base backups and the binlog archive, where the runtime has a store.
     pub(crate) backups: std::sync::OnceLock<crate::backups::Backups>,
+    /// The API's certificate and the CA agents and servers are verified by; unset: plain.
+    pub(crate) tls: std::sync::OnceLock<crate::tls::ControllerTls>,
+    pub(crate) metrics: crate::metrics::Metrics,
+    /// Where the API listens, once it does (not when only the loop runs, as on Kubernetes).
+    api_address: std::sync::OnceLock<Address>,
+    /// A second token that reads `/metrics` and nothing else, where the runtime has one.
+    pub(crate) metrics_token: std::sync::OnceLock<Arc<str>>,
+    /// One settings change or rolling restart at a time.
+    pub(crate) rolling: tokio::sync::Mutex<()>,
+    /// Settings being rolled out, and the members that have them already.
+    pub(crate) rollout: Mutex<Option<crate::rolling::Rollout>>,
+    /// Carries rw and ro instead of the controller's proxies, where the runtime has one.
+    publisher: std::sync::OnceLock<Arc<dyn crate::EndpointPublisher>>,
+    /// How rw and ro are carried, once `run_with` serves them.
+    endpoint_path: std::sync::OnceLock<myset_api::EndpointPath>,
 }
 
 impl<R: Runtime> Controller<R> {
@@ -141,6 +207,7 @@ impl<R: Runtime> Controller<R> {
             runtime,
             secrets,
             timing,
+            metrics: crate::metrics::Metrics::new(&state.name),
             snapshot: watch::Sender::new(state.clone()),
             record: tokio::sync::Mutex::new(state),
             observed: Mutex::new(BTreeMap::new()),
@@ -157,7 +224,22 @@ impl<R: Runtime> Controller<R> {
             started: Instant::now(),
             started_wall_ms,
             backups: std::sync::OnceLock::new(),
+            tls: std::sync::OnceLock::new(),
+            api_address: std::sync::OnceLock::new(),
+            metrics_token: std::sync::OnceLock::new(),
+            rolling: tokio::sync::Mutex::new(()),
+            rollout: Mutex::new(None),
+            publisher: std::sync::OnceLock::new(),
+            endpoint_path: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Lets `token` read `/metrics` (and nothing else) besides the API token, so a scraper
+    /// needs no token that can change the cluster. Call before `run_with`.
+    pub fn enable_metrics_token(&self, token: &str) {
+        if self.metrics_token.set(token.into()).is_err() {
+            tracing::warn!("a metrics token was given twice; the first stays");
+        }
     }
 
     /// Gives the controller a backup store: it then takes base backups on request and on
@@ -165,6 +247,14 @@ impl<R: Runtime> Controller<R> {
     pub fn enable_backups(&self, backups: crate::backups::Backups) {
         if self.backups.set(backups).is_err() {
             tracing::warn!("backups were enabled twice; the first store stays");
+        }
+    }
+
+    /// Has `publisher` carry rw and ro instead of the controller's proxies (the local
+    /// runtime's kernel mode). Call before `run_with`.
+    pub fn publish_endpoints_through(&self, publisher: Arc<dyn crate::EndpointPublisher>) {
+        if self.publisher.set(publisher).is_err() {
+            tracing::warn!("an endpoint publisher was given twice; the first stays");
         }
     }
 
@@ -179,39 +269,85 @@ impl<R: Runtime> Controller<R> {
             let s = self.state();
             (s.bind_host.clone(), s.rw_port, s.ro_port)
         };
-        let rw_listener = crate::proxy::bind(&host, rw_port, "--rw-port").await?;
-        let ro_listener = crate::proxy::bind(&host, ro_port, "--ro-port").await?;
         // rw needs no observation: it goes to the recorded primary from the first moment.
         self.publish_endpoints();
+        let published = match self.publisher.get().cloned() {
+            Some(publisher) => {
+                // The proxies listen on the ports too. The kernel rewrites every connection it
+                // has a rule for before any socket sees it, so only those that found no server
+                // (no primary yet, an empty ro) reach a proxy, which holds them as it always
+                // does until a server appears. Listening also keeps the ports from other
+                // programs, and binds where the last proxy's connections linger in TIME_WAIT.
+                self.serve_proxies(&host, rw_port, ro_port).await?;
+                let _ = self.endpoint_path.set(publisher.path());
+                Some(tokio::spawn(self.clone().follow_endpoints(publisher)))
+            }
+            None => {
+                let _ = self.endpoint_path.set(myset_api::EndpointPath::Userspace);
+                self.serve_proxies(&host, rw_port, ro_port).await?;
+                None
+            }
+        };
+        if let Ok(a) = api_listener.local_addr() {
+            let _ = self.api_address.set(Address {
+                host: a.ip().to_string(),
+                port: a.port(),
+            });
+        }
+        tokio::spawn(crate::api::serve(self.clone(), api_listener));
+        tokio::spawn(self.clone().run_backups());
+        tokio::spawn(self.clone().run_certificate_renewal());
+        on_listening()?;
+        self.clone().run_loop().await;
+        // Withdrawn before the servers stop, so new clients are refused rather than stalled.
+        if let Some(follow) = published {
+            let _ = follow.await;
+        }
+        self.shutdown().await;
+        Ok(())
+    }
+
+    /// Binds rw and ro and serves them with the controller's own proxies.
+    async fn serve_proxies(
+        self: &Arc<Self>,
+        host: &str,
+        rw_port: u16,
+        ro_port: u16,
+    ) -> anyhow::Result<()> {
+        let rw_listener = crate::proxy::bind(host, rw_port, "--rw-port").await?;
+        let ro_listener = crate::proxy::bind(host, ro_port, "--ro-port").await?;
         let suspect = {
-            let me = Arc::downgrade(&self);
+            let me = Arc::downgrade(self);
             Arc::new(move |backend: &Address, why: crate::proxy::Suspicion| {
                 if let Some(c) = me.upgrade() {
                     c.report_suspect(backend, why);
                 }
             })
         };
+        let rw = crate::proxy::Endpoint {
+            name: "rw",
+            cut_removed: true,
+            metrics: self.metrics.rw.clone(),
+        };
+        let ro = crate::proxy::Endpoint {
+            name: "ro",
+            cut_removed: false,
+            metrics: self.metrics.ro.clone(),
+        };
         tokio::spawn(crate::proxy::serve(
-            "rw",
+            rw,
             rw_listener,
             self.rw.subscribe(),
-            true,
             suspect.clone(),
             self.stop.clone(),
         ));
         tokio::spawn(crate::proxy::serve(
-            "ro",
+            ro,
             ro_listener,
             self.ro.subscribe(),
-            false,
             suspect,
             self.stop.clone(),
         ));
-        tokio::spawn(crate::api::serve(self.clone(), api_listener));
-        tokio::spawn(self.clone().run_backups());
-        on_listening()?;
-        self.clone().run_loop().await;
-        self.shutdown().await;
         Ok(())
     }
 
@@ -230,12 +366,62 @@ impl<R: Runtime> Controller<R> {
         let mut ticker = tokio::time::interval(self.timing.probe_period);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            let coming_up = self.coming_up();
+            let primary_suspect = self.primary_suspect();
             tokio::select! {
-                _ = ticker.tick() => {}
-                _ = self.wake.notified() => {}
+                _ = ticker.tick() => self.reconcile().await,
+                _ = self.wake.notified() => self.reconcile().await,
+                _ = tokio::time::sleep(QUICK_CHECK_PERIOD),
+                    if !coming_up.is_empty() || primary_suspect => {
+                    self.reconcile_quickly(&coming_up, primary_suspect).await
+                }
                 _ = self.stop.cancelled() => break,
             }
-            self.reconcile().await;
+        }
+    }
+
+    /// Instances checked between probe ticks: those coming up after a start by this
+    /// controller (see [`myset_core::check_quickly`]). Galera members are left to the tick:
+    /// their readiness compares every member's view.
+    fn coming_up(&self) -> BTreeSet<u32> {
+        let state = self.state();
+        if state.topology == Topology::Galera {
+            return BTreeSet::new();
+        }
+        let observed = self.observed.lock().expect("observed lock");
+        state
+            .members
+            .iter()
+            .copied()
+            .filter(|o| {
+                observed.get(o).is_some_and(|ob| {
+                    let since_start = ob.started_at.map(|t| t.elapsed().as_millis() as u64);
+                    myset_core::check_quickly(&ob.readiness, since_start)
+                })
+            })
+            .collect()
+    }
+
+    /// A quick check between probe ticks. It checks the instances coming up; when one became
+    /// Ready, it finishes the pass at once (endpoints, starting the members that wait for it,
+    /// specs) instead of on the next tick. While the primary looks unhealthy it checks every
+    /// member and judges the primary, so a failover comes when the delay runs out rather than
+    /// on the next tick. A failed quick check changes nothing (see [`Self::observe`]), so
+    /// failure detection keeps the tick, and the judgement asks what it always asks.
+    async fn reconcile_quickly(self: &Arc<Self>, coming_up: &BTreeSet<u32>, primary_suspect: bool) {
+        let checked = if primary_suspect {
+            self.state().members
+        } else {
+            coming_up.clone()
+        };
+        if self.observe(Some(&checked)).await {
+            self.reconcile_after_observe().await;
+        } else if primary_suspect {
+            // A change of primary in progress (a switchover, a failover) is judged again
+            // after it ends.
+            if let Ok(_change) = self.changing.try_lock() {
+                self.watch_primary().await;
+            }
         }
     }
 
@@ -286,6 +472,8 @@ impl<R: Runtime> Controller<R> {
     /// Logs and records an event with its structured fields.
     pub fn record_event(&self, event: Event) {
         tracing::info!(kind = %event.kind, "{}", event.message);
+        let instance = event.ordinal.map(|o| (self.state().instance_name(o), o));
+        self.metrics.count_event(event.kind, instance);
         self.runtime.record_event(&event);
     }
 
@@ -350,7 +538,12 @@ impl<R: Runtime> Controller<R> {
     pub async fn reconcile(self: &Arc<Self>) {
         let result = self.converge_membership().await;
         self.report_step(Step::Membership, result);
-        self.observe().await;
+        self.observe(None).await;
+        self.reconcile_after_observe().await;
+    }
+
+    /// The steps of a pass that act on what was observed.
+    async fn reconcile_after_observe(self: &Arc<Self>) {
         self.publish_endpoints();
         let state = self.state();
         if !state.initialized && self.runtime.has_data(state.primary) {
@@ -470,12 +663,28 @@ impl<R: Runtime> Controller<R> {
         Ok(())
     }
 
-    /// Fetches every running agent's status and updates readiness.
-    async fn observe(&self) {
+    /// Fetches every running agent's status and updates readiness. With `only` (a quick check
+    /// of instances coming up), just those, each call bounded by [`QUICK_CHECK_TIMEOUT`], and a
+    /// failed call changes nothing: it could not change the readiness of an instance that has not
+    /// been Ready, and the tick reports it. Returns whether an instance became Ready.
+    async fn observe(&self, only: Option<&BTreeSet<u32>>) -> bool {
+        // A primary that already looks unhealthy must not hang the judgement it is waiting for
+        // past the failover delay.
+        let primary_timeout =
+            self.primary_probe_timeout(self.timing.probe_timeout, QUICK_CHECK_TIMEOUT);
         let state = self.state();
+        let timeout_for = |ordinal: u32| match only {
+            Some(_) => QUICK_CHECK_TIMEOUT,
+            None if ordinal == state.primary => primary_timeout,
+            None => self.timing.probe_timeout,
+        };
         let busy = self.busy.lock().expect("busy lock").clone();
         let state_ref = &state;
-        let calls = state.members.iter().map(|&o| {
+        let observed_members = state
+            .members
+            .iter()
+            .filter(|o| only.is_none_or(|only| only.contains(o)));
+        let calls = observed_members.map(|&o| {
             let placement = state.placements.get(&o).cloned();
             let running = self.runtime.agent_pid(o).is_some();
             let state = state_ref;
@@ -489,28 +698,35 @@ impl<R: Runtime> Controller<R> {
                     (true, Some(p)) => self
                         .runtime
                         .agents()
-                        .status(&p.agent, state.term, self.timing.probe_timeout)
+                        .status(&p.agent, state.term, timeout_for(o))
                         .await
                         .map_err(|e| e.to_string()),
                 };
-                (o, result)
+                // When this answer came, not when the slowest of the calls ended: the
+                // failover delay counts from the primary's last good answer.
+                (o, result, Instant::now())
             }
         });
         let results = futures::future::join_all(calls).await;
         let newest_term = results
             .iter()
-            .filter_map(|(_, r)| r.as_ref().ok().map(|s| s.term))
+            .filter_map(|(_, r, _)| r.as_ref().ok().map(|s| s.term))
             .max()
             .unwrap_or(0);
         let newest_galera_view = myset_core::galera::newest_view(
             results
                 .iter()
-                .filter_map(|(_, r)| r.as_ref().ok()?.galera.as_ref()),
+                .filter_map(|(_, r, _)| r.as_ref().ok()?.galera.as_ref()),
         );
         let mut transitions = Vec::new();
+        let mut clones = Vec::new();
+        let mut clones_done = Vec::new();
         {
             let mut observed = self.observed.lock().expect("observed lock");
-            for (ordinal, result) in results {
+            for (ordinal, result, answered_at) in results {
+                if only.is_some() && result.is_err() {
+                    continue;
+                }
                 let entry = observed.entry(ordinal).or_default();
                 let stale_view = result.as_ref().ok().and_then(|s| {
                     myset_core::galera::stale_view(s.galera.as_ref()?, newest_galera_view)
@@ -524,10 +740,15 @@ impl<R: Runtime> Controller<R> {
                 match result {
                     Ok(status) => {
                         if status.live {
-                            entry.last_live = Some(Instant::now());
+                            entry.last_live = Some(answered_at);
                         }
+                        clones_done.extend(entry.clone.observe(&status.phase, Instant::now()));
                         entry.note = stale_view.or_else(|| status.reason.clone());
                         entry.status = Some(status);
+                        entry.observed_at = Some(Instant::now());
+                        if let Some(clone) = entry.newly_cloned_from() {
+                            clones.push((ordinal, clone));
+                        }
                     }
                     Err(e) => {
                         entry.note = Some(e);
@@ -539,6 +760,28 @@ impl<R: Runtime> Controller<R> {
                 }
             }
         }
+        for (ordinal, (donor, done)) in clones {
+            let how = if done { "was cloned" } else { "is cloning" };
+            self.record_event(
+                Event::new(
+                    EventKind::Cloning,
+                    format!(
+                        "{} {how} from {}",
+                        state.instance_name(ordinal),
+                        state.instance_name(donor)
+                    ),
+                )
+                .ordinal(ordinal)
+                .donor(donor)
+                .term(state.term),
+            );
+        }
+        for took in clones_done {
+            self.metrics.clone_finished(took);
+        }
+        let became_ready = transitions
+            .iter()
+            .any(|(_, t, _)| *t == Transition::BecameReady);
         for (ordinal, transition, note) in transitions {
             let name = state.instance_name(ordinal);
             let event = match transition {
@@ -555,6 +798,7 @@ impl<R: Runtime> Controller<R> {
             self.adopt_newer_term(newest_term).await;
         }
         self.watch_commits(&state);
+        became_ready
     }
 
     /// An agent at a newer term than the record means the record is behind (restored from an
@@ -618,6 +862,17 @@ impl<R: Runtime> Controller<R> {
         if why == crate::proxy::Suspicion::Refused && state.topology != Topology::Galera {
             return;
         }
+        self.take_out_server(&state, backend, why);
+    }
+
+    /// Takes the member serving at `backend` out of the lists until a probe finds it Ready,
+    /// saying why.
+    pub(crate) fn take_out_server(
+        &self,
+        state: &ClusterState,
+        backend: &Address,
+        why: crate::proxy::Suspicion,
+    ) {
         let Some(ordinal) = state
             .placements
             .iter()
@@ -626,6 +881,19 @@ impl<R: Runtime> Controller<R> {
         else {
             return;
         };
+        let name = state.instance_name(ordinal);
+        self.take_out(
+            ordinal,
+            match why {
+                crate::proxy::Suspicion::Silent => format!("{name} accepted a connection but did not greet in time; out of ro until a probe finds it Ready"),
+                crate::proxy::Suspicion::Refused => format!("{name} refused a connection; out of the endpoints until a probe finds it Ready"),
+            },
+        );
+    }
+
+    /// Counts a failed observation of `ordinal` ahead of the next probe (it then leaves the
+    /// endpoints' lists at once), saying why in a `suspect` event; wakes the loop to look.
+    pub(crate) fn take_out(&self, ordinal: u32, why: String) {
         let transition = self
             .observed
             .lock()
@@ -634,17 +902,7 @@ impl<R: Runtime> Controller<R> {
             .and_then(|ob| ob.readiness.observe(false));
         if transition.is_some() {
             self.publish_endpoints();
-            let name = state.instance_name(ordinal);
-            self.record_event(
-                Event::new(
-                    EventKind::Suspect,
-                    match why {
-                        crate::proxy::Suspicion::Silent => format!("{name} accepted a connection but did not greet in time; out of ro until a probe finds it Ready"),
-                        crate::proxy::Suspicion::Refused => format!("{name} refused a connection; out of rw and ro until a probe finds it Ready"),
-                    },
-                )
-                .ordinal(ordinal),
-            );
+            self.record_event(Event::new(EventKind::Suspect, why).ordinal(ordinal));
         }
         self.wake.notify_one();
     }
@@ -763,7 +1021,12 @@ impl<R: Runtime> Controller<R> {
                     } else if donors.is_empty() {
                         "from its own data".to_string()
                     } else {
-                        format!("cloning from {donors:?} in that order")
+                        let names: Vec<String> =
+                            donors.iter().map(|&d| state.instance_name(d)).collect();
+                        format!(
+                            "cloning from the first of {} that serves it",
+                            names.join(", ")
+                        )
                     };
                     let kind = if was_started {
                         EventKind::AgentRestarted
@@ -779,8 +1042,12 @@ impl<R: Runtime> Controller<R> {
                     let entry = observed.entry(ordinal).or_default();
                     entry.sent = Some(spec);
                     entry.started_at = Some(Instant::now());
+                    entry.clone_reported = None;
                     entry.readiness = Readiness::default();
                     entry.starts.started(now_ms, AGENT_RESTARTS);
+                    if !donors.is_empty() {
+                        entry.clone.started(Instant::now());
+                    }
                 }
                 Err(e) => {
                     let why = format!("cannot start {name}: {e:#}");
@@ -900,6 +1167,7 @@ impl<R: Runtime> Controller<R> {
                 state.failover_delay_ms
             },
             galera,
+            settings: self.settings_for(state, ordinal),
         })
     }
 
@@ -984,8 +1252,8 @@ impl<R: Runtime> Controller<R> {
             .iter()
             .map(|&o| {
                 let ob = observed.get(&o);
-                let status = ob.and_then(|ob| ob.status.as_ref());
                 let agent_pid = self.runtime.agent_pid(o);
+                let status = ob.and_then(|ob| ob.current_status(agent_pid.is_some()));
                 let phase = match (status, agent_pid) {
                     (Some(s), _) => InstanceState::Agent {
                         phase: s.phase.clone(),
@@ -993,15 +1261,22 @@ impl<R: Runtime> Controller<R> {
                     (None, Some(_)) => InstanceState::Unreachable,
                     (None, None) => InstanceState::NotRunning,
                 };
+                let reason = ob.and_then(|ob| ob.note.clone()).or_else(|| {
+                    agent_pid
+                        .is_none()
+                        .then(|| "its agent is not running".to_string())
+                });
                 InstanceStatus {
-                    ready: ob.is_some_and(|ob| ob.readiness.is_ready()),
+                    ready: status.is_some() && ob.is_some_and(|ob| ob.readiness.is_ready()),
                     pid: status.and_then(|s| s.pid),
                     agent_pid,
                     state: phase,
-                    reason: ob.and_then(|ob| ob.note.clone()),
+                    reason,
                     gtid: status.and_then(|s| s.gtid.clone()),
                     replication: status.and_then(|s| s.replication.clone()),
                     galera: status.and_then(|s| s.galera.clone()),
+                    restarts: status.map_or(0, |s| s.restarts),
+                    version: status.and_then(|s| s.version.clone()),
                     ..InstanceStatus::from_state(&state, o)
                 }
             })
@@ -1037,6 +1312,7 @@ impl<R: Runtime> Controller<R> {
             instances,
         );
         status.controller_pid = Some(std::process::id());
+        status.endpoints.mode = self.endpoint_path.get().copied();
         status.durability_in_force = durability_in_force;
         status.conditions = conditions;
         if state.topology == Topology::Galera {
@@ -1045,7 +1321,27 @@ impl<R: Runtime> Controller<R> {
             status.primary = writer(&state, &ready).unwrap_or(state.primary);
         }
         status.backup = self.backup_status(&status);
+        let tls = self.tls.get().is_some();
+        status.metrics = self
+            .api_address
+            .get()
+            .map(|address| myset_api::metrics_url(address, tls));
         status
+    }
+
+    /// The metrics as `GET /metrics` serves them, in `format`.
+    pub(crate) fn metrics_text(&self, format: crate::metrics::Format) -> String {
+        let status = self.status();
+        let agents: BTreeMap<u32, crate::metrics::AgentFacts> = self
+            .observed
+            .lock()
+            .expect("observed lock")
+            .iter()
+            .filter_map(|(&o, ob)| Some((o, crate::metrics::AgentFacts::of(ob.status.as_ref()?))))
+            .collect();
+        let now_s = (self.now_ms() / 1000) as i64;
+        let samples = crate::metrics::status_samples(&status, &agents, now_s);
+        self.metrics.render(samples, format)
     }
 }
 

@@ -1,6 +1,6 @@
 //! High availability: watching the primary, failover, switchover and rejoin.
 
-use crate::controller::Controller;
+use crate::controller::{Controller, Observed};
 use anyhow::{anyhow, bail, Context};
 use myset_api::{
     ChangeKind, ClusterState, Event, EventKind, Order, OrderAction, OrderResult, PrimaryChange,
@@ -9,7 +9,7 @@ use myset_api::{
 use myset_core::failover::{self, Candidate, Policy, PrimaryView, Rejoin, ReplicaView, Verdict};
 use myset_core::GtidPos;
 use myset_runtime::{AgentApi, AgentError, KillOutcome, Runtime};
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -47,7 +47,79 @@ fn candidate(ordinal: u32, r: &OrderResult) -> anyhow::Result<Candidate> {
     })
 }
 
+fn policy(state: &ClusterState) -> Policy {
+    Policy {
+        delay_ms: state.failover_delay_ms,
+        min_interval_ms: MIN_FAILOVER_INTERVAL_MS,
+    }
+}
+
+/// The primary as the last probes saw it. Unhealthy since it was last seen live, or since it
+/// was (re)started, or since this controller started (`controller_started`): whichever is
+/// latest. An instance just started gets the whole failover delay to come up.
+fn primary_view(
+    state: &ClusterState,
+    observed: &BTreeMap<u32, Observed>,
+    controller_started: Instant,
+    now: Instant,
+) -> PrimaryView {
+    let p = observed.get(&state.primary);
+    let healthy = p
+        .and_then(|o| o.status.as_ref())
+        .is_some_and(|s| s.live && s.role == Role::Primary && s.term == state.term);
+    let last_live = [
+        Some(controller_started),
+        p.and_then(|o| o.last_live),
+        p.and_then(|o| o.started_at),
+    ]
+    .into_iter()
+    .flatten()
+    .max()
+    .unwrap_or(controller_started);
+    PrimaryView {
+        healthy,
+        unhealthy_for_ms: if healthy {
+            0
+        } else {
+            now.duration_since(last_live).as_millis() as u64
+        },
+    }
+}
+
 impl<R: Runtime> Controller<R> {
+    /// The primary as the last probes saw it, with the failover policy, for a replication
+    /// cluster whose primary failover watches; None otherwise (Galera has no such primary).
+    fn watched_primary(&self) -> Option<(PrimaryView, Policy)> {
+        let state = self.state();
+        if state.topology == myset_api::Topology::Galera
+            || !state.initialized
+            || state.members.len() < 2
+        {
+            return None;
+        }
+        let observed = self.observed.lock().expect("observed lock");
+        let primary = primary_view(&state, &observed, self.started, Instant::now());
+        Some((primary, policy(&state)))
+    }
+
+    /// Whether the primary of a replication cluster looks unhealthy, so that it is judged at
+    /// every quick check (see [`failover::watch_closely`]).
+    pub(crate) fn primary_suspect(&self) -> bool {
+        self.watched_primary()
+            .is_some_and(|(primary, policy)| failover::watch_closely(primary, policy))
+    }
+
+    /// How long a probe of the primary may wait (see [`failover::primary_probe_timeout`]);
+    /// `regular` where failover watches no primary.
+    pub(crate) fn primary_probe_timeout(&self, regular: Duration, quick: Duration) -> Duration {
+        match self.watched_primary() {
+            Some((primary, policy)) => {
+                failover::primary_probe_timeout(primary, policy, regular, quick)
+            }
+            None => regular,
+        }
+    }
+
     /// Judges the primary's health from the controller's probes and the replicas' view of it,
     /// and fails over when it is dead rather than merely unreachable.
     pub(crate) async fn watch_primary(&self) {
@@ -59,30 +131,7 @@ impl<R: Runtime> Controller<R> {
         let busy = self.busy.lock().expect("busy lock").clone();
         let (primary, replicas) = {
             let observed = self.observed.lock().expect("observed lock");
-            let p = observed.get(&state.primary);
-            let healthy = p
-                .and_then(|o| o.status.as_ref())
-                .is_some_and(|s| s.live && s.role == Role::Primary && s.term == state.term);
-            // Unhealthy since it was last seen live, or since it was (re)started, or since this
-            // controller started: whichever is latest. An instance just started gets the
-            // whole failover delay to come up.
-            let last_live = [
-                Some(self.started),
-                p.and_then(|o| o.last_live),
-                p.and_then(|o| o.started_at),
-            ]
-            .into_iter()
-            .flatten()
-            .max()
-            .unwrap_or(self.started);
-            let primary = PrimaryView {
-                healthy,
-                unhealthy_for_ms: if healthy {
-                    0
-                } else {
-                    now.duration_since(last_live).as_millis() as u64
-                },
-            };
+            let primary = primary_view(&state, &observed, self.started, now);
             let replicas: Vec<ReplicaView> = state
                 .members
                 .iter()
@@ -105,10 +154,7 @@ impl<R: Runtime> Controller<R> {
             .as_ref()
             .filter(|c| c.kind == ChangeKind::Failover)
             .map(|c| self.now_ms().saturating_sub(c.at_ms));
-        let policy = Policy {
-            delay_ms: state.failover_delay_ms,
-            min_interval_ms: MIN_FAILOVER_INTERVAL_MS,
-        };
+        let policy = policy(&state);
         match failover::judge(primary, &replicas, policy, since_last) {
             Verdict::Healthy => *self.hold_reason.lock().expect("hold lock") = None,
             Verdict::Hold(reason) => {

@@ -7,7 +7,12 @@ pub mod backups;
 mod controller;
 mod galera;
 mod ha;
+mod metrics;
 mod proxy;
+mod publish;
+mod rolling;
+pub mod tls;
 
 pub use controller::{Controller, Timing};
 pub use myset_runtime::{AgentApi, AgentError, HttpAgents, KillOutcome, Runtime};
+pub use publish::EndpointPublisher;

@@ -7,11 +7,15 @@
 //! and only then forwards it to the client and splices the two connections. A backend that
 //! does not greet in time is reported as suspect, and ro tries the next one.
 
+use crate::metrics::EndpointMetrics;
 use myset_api::Address;
+use prometheus_client::metrics::counter::Counter;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -48,6 +52,28 @@ struct GreetingBounds {
     hold: Duration,
 }
 
+impl GreetingBounds {
+    /// The bound for one backend of an endpoint that has `count`.
+    fn for_backends(&self, count: usize) -> Duration {
+        if count > 1 {
+            self.several
+        } else {
+            self.single
+        }
+    }
+}
+
+/// Whether `backend` connects and greets within the bound the proxy gives a backend of an
+/// endpoint with `count` of them: what the proxy checks before handing it a client, for
+/// endpoints that cannot check each connection (the kernel's).
+pub(crate) async fn check_greets(backend: &Address, count: usize) -> Result<(), Suspicion> {
+    match tokio::time::timeout(BOUNDS.for_backends(count), greeted(backend)).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(NotGreeted::Refused)) => Err(Suspicion::Refused),
+        Ok(Err(NotGreeted::Failed(_))) | Err(_) => Err(Suspicion::Silent),
+    }
+}
+
 const BOUNDS: GreetingBounds = GreetingBounds {
     several: Duration::from_millis(500),
     single: Duration::from_secs(2),
@@ -68,39 +94,40 @@ pub async fn bind(host: &str, port: u16, flag: &str) -> anyhow::Result<TcpListen
         .map_err(|e| anyhow::anyhow!("cannot listen on {host}:{port} for {flag}: {e}"))
 }
 
-/// Serves `listener` until `stop`, forwarding to the backends currently in `backends`. With
-/// `cut_removed`, a connection whose backend leaves the list is closed (rw after a change of
-/// primary, so no client keeps writing to a demoted server). Backends that do not greet in
-/// time are passed to `on_suspect`.
-pub async fn serve(
-    name: &'static str,
+/// One client endpoint: its name, how it treats a backend that leaves, and its counts.
+pub(crate) struct Endpoint {
+    pub(crate) name: &'static str,
+    /// Close a connection whose backend leaves the list (rw after a change of primary, so no
+    /// client keeps writing to a demoted server).
+    pub(crate) cut_removed: bool,
+    pub(crate) metrics: EndpointMetrics,
+}
+
+/// Serves `endpoint` on `listener` until `stop`, forwarding to the backends currently in
+/// `backends`. Backends that do not greet in time are passed to `on_suspect`.
+pub(crate) async fn serve(
+    endpoint: Endpoint,
     listener: TcpListener,
     backends: watch::Receiver<Vec<Address>>,
-    cut_removed: bool,
     on_suspect: OnSuspect,
     stop: CancellationToken,
 ) {
-    serve_with(
-        name,
-        listener,
-        backends,
-        cut_removed,
-        BOUNDS,
-        on_suspect,
-        stop,
-    )
-    .await
+    serve_with(endpoint, listener, backends, BOUNDS, on_suspect, stop).await
 }
 
 async fn serve_with(
-    name: &'static str,
+    endpoint: Endpoint,
     listener: TcpListener,
     backends: watch::Receiver<Vec<Address>>,
-    cut_removed: bool,
     bounds: GreetingBounds,
     on_suspect: OnSuspect,
     stop: CancellationToken,
 ) {
+    let Endpoint {
+        name,
+        cut_removed,
+        metrics,
+    } = endpoint;
     let next = Arc::new(AtomicUsize::new(0));
     loop {
         let (client, _) = tokio::select! {
@@ -115,26 +142,31 @@ async fn serve_with(
             _ = stop.cancelled() => return,
         };
         let start = next.fetch_add(1, Ordering::Relaxed);
+        let open = metrics.accepted();
+        let (from_client, to_client) = (metrics.from_clients.clone(), metrics.to_clients.clone());
         let stop = stop.clone();
         let watched = backends.clone();
         let on_suspect = on_suspect.clone();
         tokio::spawn(async move {
+            let _open = open;
             let _ = client.set_nodelay(true);
             let picked = tokio::select! {
                 picked = pick_backend(name, watched.clone(), start, cut_removed, bounds, &on_suspect) => picked,
                 _ = stop.cancelled() => None,
             };
-            let Some((backend, mut server, greeting)) = picked else {
+            let Some((backend, server, greeting)) = picked else {
                 tracing::debug!(
                     endpoint = name,
                     "no backend greeted; closing the connection"
                 );
                 return;
             };
-            let mut client = client;
+            let mut client = Counted::new(client, from_client);
+            let mut server = Counted::new(server, to_client);
             if client.write_all(&greeting).await.is_err() {
                 return;
             }
+            server.count(greeting.len());
             tokio::select! {
                 _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
                 _ = removed(watched, backend.clone(), cut_removed) => {
@@ -143,6 +175,55 @@ async fn serve_with(
                 _ = stop.cancelled() => {}
             }
         });
+    }
+}
+
+/// A stream that counts the bytes read from it, with one relaxed atomic add per read.
+struct Counted<S> {
+    inner: S,
+    read: Counter,
+}
+
+impl<S> Counted<S> {
+    fn new(inner: S, read: Counter) -> Self {
+        Counted { inner, read }
+    }
+
+    fn count(&self, bytes: usize) {
+        self.read.inc_by(bytes as u64);
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Counted<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = polled {
+            self.count(buf.filled().len() - before);
+        }
+        polled
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Counted<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 
@@ -222,11 +303,7 @@ async fn connect_first(
     bounds: GreetingBounds,
     on_suspect: &OnSuspect,
 ) -> Option<(Address, TcpStream, Vec<u8>)> {
-    let bound = if backends.len() > 1 {
-        bounds.several
-    } else {
-        bounds.single
-    };
+    let bound = bounds.for_backends(backends.len());
     for i in 0..backends.len() {
         let b = &backends[(start + i) % backends.len()];
         match tokio::time::timeout(bound, greeted(b)).await {
@@ -358,6 +435,7 @@ mod tests {
         addr: std::net::SocketAddr,
         backends: watch::Sender<Vec<Address>>,
         suspects: Arc<Mutex<Vec<(Address, Suspicion)>>>,
+        metrics: EndpointMetrics,
         _stop: tokio_util::sync::DropGuard,
     }
 
@@ -368,11 +446,16 @@ mod tests {
         let suspects: Arc<Mutex<Vec<(Address, Suspicion)>>> = Arc::default();
         let seen = suspects.clone();
         let stop = CancellationToken::new();
+        let metrics = EndpointMetrics::default();
+        let test_endpoint = super::Endpoint {
+            name: "test",
+            cut_removed,
+            metrics: metrics.clone(),
+        };
         tokio::spawn(serve_with(
-            "test",
+            test_endpoint,
             listener,
             rx,
-            cut_removed,
             TEST_BOUNDS,
             Arc::new(move |a: &Address, why: Suspicion| {
                 seen.lock().unwrap().push((a.clone(), why))
@@ -383,6 +466,7 @@ mod tests {
             addr,
             backends: tx,
             suspects,
+            metrics,
             _stop: stop.drop_guard(),
         }
     }
@@ -442,6 +526,30 @@ mod tests {
         let mut echo = [0u8; 4];
         c.read_exact(&mut echo).await.expect("echo");
         assert_eq!(&echo, b"ping");
+        let m = &e.metrics;
+        assert_eq!(m.accepted.get(), 2);
+        assert_eq!(m.from_clients.get(), 4, "the client's ping");
+        assert_eq!(
+            m.to_clients.get(),
+            2 * greeting_of(1).len() as u64 + 4,
+            "two greetings and the echo"
+        );
+        drop(c);
+        assert!(
+            wait_for(|| m.open.get() == 0).await,
+            "closed connections are no longer open"
+        );
+    }
+
+    /// Polls `condition` every 10 ms for up to a second.
+    async fn wait_for(mut condition: impl FnMut() -> bool) -> bool {
+        for _ in 0..100 {
+            if condition() {
+                return true;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        condition()
     }
 
     #[tokio::test]

@@ -56,6 +56,41 @@ async fn a_dead_primary_is_replaced_by_the_most_advanced_replica_and_rejoins() {
     assert_single_primary(&s);
 }
 
+/// The controller's own loop, not the passes a scenario drives: a failover comes when the delay
+/// since the primary's last good answer runs out, not up to a probe period later (a partitioned
+/// primary's probe hangs for its whole timeout, which used to push the judgement that would
+/// have seen the delay run out past it, so it came a tick later).
+#[tokio::test(start_paused = true)]
+async fn the_loop_fails_over_when_the_delay_runs_out_not_a_tick_later() {
+    let s = Scenario::new(3).await;
+    let delay = Duration::from_millis(s.controller.state().failover_delay_ms);
+    // One replica's agent is slow to answer, as on a busy machine: a pass ends when its
+    // slowest call does.
+    s.world
+        .with(|w| w.status_latency.insert(2, Duration::from_millis(300)));
+    let running = tokio::spawn(s.controller.clone().run_loop());
+    // Just after a probe tick's good answer: the worst case for a tick-only judgement.
+    tokio::time::sleep(Duration::from_millis(1050)).await;
+    let before = s.primary();
+    s.world.partition(before);
+    let partitioned_at = tokio::time::Instant::now();
+    while s.primary() == before && partitioned_at.elapsed() < SOON {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        s.world.propagate();
+    }
+    let took = partitioned_at.elapsed();
+    s.controller.request_stop();
+    running.await.expect("the loop ends");
+    assert_ne!(s.primary(), before, "no failover");
+    // The last good answer came at most a probe period before the partition; the judgement
+    // then waits for at most one quick check (100 ms, each bounded by 250 ms).
+    assert!(
+        took <= delay + Duration::from_millis(400),
+        "the failover came {took:?} after the partition (delay {delay:?})"
+    );
+    assert!(s.no_write_lost());
+}
+
 #[tokio::test(start_paused = true)]
 async fn every_member_gets_ports_of_its_own() {
     let s = Scenario::new(3).await;
@@ -387,4 +422,175 @@ async fn a_galera_cluster_lost_member_by_member_is_recovered_from_the_newest_mem
         assert_eq!(s.world.agent(o).executed.1, 10, "member {o}");
     }
     assert_single_primary(&s);
+}
+
+/// Runs a settings change or rolling restart while the loop ticks and a client writes.
+async fn while_writing<T: Send + 'static>(
+    s: &Scenario,
+    work: impl std::future::Future<Output = T> + Send + 'static,
+) -> T {
+    let task = tokio::spawn(work);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(900);
+    while !task.is_finished() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the rolling restart hangs"
+        );
+        s.tick().await;
+        s.write(1);
+    }
+    task.await.expect("the rolling task")
+}
+
+fn settings(pairs: &[(&str, &str)]) -> std::collections::BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_static_setting_restarts_replicas_then_switches_over_then_the_old_primary() {
+    let s = Scenario::new(3).await;
+    s.write(5);
+    let c = s.controller.clone();
+    let outcome = while_writing(&s, async move {
+        c.set_config(
+            myset_api::SettingsRole::All,
+            settings(&[
+                ("innodb_log_buffer_size", "33554432"),
+                ("max_connections", "333"),
+            ]),
+        )
+        .await
+    })
+    .await
+    .expect("the settings are rolled out");
+    assert_eq!(outcome.restarted, vec![1, 2, 0]);
+    let (from, to) = outcome
+        .switchover
+        .expect("a switchover before the primary's turn");
+    assert_eq!(from, 0);
+    assert_eq!(s.primary(), to);
+    for o in 0..3 {
+        let a = s.world.agent(o);
+        assert_eq!(a.server_starts, 1, "instance {o} restarted once");
+        assert_eq!(a.live["innodb_log_buffer_size"], "33554432");
+        assert_eq!(a.live["max_connections"], "333");
+    }
+    assert_eq!(
+        s.controller.state().settings.all["max_connections"],
+        "333",
+        "the record holds the new settings"
+    );
+    assert!(s.no_write_lost());
+    assert_eq!(s.write(3), 3, "writes go on");
+    assert_single_primary(&s);
+    let k = kinds(&s);
+    assert!(k.contains(&EventKind::RollingRestartDone));
+    assert!(!k.contains(&EventKind::Failover));
+    let restarted: Vec<Option<u32>> = s
+        .world
+        .events()
+        .iter()
+        .filter(|e| e.kind == EventKind::InstanceRestarted)
+        .map(|e| e.ordinal)
+        .collect();
+    assert_eq!(restarted, vec![Some(1), Some(2), Some(0)]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_value_the_server_refuses_is_rolled_back_on_the_first_replica() {
+    let s = Scenario::new(3).await;
+    s.world.with(|w| {
+        w.refused_settings = settings(&[("thread_handling", "bogus")]);
+    });
+    let c = s.controller.clone();
+    let error = while_writing(&s, async move {
+        c.set_config(
+            myset_api::SettingsRole::All,
+            settings(&[("thread_handling", "bogus")]),
+        )
+        .await
+    })
+    .await
+    .expect_err("the change fails");
+    let line = format!("{error:#}");
+    assert!(
+        line.contains("thread_handling") && line.contains("rolled back"),
+        "{line}"
+    );
+    let first = s.world.agent(1);
+    assert_eq!(first.restarts, 1, "one failed start");
+    assert!(!first.start_failing, "it runs again with the old settings");
+    assert!(!first.live.contains_key("thread_handling"));
+    for o in [0, 2] {
+        assert_eq!(
+            s.world.agent(o).server_starts,
+            0,
+            "instance {o} was touched"
+        );
+    }
+    assert_eq!(s.primary(), 0);
+    assert!(s.controller.state().settings.is_empty());
+    assert!(
+        s.run_until(SOON, |s| s.controller.status().converged())
+            .await
+    );
+    assert!(kinds(&s).contains(&EventKind::RollingRestartFailed));
+    assert!(s.no_write_lost());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dynamic_setting_is_applied_live_to_its_role_only_and_follows_a_promotion() {
+    let s = Scenario::new(3).await;
+    let c = s.controller.clone();
+    let outcome = while_writing(&s, async move {
+        c.set_config(
+            myset_api::SettingsRole::Replica,
+            settings(&[("max_connections", "444")]),
+        )
+        .await
+    })
+    .await
+    .expect("applied live");
+    assert_eq!(outcome.applied_live, vec!["max_connections"]);
+    assert!(outcome.restarted.is_empty());
+    for o in 0..3 {
+        let a = s.world.agent(o);
+        assert_eq!(a.server_starts, 0);
+        let expected = (o != 0).then(|| "444".to_string());
+        assert_eq!(a.live.get("max_connections").cloned(), expected, "{o}");
+    }
+    // An unknown variable is refused before anything changes.
+    let error = s
+        .controller
+        .set_config(
+            myset_api::SettingsRole::All,
+            settings(&[("no_such_variable", "1")]),
+        )
+        .await
+        .expect_err("refused");
+    assert!(format!("{error}").contains("no_such_variable is not a variable"));
+    // The primary's settings go with the role: after a switchover the new primary's spec
+    // carries them, the demoted one gets the replicas'.
+    s.controller
+        .set_config(
+            myset_api::SettingsRole::Primary,
+            settings(&[("max_connections", "555")]),
+        )
+        .await
+        .expect("applied live");
+    s.controller.switchover(Some(2)).await.expect("switchover");
+    s.tick().await;
+    let promoted = s.world.agent(2).spec;
+    assert_eq!(
+        promoted.settings.for_role(promoted.role)["max_connections"],
+        "555"
+    );
+    let demoted = s.world.agent(0).spec;
+    assert_eq!(
+        demoted.settings.for_role(demoted.role)["max_connections"],
+        "444"
+    );
 }

@@ -35,6 +35,38 @@ pub struct ReplicaView {
     pub primary_silent_ms: Option<u64>,
 }
 
+/// How long past the failover delay an unhealthy primary stays watched closely: enough for the
+/// replicas' silence to pass [`HEARD_RECENTLY_MS`] when the primary's last good probe came just
+/// before it went silent to them.
+pub const CLOSE_WATCH_AFTER_DELAY_MS: u64 = HEARD_RECENTLY_MS;
+
+/// Whether the primary is judged every quick check rather than every probe period. Judged only
+/// on the probe tick, a failover came up to a whole period after the delay had run out (the
+/// partition bench measured it 3.65-3.85 s after the last good probe with a 3 s delay). The
+/// close watch changes when the judgement runs, never what it requires.
+pub fn watch_closely(primary: PrimaryView, policy: Policy) -> bool {
+    !primary.healthy
+        && primary.unhealthy_for_ms < policy.delay_ms.saturating_add(CLOSE_WATCH_AFTER_DELAY_MS)
+}
+
+/// How long a probe of the primary may wait. A suspect primary's probe must not hold up the
+/// judgement past the moment the delay runs out, yet until then it gets as long as any probe, so
+/// a primary that is merely slow to answer is still seen healthy; past that moment, the quick
+/// bound.
+pub fn primary_probe_timeout(
+    primary: PrimaryView,
+    policy: Policy,
+    regular: std::time::Duration,
+    quick: std::time::Duration,
+) -> std::time::Duration {
+    if !watch_closely(primary, policy) {
+        return regular;
+    }
+    let until_delay =
+        std::time::Duration::from_millis(policy.delay_ms.saturating_sub(primary.unhealthy_for_ms));
+    until_delay.min(regular).max(quick)
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
     Healthy,
@@ -152,6 +184,56 @@ pub fn accept_term(current: u64, offered: u64) -> bool {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    #[test]
+    fn an_unhealthy_primary_is_watched_closely_until_a_while_after_the_delay() {
+        let policy = Policy {
+            delay_ms: 3000,
+            min_interval_ms: 10_000,
+        };
+        let view = |healthy, unhealthy_for_ms| PrimaryView {
+            healthy,
+            unhealthy_for_ms,
+        };
+        assert!(!watch_closely(view(true, 0), policy));
+        assert!(watch_closely(view(false, 0), policy));
+        assert!(watch_closely(view(false, 2999), policy));
+        // Past the delay while the replicas may still need a moment to fall silent.
+        assert!(watch_closely(
+            view(false, 3000 + CLOSE_WATCH_AFTER_DELAY_MS - 1),
+            policy
+        ));
+        // A primary that stays dead (no replica to promote, the flap guard) goes back to the
+        // probe tick.
+        assert!(!watch_closely(
+            view(false, 3000 + CLOSE_WATCH_AFTER_DELAY_MS),
+            policy
+        ));
+    }
+
+    #[test]
+    fn a_suspect_primary_s_probe_never_outlasts_the_delay() {
+        use std::time::Duration;
+        let policy = Policy {
+            delay_ms: 3000,
+            min_interval_ms: 10_000,
+        };
+        let (regular, quick) = (Duration::from_secs(1), Duration::from_millis(250));
+        let timeout = |healthy, unhealthy_for_ms| {
+            let view = PrimaryView {
+                healthy,
+                unhealthy_for_ms,
+            };
+            primary_probe_timeout(view, policy, regular, quick)
+        };
+        assert_eq!(timeout(true, 0), regular);
+        // Far from the delay: the whole timeout, for a primary that is only slow.
+        assert_eq!(timeout(false, 1000), regular);
+        assert_eq!(timeout(false, 2400), Duration::from_millis(600));
+        assert_eq!(timeout(false, 2900), quick);
+        assert_eq!(timeout(false, 4000), quick);
+        // No longer watched closely: back to the tick's own timeout.
+        assert_eq!(timeout(false, 3000 + CLOSE_WATCH_AFTER_DELAY_MS), regular);
+    }
 
     const POLICY: Policy = Policy {
         delay_ms: 2000,

@@ -11,14 +11,16 @@ pub mod health;
 pub mod membership;
 pub mod readiness;
 pub mod restart;
+pub mod rolling;
 pub mod routing;
+pub mod settings;
 pub mod start;
 
 pub use donors::donor_order;
 pub use gtid::{Gtid, GtidPos};
 pub use health::readiness;
 pub use membership::{scale_down_victims, scale_up_additions};
-pub use readiness::{Readiness, Transition};
+pub use readiness::{check_quickly, Readiness, Transition};
 pub use restart::{RestartDecision, RestartHistory, RestartPolicy};
 pub use routing::{conditions, serves_reads, ClusterView};
 pub use start::{start_plan, StartPlan};

@@ -92,6 +92,9 @@ mod tests {
             semisync_clients: None,
             commits_waiting_since_ms: None,
             galera: None,
+            version: None,
+            cloned_from: None,
+            server_log: None,
         }
     }
 

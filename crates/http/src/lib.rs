@@ -1,4 +1,6 @@
-//! Bearer-token authentication for the control APIs, and a client that sends the token.
+//! The control APIs' transport: bearer-token authentication, HTTPS serving with a
+//! certificate that can be renewed while it runs, and a client that sends the token and
+//! verifies the server by the cluster's CA.
 
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
@@ -17,12 +19,26 @@ pub struct Token(pub Arc<str>);
 
 /// Axum middleware rejecting requests without `Authorization: Bearer <token>`.
 pub async fn require_token(State(token): State<Token>, req: Request, next: Next) -> Response {
+    require_any_token(State(Tokens(vec![token.0])), req, next).await
+}
+
+/// Several tokens, any of which is accepted (a route readable with a narrower token too).
+#[derive(Clone)]
+pub struct Tokens(pub Vec<Arc<str>>);
+
+/// Axum middleware rejecting requests without `Authorization: Bearer <one of the tokens>`.
+pub async fn require_any_token(State(tokens): State<Tokens>, req: Request, next: Next) -> Response {
     let presented = req
         .headers()
         .get(myset_api::AUTH_HEADER)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
-    if presented.is_some_and(|p| constant_time_eq(p.as_bytes(), token.0.as_bytes())) {
+    let accepted = presented.is_some_and(|p| {
+        tokens.0.iter().fold(false, |ok, t| {
+            ok | constant_time_eq(p.as_bytes(), t.as_bytes())
+        })
+    });
+    if accepted {
         next.run(req).await
     } else {
         error_response(StatusCode::UNAUTHORIZED, "missing or wrong API token")
@@ -100,7 +116,80 @@ fn error_message(body: &[u8]) -> String {
     text.chars().take(ERROR_BODY_QUOTE).collect()
 }
 
-/// A client for one control API.
+/// How to reach one cluster's control APIs: the token, and with TLS the CA servers are
+/// verified by. Every client of a control API is made here, so the scheme is decided once.
+#[derive(Clone)]
+pub struct ApiAccess {
+    token: Arc<str>,
+    tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+impl ApiAccess {
+    /// Plain HTTP (a cluster with TLS off, or a Kubernetes runtime without certificates).
+    pub fn plain(token: &str) -> Self {
+        ApiAccess {
+            token: token.into(),
+            tls: None,
+        }
+    }
+
+    /// HTTPS, trusting the CA in the file `ca` and nothing else.
+    pub fn verified_by(token: &str, ca: &std::path::Path) -> Result<Self, myset_tls::TlsError> {
+        myset_tls::install_crypto_provider();
+        Ok(ApiAccess {
+            token: token.into(),
+            tls: Some(Arc::new(myset_tls::client_config(ca)?)),
+        })
+    }
+
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
+    /// The base URL of the API at `addr` (`host:port`).
+    pub fn url(&self, addr: impl std::fmt::Display) -> String {
+        myset_api::api_url(addr, self.tls.is_some())
+    }
+
+    /// A client of the API at `addr` whose every request must finish within `timeout`.
+    pub fn client(&self, addr: impl std::fmt::Display, timeout: Duration) -> Client {
+        self.build(
+            addr,
+            reqwest::Client::builder()
+                .timeout(timeout)
+                .connect_timeout(timeout),
+        )
+    }
+
+    /// A client for long streams from `addr`: only connecting is bounded, by `connect_timeout`.
+    pub fn streaming(&self, addr: impl std::fmt::Display, connect_timeout: Duration) -> Client {
+        self.build(
+            addr,
+            reqwest::Client::builder().connect_timeout(connect_timeout),
+        )
+    }
+
+    fn build(&self, addr: impl std::fmt::Display, builder: reqwest::ClientBuilder) -> Client {
+        // reqwest builds a rustls configuration even for plain HTTP, from the process's provider.
+        myset_tls::install_crypto_provider();
+        let builder = match &self.tls {
+            Some(config) => builder.use_preconfigured_tls(rustls::ClientConfig::clone(config)),
+            None => builder,
+        };
+        let http = builder
+            .no_proxy()
+            .build()
+            .expect("a client with a prebuilt rustls configuration always builds");
+        Client {
+            http,
+            base: self.url(addr),
+            token: self.token.clone(),
+            headers: Vec::new(),
+        }
+    }
+}
+
+/// A client for one control API, made by [`ApiAccess`].
 #[derive(Clone)]
 pub struct Client {
     http: reqwest::Client,
@@ -110,39 +199,6 @@ pub struct Client {
 }
 
 impl Client {
-    /// A client whose every request must finish within `timeout`.
-    pub fn new(base: impl Into<String>, token: &str, timeout: Duration) -> Self {
-        Self::build(
-            base,
-            token,
-            reqwest::Client::builder()
-                .timeout(timeout)
-                .connect_timeout(timeout),
-        )
-    }
-
-    /// A client for long streams: only connecting is bounded, by `connect_timeout`.
-    pub fn streaming(base: impl Into<String>, token: &str, connect_timeout: Duration) -> Self {
-        Self::build(
-            base,
-            token,
-            reqwest::Client::builder().connect_timeout(connect_timeout),
-        )
-    }
-
-    fn build(base: impl Into<String>, token: &str, builder: reqwest::ClientBuilder) -> Self {
-        let http = builder
-            .no_proxy()
-            .build()
-            .expect("a TLS-less reqwest client always builds");
-        Client {
-            http,
-            base: base.into(),
-            token: token.into(),
-            headers: Vec::new(),
-        }
-    }
-
     /// Sends `name: value` with every request.
     pub fn with_header(mut self, name: &'static str, value: String) -> Self {
         self.headers.push((name, value));
@@ -255,10 +311,68 @@ impl Client {
             .map(drop)
     }
 
+    /// A GET whose whole body is text (such as Prometheus metrics).
+    pub async fn text(&self, path: &str) -> Result<String, CallError> {
+        let resp = self
+            .send(self.request(reqwest::Method::GET, path), path)
+            .await?;
+        let body = self.body(resp, path).await?;
+        Ok(String::from_utf8_lossy(&body).into_owned())
+    }
+
     /// A GET whose body the caller streams.
     pub async fn stream(&self, path: &str) -> Result<reqwest::Response, CallError> {
         self.send(self.request(reqwest::Method::GET, path), path)
             .await
+    }
+}
+
+/// How long a client may take over its TLS handshake before the connection is dropped.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves `app` on `listener` until `shutdown` completes: over HTTPS with `tls`, else plain
+/// HTTP. Each TLS handshake runs in its connection's own task, so a slow client never holds
+/// up the others.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let Some(tls) = tls else {
+        return axum::serve(listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await;
+    };
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let tcp = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((tcp, _)) => tcp,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait rather than spin.
+                    tracing::warn!("cannot accept a connection: {e}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => return Ok(()),
+        };
+        let acceptor = acceptor.clone();
+        let app = app.clone();
+        tokio::spawn(async move {
+            let Ok(Ok(stream)) =
+                tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await
+            else {
+                return;
+            };
+            let service = hyper_util::service::TowerToHyperService::new(app);
+            let _ =
+                hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
+                    .serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+        });
     }
 }
 
@@ -290,7 +404,7 @@ mod tests {
     }
 
     fn client(addr: SocketAddr, token: &str) -> Client {
-        Client::new(format!("http://{addr}"), token, Duration::from_secs(5))
+        ApiAccess::plain(token).client(addr, Duration::from_secs(5))
     }
 
     /// A loopback port nothing listens on: bound, then released.
@@ -357,6 +471,73 @@ mod tests {
             .await
             .unwrap_err();
         assert!(!err.answered());
+    }
+
+    /// Certificates for a server on 127.0.0.1 from a fresh CA, in `dir`.
+    fn certificates(dir: &std::path::Path) -> myset_tls::CertFiles {
+        let files = myset_tls::CertFiles::in_dir(dir);
+        let ca = myset_tls::Authority::generate("test CA", myset_tls::CA_VALIDITY).unwrap();
+        let issued = ca
+            .issue(&myset_tls::CertRequest {
+                common_name: "server".into(),
+                dns_names: vec!["localhost".into()],
+                ips: vec!["127.0.0.1".parse().unwrap()],
+                validity: myset_tls::MEMBER_CERT_VALIDITY,
+            })
+            .unwrap();
+        myset_tls::write_public(&files.ca(), ca.cert_pem()).unwrap();
+        myset_tls::write_public(&files.cert(), &issued.cert_pem).unwrap();
+        myset_tls::write_private(&files.key(), &issued.key_pem).unwrap();
+        files
+    }
+
+    #[tokio::test]
+    async fn https_answers_clients_that_trust_its_ca_and_no_one_else() {
+        myset_tls::install_crypto_provider();
+        let dir = tempfile::tempdir().unwrap();
+        let files = certificates(dir.path());
+        let cert = myset_tls::ReloadingCert::load(files.clone()).unwrap();
+        let config = Arc::new(myset_tls::server_config(cert).unwrap());
+        let app = Router::new()
+            .route("/json", get(|| async { Json(serde_json::json!({"n": 1})) }))
+            .layer(axum::middleware::from_fn_with_state(
+                Token("secret".into()),
+                require_token,
+            ));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(serve(listener, app, Some(config), std::future::pending()));
+
+        let access = ApiAccess::verified_by("secret", &files.ca()).unwrap();
+        assert!(access.url(addr).starts_with("https://"));
+        let n: serde_json::Value = access
+            .client(addr, Duration::from_secs(5))
+            .get("/json")
+            .await
+            .unwrap();
+        assert_eq!(n["n"], 1);
+
+        let other = tempfile::tempdir().unwrap();
+        let stranger = certificates(other.path());
+        let err = ApiAccess::verified_by("secret", &stranger.ca())
+            .unwrap()
+            .client(addr, Duration::from_secs(5))
+            .get::<serde_json::Value>("/json")
+            .await
+            .unwrap_err();
+        assert!(
+            !err.answered(),
+            "a server the CA did not sign is never trusted: {err}"
+        );
+        let err = ApiAccess::plain("secret")
+            .client(addr, Duration::from_secs(5))
+            .get::<serde_json::Value>("/json")
+            .await
+            .unwrap_err();
+        assert!(
+            !err.answered(),
+            "plain HTTP gets no answer from HTTPS: {err}"
+        );
     }
 
     #[test]

@@ -116,6 +116,18 @@ fn clear_cloexec(fd: i32) {
     }
 }
 
+/// A Prometheus `file_sd_configs` target list naming the controller's API address, over HTTPS
+/// (`__scheme__`) when the API serves TLS; the scrape config gives the CA and the token. It adds
+/// no `cluster` label: every metric has its own.
+fn prometheus_targets(api: &Address, tls: bool) -> Vec<u8> {
+    let scheme = if tls { "https" } else { "http" };
+    let targets = serde_json::json!([{
+        "targets": [api.to_string()],
+        "labels": { "__scheme__": scheme },
+    }]);
+    serde_json::to_vec_pretty(&targets).expect("targets serialize")
+}
+
 /// The cluster's backup store, opened, with the controller's scratch dir.
 fn backups_of(
     dir: &ClusterDir,
@@ -163,15 +175,53 @@ pub async fn run_controller(
             port: api_listener.local_addr()?.port(),
         },
     };
-    let runtime = LocalRuntime::new(dir.clone(), exe, state.netns, &secrets.api_token);
+    let metrics_token = dir.metrics_token()?;
+    let tls = state.tls.enabled();
+    let (runtime, controller_tls) = if state.tls.enabled() {
+        let (controller_tls, api_cert) = crate::tls::controller_tls(&dir, &state)?;
+        let access = myset_http::ApiAccess::verified_by(&secrets.api_token, &controller_tls.ca)?;
+        let tls = crate::runtime::LocalTls {
+            endpoint_host: state.bind_host.clone(),
+            api_cert,
+        };
+        (
+            LocalRuntime::new(dir.clone(), exe, state.netns, access, Some(tls)),
+            Some(controller_tls),
+        )
+    } else {
+        let access = myset_http::ApiAccess::plain(&secrets.api_token);
+        (
+            LocalRuntime::new(dir.clone(), exe, state.netns, access, None),
+            None,
+        )
+    };
     let backups = backups_of(&dir, &state);
+    let kernel_endpoints = match crate::endpoints::path_for(&state).map_err(anyhow::Error::msg)? {
+        myset_api::EndpointPath::Kernel => {
+            Some(crate::endpoints::KernelEndpoints::new(&dir, &state)?)
+        }
+        myset_api::EndpointPath::Userspace => None,
+    };
     let controller = Controller::new(runtime, state, secrets, Timing::default());
+    if let Some(kernel) = kernel_endpoints {
+        controller.publish_endpoints_through(std::sync::Arc::new(kernel));
+    }
+    if let Some(tls) = controller_tls {
+        controller.enable_tls(tls);
+    }
+    controller.enable_metrics_token(&metrics_token);
     match backups {
         Ok(backups) => controller.enable_backups(backups),
         // The cluster runs on; `status` shows no backups and `myset backup` says why.
         Err(e) => tracing::error!("backups are off: {e:#}"),
     }
     let run = controller.run_with(api_listener, || {
+        // No secret in it, and Prometheus (another user) reads it.
+        myset_os::write_atomic(
+            &dir.prometheus_targets_file(),
+            &prometheus_targets(&info.api, tls),
+            0o644,
+        )?;
         myset_os::write_atomic(
             &dir.controller_info(),
             &serde_json::to_vec(&info).expect("info serializes"),

@@ -45,6 +45,15 @@ impl ClusterDir {
     pub fn controller_info(&self) -> PathBuf {
         self.root.join("controller.json")
     }
+    /// The read-only token of the controller's `/metrics` (mode 0600), for a scraper.
+    pub fn metrics_token_file(&self) -> PathBuf {
+        self.root.join("metrics-token")
+    }
+    /// The live controller's metrics address as a Prometheus `file_sd_configs` target list;
+    /// rewritten at each controller start, since the API port changes then.
+    pub fn prometheus_targets_file(&self) -> PathBuf {
+        self.root.join("prometheus-targets.json")
+    }
     pub fn controller_lock(&self) -> PathBuf {
         self.root.join("controller.lock")
     }
@@ -60,6 +69,14 @@ impl ClusterDir {
     pub fn controller_log(&self) -> PathBuf {
         self.root.join("controller.log")
     }
+    /// The cluster's CA, its signing key and the controller's API certificate.
+    pub fn tls(&self) -> myset_tls::CertFiles {
+        myset_tls::CertFiles::in_dir(self.root.join("tls"))
+    }
+    /// A member's certificate and a copy of the CA's, which its agent is started with.
+    pub fn instance_tls(&self, ordinal: u32) -> myset_tls::CertFiles {
+        myset_tls::CertFiles::in_dir(self.instance_dir(ordinal).join("tls"))
+    }
     pub fn instance_dir(&self, ordinal: u32) -> PathBuf {
         self.root
             .join("instances")
@@ -70,6 +87,10 @@ impl ClusterDir {
     }
     pub fn agent_log(&self, ordinal: u32) -> PathBuf {
         self.instance_dir(ordinal).join("agent.log")
+    }
+    /// mariadbd's error log (the agent's `InstanceLayout::server_log`).
+    pub fn server_log(&self, ordinal: u32) -> PathBuf {
+        self.instance_dir(ordinal).join("logs").join("mariadbd.log")
     }
     pub fn server_pid_file(&self, ordinal: u32) -> PathBuf {
         self.instance_dir(ordinal).join("run").join("mariadbd.pid")

@@ -2,13 +2,16 @@
 //! dir, started, watched and restarted by a controller process running on the same machine;
 //! the agents in turn restart the controller when it dies.
 
+mod conntrack;
 mod controller_process;
+pub mod endpoints;
 pub mod keeper;
 pub mod layout;
 mod lock;
 pub mod netns;
 pub mod runtime;
 pub mod store;
+pub mod tls;
 
 pub use controller_process::{run_controller, spawn_controller, ControllerInfo};
 pub use keeper::Keeper;

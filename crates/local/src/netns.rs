@@ -121,6 +121,17 @@ pub fn ensure(cluster: &str, index: u8, ordinal: u32) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Lets connections from 127.0.0.1 that the kernel endpoints rewrote leave through the
+/// cluster's own bridge (`route_localnet`, as kube-proxy sets for localhost node ports); they
+/// are masqueraded on the way out. Only this bridge's setting changes.
+pub fn allow_loopback_sources(index: u8) -> anyhow::Result<()> {
+    let path = format!("/proc/sys/net/ipv4/conf/{}/route_localnet", bridge(index));
+    if std::fs::read_to_string(&path).is_ok_and(|v| v.trim() == "1") {
+        return Ok(());
+    }
+    std::fs::write(&path, "1").with_context(|| format!("cannot set {path}"))
+}
+
 /// Cuts (`connected` false) or restores the instance's only link.
 pub fn set_connected(index: u8, ordinal: u32, connected: bool) -> anyhow::Result<()> {
     ip(&[

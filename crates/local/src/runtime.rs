@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// How long a stopping instance may take before it is killed.
@@ -24,16 +24,32 @@ pub struct LocalRuntime {
     /// Agents this process started; kept so their exits are reaped.
     children: Mutex<HashMap<u32, Child>>,
     agents: HttpAgents,
+    tls: Option<LocalTls>,
+}
+
+/// What the runtime needs to issue certificates.
+pub struct LocalTls {
+    /// The host of the rw and ro endpoints, which every member's certificate names.
+    pub endpoint_host: String,
+    /// The controller API's certificate, reloaded when renewed.
+    pub api_cert: Arc<myset_tls::ReloadingCert>,
 }
 
 impl LocalRuntime {
-    pub fn new(dir: ClusterDir, exe: PathBuf, netns: Option<u8>, api_token: &str) -> Self {
+    pub fn new(
+        dir: ClusterDir,
+        exe: PathBuf,
+        netns: Option<u8>,
+        access: myset_http::ApiAccess,
+        tls: Option<LocalTls>,
+    ) -> Self {
         LocalRuntime {
             dir,
             netns,
             exe,
             children: Mutex::new(HashMap::new()),
-            agents: HttpAgents::new(api_token),
+            agents: HttpAgents::new(access),
+            tls,
         }
     }
 }
@@ -153,10 +169,20 @@ impl Runtime for LocalRuntime {
                 self.netns,
                 spec.ordinal,
             );
-            // `ip` and fsync block: off the async threads.
+            let certificate = self.tls.as_ref().map(|tls| {
+                (
+                    self.dir.clone(),
+                    member_hosts(tls, &spec.server, &spec.agent),
+                )
+            });
+            // `ip`, key generation and fsync block: off the async threads.
             tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
                 std::fs::create_dir_all(&dir)?;
                 myset_os::write_atomic(&dir.join("spec.json"), &spec_bytes, 0o600)?;
+                if let Some((cluster_dir, hosts)) = certificate {
+                    let hosts: Vec<&str> = hosts.iter().map(String::as_str).collect();
+                    crate::tls::ensure_member(&cluster_dir, ordinal, &hosts, false)?;
+                }
                 if let Some(index) = netns {
                     crate::netns::ensure(&cluster, index, ordinal)?;
                 }
@@ -173,6 +199,11 @@ impl Runtime for LocalRuntime {
             .arg(self.dir.secrets_file())
             .arg("--cluster-dir")
             .arg(self.dir.root());
+        if self.tls.is_some() {
+            command
+                .arg("--tls-dir")
+                .arg(&self.dir.instance_tls(spec.ordinal).dir);
+        }
         if let Some(ns) = &namespace {
             // The agent enters the namespace itself, keeping a handle on this one, so that
             // the controller it may restart runs here, beside the endpoints.
@@ -291,6 +322,52 @@ impl Runtime for LocalRuntime {
     fn password_file(&self) -> String {
         self.dir.password_file().display().to_string()
     }
+
+    async fn renew_certificates(
+        &self,
+        state: &ClusterState,
+        force: bool,
+    ) -> anyhow::Result<Vec<u32>> {
+        let Some(tls) = &self.tls else {
+            return Ok(Vec::new());
+        };
+        let members: Vec<(u32, Vec<String>)> = state
+            .members
+            .iter()
+            .filter_map(|o| {
+                let p = state.placements.get(o)?;
+                Some((*o, member_hosts(tls, &p.server, &p.agent)))
+            })
+            .collect();
+        let (dir, endpoint_host, api_cert) = (
+            self.dir.clone(),
+            tls.endpoint_host.clone(),
+            tls.api_cert.clone(),
+        );
+        tokio::task::spawn_blocking(move || -> anyhow::Result<Vec<u32>> {
+            if crate::tls::ensure_controller(&dir, &endpoint_host, force)? {
+                api_cert.reload()?;
+            }
+            let mut renewed = Vec::new();
+            for (ordinal, hosts) in members {
+                let hosts: Vec<&str> = hosts.iter().map(String::as_str).collect();
+                if crate::tls::ensure_member(&dir, ordinal, &hosts, force)? {
+                    renewed.push(ordinal);
+                }
+            }
+            Ok(renewed)
+        })
+        .await?
+    }
+}
+
+/// Every host a member is reached at: its own addresses and the endpoints', which route to it.
+fn member_hosts(tls: &LocalTls, server: &Address, agent: &Address) -> Vec<String> {
+    vec![
+        tls.endpoint_host.clone(),
+        server.host.clone(),
+        agent.host.clone(),
+    ]
 }
 
 impl LocalRuntime {

@@ -34,6 +34,10 @@ pub enum StartingServerError {
     Io(#[from] std::io::Error),
 }
 
+/// How often a starting server's socket is tried. A refused connection on a local socket costs
+/// nothing, and a new cluster's first server is on the path of `myset up`.
+const STARTING_SERVER_POLL: Duration = Duration::from_millis(20);
+
 /// Connects as `root` without a password over `socket` to `server`, a mariadbd this process
 /// just started on its socket only (before its accounts exist, or with grants skipped):
 /// retried until it answers, exits, or `limit` passes.
@@ -53,7 +57,7 @@ pub async fn connect_starting_server(
             Err(e) if tokio::time::Instant::now() > deadline => {
                 return Err(StartingServerError::NeverAnswered(e))
             }
-            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            Err(_) => tokio::time::sleep(STARTING_SERVER_POLL).await,
         }
     }
 }
@@ -75,10 +79,54 @@ pub struct AdminClient {
     timeout: Duration,
 }
 
+/// What one statement gave.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StatementResult {
+    /// A result set, as text.
+    Rows(Vec<Vec<Option<String>>>),
+    /// No result set: the rows it inserted, changed or deleted.
+    Affected(u64),
+}
+
 /// Where and as whom to connect.
 pub enum Target<'a> {
-    Tcp { host: &'a str, port: u16 },
+    /// Over TCP; with `ca`, over TLS, the server verified by that CA's certificate file.
+    Tcp {
+        host: &'a str,
+        port: u16,
+        ca: Option<&'a Path>,
+    },
     Socket(&'a Path),
+}
+
+/// Options for a TCP connection to `host:port` as `user`. With `ca` (a CA certificate file),
+/// the connection uses TLS and verifies the server's certificate and name by that CA alone.
+/// Every TCP connection myset opens to a server is built here.
+pub fn tcp_opts(
+    host: &str,
+    port: u16,
+    user: &str,
+    password: &str,
+    ca: Option<&Path>,
+) -> OptsBuilder {
+    let opts = OptsBuilder::default()
+        .ip_or_hostname(host.to_string())
+        .tcp_port(port)
+        .user(Some(user.to_string()))
+        .pass(Some(password.to_string()))
+        // Otherwise mysql_async silently switches a loopback connection to the socket.
+        .prefer_socket(false);
+    match ca {
+        Some(ca) => {
+            myset_tls::install_crypto_provider();
+            opts.ssl_opts(Some(
+                mysql_async::SslOpts::default()
+                    .with_root_certs(vec![ca.to_path_buf().into()])
+                    .with_disable_built_in_roots(true),
+            ))
+        }
+        None => opts,
+    }
 }
 
 async fn bounded<T>(
@@ -98,14 +146,12 @@ impl AdminClient {
         password: &str,
         timeout: Duration,
     ) -> Result<Self, ClientError> {
-        let base = OptsBuilder::default()
-            .user(Some(user))
-            .pass(Some(password))
-            // Otherwise mysql_async silently switches a loopback connection to the socket.
-            .prefer_socket(false);
         let opts = match target {
-            Target::Tcp { host, port } => base.ip_or_hostname(host).tcp_port(port),
-            Target::Socket(path) => base.socket(Some(path.to_string_lossy())),
+            Target::Tcp { host, port, ca } => tcp_opts(host, port, user, password, ca),
+            Target::Socket(path) => OptsBuilder::default()
+                .user(Some(user))
+                .pass(Some(password))
+                .socket(Some(path.to_string_lossy())),
         };
         let conn = bounded(timeout, Conn::new(opts)).await?;
         Ok(AdminClient { conn, timeout })
@@ -133,6 +179,30 @@ impl AdminClient {
             while !result.is_empty() {
                 let rows: Vec<Row> = result.collect().await?;
                 out.extend(rows.into_iter().map(row_text));
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// Runs `statement` (one or more, `;`-separated) and returns what each one gave: its rows
+    /// as text (NULL as None), or, for a statement without a result set, the rows it affected.
+    pub async fn results(&mut self, statement: &str) -> Result<Vec<StatementResult>, ClientError> {
+        let timeout = self.timeout;
+        let conn = &mut self.conn;
+        bounded(timeout, async move {
+            let mut result = conn.query_iter(statement).await?;
+            let mut out = Vec::new();
+            // `columns` is None once no result is pending; an empty list marks a statement
+            // that returns no rows (an OK packet with its affected-rows count).
+            while let Some(columns) = result.columns() {
+                let affected = result.affected_rows();
+                let rows: Vec<Row> = result.collect().await?;
+                out.push(if columns.is_empty() {
+                    StatementResult::Affected(affected)
+                } else {
+                    StatementResult::Rows(rows.into_iter().map(row_text).collect())
+                });
             }
             Ok(out)
         })

@@ -24,8 +24,21 @@ pub struct ServerConfig {
     /// the file of the server's role), included where they can tune the server but never
     /// override what myset sets itself. Empty locally.
     pub includes: Vec<PathBuf>,
+    /// The user's settings for this server's role (`myset config set`), checked by
+    /// `myset_core::settings`: tunable, so they go with the defaults, before what myset decides.
+    pub settings: std::collections::BTreeMap<String, String>,
     /// A Galera member's wsrep settings; None for the replication topology.
     pub galera: Option<GaleraConfig>,
+    /// The server's certificate files; None with TLS off.
+    pub tls: Option<ServerTls>,
+}
+
+/// Where a server's TLS files are. With them, every TCP client must use TLS.
+#[derive(Debug, Clone)]
+pub struct ServerTls {
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 /// What a Galera member's option file needs beyond the common settings.
@@ -60,6 +73,9 @@ impl ServerConfig {
         line(&mut s, "innodb-buffer-pool-size", &"128M");
         line(&mut s, "character-set-server", &"utf8mb4");
         line(&mut s, "max-connections", &300);
+        for (key, value) in &self.settings {
+            line(&mut s, key, value);
+        }
         // An included file's groups end with it: what follows is in [mariadbd] again. A
         // missing file is skipped by MariaDB.
         for file in &self.includes {
@@ -85,8 +101,16 @@ impl ServerConfig {
         // commits when members crash in sequence (Jepsen, 2026).
         line("sync-binlog", &1);
         line("innodb-flush-log-at-trx-commit", &1);
+        if let Some(tls) = &self.tls {
+            line("ssl-ca", &tls.ca.display());
+            line("ssl-cert", &tls.cert.display());
+            line("ssl-key", &tls.key.display());
+            // Local clients on the socket are exempt: the socket is not a network transport.
+            line("require-secure-transport", &"ON");
+            line("tls-version", &"TLSv1.2,TLSv1.3");
+        }
         if let Some(g) = &self.galera {
-            render_galera(&mut line, g);
+            render_galera(&mut line, g, self.tls.as_ref());
         } else {
             self.render_replication(&mut line);
         }
@@ -95,6 +119,12 @@ impl ServerConfig {
             let _ = writeln!(s, "user = {}", self.admin_user);
             let _ = writeln!(s, "password = {}", self.admin_password);
             let _ = writeln!(s, "socket = {}", self.socket.display());
+        }
+        if self.galera.is_some() && self.tls.is_some() {
+            // State transfers over TLS (socat with OpenSSL) with the server's own files, the
+            // peer's certificate checked against the cluster's CA (chain only: socat cannot
+            // match an IP SAN).
+            let _ = writeln!(s, "\n[sst]\nssl-mode = VERIFY_CA");
         }
         s
     }
@@ -114,12 +144,30 @@ impl ServerConfig {
         line("rpl-semi-sync-master-wait-no-slave", &"ON");
         // A silent primary makes replicas reconnect after 4 s (heartbeats come every second).
         line("slave-net-timeout", &4);
+        line(
+            "rpl-semi-sync-slave-kill-conn-timeout",
+            &SEMISYNC_KILL_CONN_TIMEOUT_SECONDS,
+        );
         if self.role == Role::Replica {
             // A crashed replica discards its relay log and refetches from its GTID position.
             line("relay-log-recovery", &"ON");
         }
     }
 }
+
+/// How long a replica's `STOP SLAVE IO_THREAD` may spend, after its IO thread has already
+/// stopped reading, connecting to the primary to `KILL` the primary's end of the semi-sync
+/// stream (MariaDB's default is 5 s; 0 means no limit). The fence of a failover is that
+/// statement: against a partitioned primary the connection can never succeed, so the fence
+/// used to take as long as the attempt (about 2 s measured here, until the address stopped
+/// resolving; up to 5 s elsewhere). The kill is a courtesy to the primary and not part of the
+/// fence: by then the IO thread has exited and receives and acknowledges nothing, and when the
+/// kill fails MariaDB just closes its own end, as it does after the timeout. So a shorter limit
+/// changes what the fence guarantees in no way, only how soon it reports it. 1 s is the
+/// shortest limit MariaDB takes.
+pub const SEMISYNC_KILL_CONN_TIMEOUT_SECONDS: u32 = 1;
+// 0 would mean no limit at all.
+const _: () = assert!(SEMISYNC_KILL_CONN_TIMEOUT_SECONDS > 0);
 
 /// Galera's failure detection. After an abrupt death the survivors hold every commit until
 /// they evict the dead member: `evs.suspect_timeout` (5 s by default) plus up to one
@@ -143,7 +191,22 @@ const EVS_TIMERS: &str =
 /// after an outage (from every member's position). With it, a member whose saved view
 /// (gvwstate.dat) held only itself promoted itself to a Primary component of one on restart,
 /// a second cluster beside the real one.
-fn render_galera(line: &mut impl FnMut(&str, &dyn std::fmt::Display), g: &GaleraConfig) {
+fn render_galera(
+    line: &mut impl FnMut(&str, &dyn std::fmt::Display),
+    g: &GaleraConfig,
+    tls: Option<&ServerTls>,
+) {
+    // Group communication and IST over TLS, peers verified by the cluster's CA.
+    let socket_tls = tls
+        .map(|t| {
+            format!(
+                ";socket.ssl=YES;socket.ssl_ca={};socket.ssl_cert={};socket.ssl_key={}",
+                t.ca.display(),
+                t.cert.display(),
+                t.key.display()
+            )
+        })
+        .unwrap_or_default();
     line("wsrep-on", &"ON");
     line("wsrep-provider", &crate::galera::PROVIDER);
     line("wsrep-cluster-name", &g.cluster_name);
@@ -158,7 +221,7 @@ fn render_galera(line: &mut impl FnMut(&str, &dyn std::fmt::Display), g: &Galera
     line(
         "wsrep-provider-options",
         &format!(
-            "\"gmcast.listen_addr=tcp://{host}:{gcomm};ist.recv_addr={host}:{ist};gcache.size=256M;gcache.recover=yes;pc.recovery=FALSE;{EVS_TIMERS}\"",
+            "\"gmcast.listen_addr=tcp://{host}:{gcomm};ist.recv_addr={host}:{ist};gcache.size=256M;gcache.recover=yes;pc.recovery=FALSE;{EVS_TIMERS}{socket_tls}\"",
             host = g.node_host,
             gcomm = g.ports.gcomm,
             ist = g.ports.ist
@@ -198,8 +261,29 @@ mod tests {
             admin_user: "admin".into(),
             admin_password: "pw".into(),
             includes: Vec::new(),
+            tls: None,
+            settings: Default::default(),
             galera: None,
         }
+    }
+
+    #[test]
+    fn the_users_settings_override_the_defaults_but_not_what_myset_decides() {
+        let mut c = config(Role::Replica);
+        c.includes = vec!["/etc/o/all.cnf".into()];
+        c.settings = [
+            ("max_connections".to_string(), "333".to_string()),
+            ("innodb_log_buffer_size".to_string(), "33554432".to_string()),
+        ]
+        .into();
+        let text = c.render();
+        let at = |needle: &str| {
+            text.find(needle)
+                .unwrap_or_else(|| panic!("missing {needle:?} in\n{text}"))
+        };
+        assert!(at("max-connections = 300") < at("max_connections = 333"));
+        assert!(at("innodb_log_buffer_size = 33554432") < at("!include /etc/o/all.cnf"));
+        assert!(at("max_connections = 333") < at("server-id = 102"));
     }
 
     #[test]
@@ -275,12 +359,53 @@ mod tests {
     }
 
     #[test]
+    fn a_fence_does_not_wait_long_for_an_unreachable_primary() {
+        // Both roles: a primary becomes a replica that may be fenced.
+        for role in [Role::Primary, Role::Replica] {
+            let text = config(role).render();
+            let expected = format!(
+                "rpl-semi-sync-slave-kill-conn-timeout = {SEMISYNC_KILL_CONN_TIMEOUT_SECONDS}"
+            );
+            assert!(text.contains(&expected), "missing {expected:?} in\n{text}");
+        }
+    }
+
+    #[test]
     fn primary_has_no_relay_log_recovery_and_root_runs_as_root() {
         let mut c = config(Role::Primary);
         c.run_as_root = true;
         let text = c.render();
         assert!(!text.contains("relay-log-recovery"));
         assert!(text.contains("user = root"));
+    }
+
+    #[test]
+    fn with_tls_files_every_tcp_client_must_use_tls_and_a_user_file_cannot_undo_it() {
+        let plain = config(Role::Primary).render();
+        assert!(!plain.contains("ssl") && !plain.contains("secure-transport"));
+        let mut c = config(Role::Primary);
+        c.includes = vec!["/etc/o/all.cnf".into()];
+        c.tls = Some(ServerTls {
+            ca: "/s/tls/ca.pem".into(),
+            cert: "/s/tls/cert.pem".into(),
+            key: "/s/tls/key.pem".into(),
+        });
+        let text = c.render();
+        let include = text.find("!include").unwrap();
+        for expected in [
+            "ssl-ca = /s/tls/ca.pem",
+            "ssl-cert = /s/tls/cert.pem",
+            "ssl-key = /s/tls/key.pem",
+            "require-secure-transport = ON",
+        ] {
+            let at = text
+                .find(expected)
+                .unwrap_or_else(|| panic!("missing {expected:?} in\n{text}"));
+            assert!(
+                include < at,
+                "{expected:?} must come after the user's files"
+            );
+        }
     }
 
     #[test]

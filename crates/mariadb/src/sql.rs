@@ -1,6 +1,7 @@
 //! Every SQL statement myset sends, in MariaDB's dialect.
 
 use myset_api::{Address, Secrets};
+use std::path::Path;
 
 /// Quotes a string as an SQL literal.
 pub fn literal(value: &str) -> String {
@@ -98,6 +99,8 @@ pub fn drop_account(user: &str, host: &str) -> String {
 }
 
 pub const FLUSH_PRIVILEGES: &str = "FLUSH PRIVILEGES";
+/// The server's version string, e.g. `10.11.6-MariaDB-0+deb12u1-log`.
+pub const SERVER_VERSION: &str = "SELECT VERSION()";
 
 /// Local admin work on a replica must not be binlogged: it would become an errant GTID.
 pub const NO_BINLOG: &str = "SET SESSION sql_log_bin = 0";
@@ -145,6 +148,7 @@ pub const GTID_POSITIONS: &str =
     "SELECT @@GLOBAL.gtid_current_pos, @@GLOBAL.gtid_binlog_pos, @@GLOBAL.gtid_slave_pos, @@GLOBAL.read_only";
 
 pub const STOP_RECEIVING: &str = "STOP SLAVE IO_THREAD";
+pub const START_RECEIVING: &str = "START SLAVE IO_THREAD";
 /// The primary side of semi-sync in one row: whether commits wait for an acknowledgement
 /// (0/1), how many replicas are connected as acknowledgers, and how many sessions are waiting
 /// for one right now. A status subquery is NULL when the server lacks that variable.
@@ -180,17 +184,31 @@ pub fn sessions_of(user: &str) -> String {
     )
 }
 
+/// Makes the server read its certificate files again, for new connections.
+pub const FLUSH_SSL: &str = "FLUSH SSL";
+
+/// Makes a Galera member's group communication read its certificate files again.
+pub const GALERA_SSL_RELOAD: &str = "SET GLOBAL wsrep_provider_options = 'socket.ssl_reload=1'";
+
 pub fn kill_session(id: u64) -> String {
     format!("KILL CONNECTION {id}")
 }
 
 /// Points a replica at `primary`, resuming from its own GTID position (`current_pos`, so a
-/// former primary resumes after its own last transaction).
-pub fn change_primary(primary: &Address, secrets: &Secrets) -> String {
+/// former primary resumes after its own last transaction). With `tls_ca`, the replica connects
+/// over TLS and verifies the primary's certificate and name by that CA file.
+pub fn change_primary(primary: &Address, secrets: &Secrets, tls_ca: Option<&Path>) -> String {
+    let tls = match tls_ca {
+        Some(ca) => format!(
+            "MASTER_SSL = 1, MASTER_SSL_CA = {}, MASTER_SSL_VERIFY_SERVER_CERT = 1",
+            literal(&ca.to_string_lossy())
+        ),
+        None => "MASTER_SSL = 0, MASTER_SSL_VERIFY_SERVER_CERT = 0".to_string(),
+    };
     format!(
         "CHANGE MASTER TO MASTER_HOST = {}, MASTER_PORT = {}, MASTER_USER = {}, \
          MASTER_PASSWORD = {}, MASTER_USE_GTID = current_pos, MASTER_CONNECT_RETRY = 1, \
-         MASTER_HEARTBEAT_PERIOD = 1",
+         MASTER_HEARTBEAT_PERIOD = 1, {tls}",
         literal(&primary.host),
         primary.port,
         literal(&secrets.repl_user),

@@ -154,6 +154,9 @@ pub fn cluster_status(myset: &MySet) -> ClusterStatus {
         endpoints: Endpoints {
             rw: format!("{}.{ns}.svc:{}", names::rw(&name), spec.service.rw_port),
             ro: format!("{}.{ns}.svc:{}", names::ro(&name), spec.service.ro_port),
+            // Services carry them; the local modes do not apply.
+            asked: myset_api::EndpointsMode::default(),
+            mode: None,
         },
         credentials: Credentials {
             // The account the operator creates (the record does not name it); the Secret's
@@ -164,6 +167,10 @@ pub fn cluster_status(myset: &MySet) -> ClusterStatus {
         instances,
         name,
         backup: None,
+        // The operator issues no certificates yet (README: TLS on Kubernetes).
+        tls: Default::default(),
+        // The operator serves no controller API.
+        metrics: None,
     }
 }
 
@@ -231,6 +238,8 @@ fn instance_status(
             }),
         replication: None,
         galera: observed.and_then(|i| i.galera.clone()),
+        restarts: 0,
+        version: None,
     }
 }
 
@@ -325,6 +334,7 @@ pub fn event_from(e: &KubeEvent) -> Option<Event> {
         reason: None,
         backup: None,
         gtid: None,
+        donor: None,
     })
 }
 

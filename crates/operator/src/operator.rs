@@ -116,7 +116,9 @@ pub struct Brain<A: AgentApi + Clone> {
 
 impl Operator<HttpAgents> {
     pub fn new(client: kube::Client) -> Self {
-        Operator::with_agents(client, Timing::default(), |s| HttpAgents::new(&s.api_token))
+        Operator::with_agents(client, Timing::default(), |s| {
+            HttpAgents::new(myset_runtime::ApiAccess::plain(&s.api_token))
+        })
     }
 }
 

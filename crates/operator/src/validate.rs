@@ -22,49 +22,6 @@ fn invalid(field: impl Into<String>, problem: impl Into<String>) -> InvalidMySet
     }
 }
 
-/// Options the agent sets itself (identity, paths, replication, fencing) or that would let a
-/// setting escape the option file (loading code, skipping authentication). MariaDB treats `-`
-/// and `_` alike, so names are compared with `_` folded to `-`.
-const RESERVED_OPTIONS: &[&str] = &[
-    "basedir",
-    "bind-address",
-    "binlog-format",
-    "datadir",
-    "gtid-domain-id",
-    "gtid-strict-mode",
-    "init-file",
-    "innodb-data-home-dir",
-    "innodb-flush-log-at-trx-commit",
-    "innodb-log-group-home-dir",
-    "log-bin",
-    "log-error",
-    "log-slave-updates",
-    "pid-file",
-    "plugin-dir",
-    "plugin-load",
-    "plugin-load-add",
-    "port",
-    "read-only",
-    "relay-log",
-    "relay-log-recovery",
-    "rpl-semi-sync-master-enabled",
-    "rpl-semi-sync-master-timeout",
-    "rpl-semi-sync-master-wait-no-slave",
-    "rpl-semi-sync-master-wait-point",
-    "rpl-semi-sync-slave-enabled",
-    "secure-file-priv",
-    "server-id",
-    "skip-grant-tables",
-    "skip-name-resolve",
-    "skip-networking",
-    "skip-slave-start",
-    "slave-net-timeout",
-    "socket",
-    "sync-binlog",
-    "tmpdir",
-    "user",
-];
-
 /// Whether `name` is a server option myset lets users set: lower-case letters, digits, `-`
 /// and `_`, starting with a letter, not one of the options myset manages.
 pub fn check_option_name(name: &str) -> Result<(), String> {
@@ -78,27 +35,21 @@ pub fn check_option_name(name: &str) -> Result<(), String> {
             "{name:?} is not an option name (lower-case letters, digits, - and _, starting with a letter)"
         ));
     }
-    let folded = name.replace('_', "-");
-    let bare = folded.strip_prefix("loose-").unwrap_or(&folded);
-    if RESERVED_OPTIONS.contains(&bare) || bare.starts_with("wsrep") {
-        return Err(format!("{name:?} is managed by myset and cannot be set"));
+    // The same rule as `myset config set`; `loose-` only hides a typo, not an owned option.
+    let normal = myset_core::settings::normalise_key(name);
+    let bare = normal.strip_prefix("loose_").unwrap_or(&normal);
+    if let Some(why) = myset_core::settings::owned(bare) {
+        return Err(format!(
+            "{name:?} is managed by myset and cannot be set: {}",
+            why.why()
+        ));
     }
     Ok(())
 }
 
-/// Whether `value` can stand on one line of an option file as it is: no line breaks or other
-/// control characters, and no `#`, which would start a comment.
+/// Whether `value` can stand on one line of an option file (as `myset config set` checks).
 pub fn check_option_value(value: &str) -> Result<(), String> {
-    if value.len() > 4096 {
-        return Err("longer than 4096 bytes".into());
-    }
-    if let Some(c) = value.chars().find(|c| c.is_control() || *c == '#') {
-        return Err(format!("contains {c:?}, which an option file cannot hold"));
-    }
-    if value.trim() != value {
-        return Err("has leading or trailing blanks".into());
-    }
-    Ok(())
+    myset_core::settings::check_value(value)
 }
 
 /// A DNS-1123 label: lower-case letters, digits and `-`, starting and ending alphanumeric.

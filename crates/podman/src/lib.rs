@@ -92,7 +92,7 @@ impl PodmanRuntime {
         let prefix = create_network(&podman, &network).await?;
         Ok(PodmanRuntime {
             inner: Arc::new(Inner {
-                agents: HttpAgents::new(&secrets.api_token),
+                agents: HttpAgents::new(myset_runtime::ApiAccess::plain(&secrets.api_token)),
                 podman,
                 myset,
                 secrets,

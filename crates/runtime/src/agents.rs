@@ -1,10 +1,12 @@
 //! How the controller talks to agents.
 
 use myset_api::{
-    Address, AgentStatus, GaleraPositionReport, InstanceSpec, Order, OrderResult,
-    CONTROLLER_TERM_HEADER, GALERA_POSITION_PATH,
+    Address, AgentStatus, GaleraPositionReport, InstanceSpec, LiveSettingsRequest, Order,
+    OrderResult, ServerRestart, VariableInfo, VariablesRequest, CONTROLLER_TERM_HEADER,
+    GALERA_POSITION_PATH, LIVE_SETTINGS_PATH, RESTART_PATH, VARIABLES_PATH,
 };
 use myset_core::galera::{ClusterUuid, MemberData, Position};
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::Duration;
 
@@ -41,6 +43,15 @@ pub trait AgentApi: Send + Sync + 'static {
         order: &Order,
         timeout: Duration,
     ) -> impl Future<Output = Result<OrderResult, AgentError>> + Send;
+    /// Makes the agent take up its renewed certificate files, at most `timeout`.
+    fn reload_tls(
+        &self,
+        agent: &Address,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<(), AgentError>> + Send {
+        let _ = timeout;
+        unsupported(agent, "these agents cannot reload certificates")
+    }
     /// Galera: the last committed position of a member whose server is not running, as its
     /// agent reads it from its own data dir (on Kubernetes the controller cannot read a
     /// volume; the agent of a Pod waiting for its spec can). At most `timeout`.
@@ -50,13 +61,55 @@ pub trait AgentApi: Send + Sync + 'static {
         timeout: Duration,
     ) -> impl Future<Output = Result<MemberData, AgentError>> + Send {
         let _ = timeout;
-        let agent = agent.clone();
-        async move {
-            Err(AgentError::Refused {
-                detail: "these agents cannot report a Galera position".into(),
-                agent,
-            })
-        }
+        unsupported(agent, "these agents cannot report a Galera position")
+    }
+    // `myset config set` and `myset restart`: agents that cannot (the fakes of tests that do
+    // not exercise them) refuse.
+    /// Which of `names` the agent's server knows, and which are dynamic.
+    fn describe_variables(
+        &self,
+        agent: &Address,
+        names: &[String],
+        timeout: Duration,
+    ) -> impl Future<Output = Result<Vec<VariableInfo>, AgentError>> + Send {
+        let _ = (names, timeout);
+        unsupported(agent, "these agents cannot change server settings")
+    }
+    /// Sets dynamic variables live, all or none; answers their values before.
+    fn apply_live(
+        &self,
+        agent: &Address,
+        term: u64,
+        settings: &BTreeMap<String, String>,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<BTreeMap<String, String>, AgentError>> + Send {
+        let _ = (term, settings, timeout);
+        unsupported(agent, "these agents cannot change server settings")
+    }
+    /// Asks the agent to restart its server cleanly with the spec in force; returns at once.
+    fn restart_server(
+        &self,
+        agent: &Address,
+        term: u64,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<(), AgentError>> + Send {
+        let _ = (term, timeout);
+        unsupported(agent, "these agents cannot change server settings")
+    }
+}
+
+/// The answer of agents that cannot do `what` (a default of the trait; the fakes of tests that
+/// do not exercise it).
+fn unsupported<T>(
+    agent: &Address,
+    what: &'static str,
+) -> impl Future<Output = Result<T, AgentError>> + Send {
+    let agent = agent.clone();
+    async move {
+        Err(AgentError::Refused {
+            detail: what.into(),
+            agent,
+        })
     }
 }
 
@@ -84,21 +137,20 @@ pub fn member_data(
     })
 }
 
-/// Agents reached over their token-authenticated HTTP API.
+/// Agents reached over their token-authenticated HTTP(S) API.
 #[derive(Clone)]
 pub struct HttpAgents {
-    token: String,
+    access: myset_http::ApiAccess,
 }
 
 impl HttpAgents {
-    pub fn new(token: &str) -> Self {
-        HttpAgents {
-            token: token.to_string(),
-        }
+    pub fn new(access: myset_http::ApiAccess) -> Self {
+        HttpAgents { access }
     }
 
     fn client(&self, agent: &Address, term: u64, timeout: Duration) -> myset_http::Client {
-        myset_http::Client::new(format!("http://{agent}"), &self.token, timeout)
+        self.access
+            .client(agent, timeout)
             .with_header(CONTROLLER_TERM_HEADER, term.to_string())
     }
 }
@@ -161,5 +213,56 @@ impl AgentApi for HttpAgents {
             .await
             .map_err(|e| classify(agent, e))?;
         member_data(agent, report)
+    }
+
+    async fn describe_variables(
+        &self,
+        agent: &Address,
+        names: &[String],
+        timeout: Duration,
+    ) -> Result<Vec<VariableInfo>, AgentError> {
+        let body = VariablesRequest {
+            names: names.to_vec(),
+        };
+        self.client(agent, 0, timeout)
+            .call(VARIABLES_PATH, &body)
+            .await
+            .map_err(|e| classify(agent, e))
+    }
+
+    async fn apply_live(
+        &self,
+        agent: &Address,
+        term: u64,
+        settings: &BTreeMap<String, String>,
+        timeout: Duration,
+    ) -> Result<BTreeMap<String, String>, AgentError> {
+        let body = LiveSettingsRequest {
+            term,
+            settings: settings.clone(),
+        };
+        self.client(agent, term, timeout)
+            .call(LIVE_SETTINGS_PATH, &body)
+            .await
+            .map_err(|e| classify(agent, e))
+    }
+
+    async fn restart_server(
+        &self,
+        agent: &Address,
+        term: u64,
+        timeout: Duration,
+    ) -> Result<(), AgentError> {
+        self.client(agent, term, timeout)
+            .call(RESTART_PATH, &ServerRestart { term })
+            .await
+            .map_err(|e| classify(agent, e))
+    }
+
+    async fn reload_tls(&self, agent: &Address, timeout: Duration) -> Result<(), AgentError> {
+        self.client(agent, 0, timeout)
+            .post(myset_api::TLS_RELOAD_PATH)
+            .await
+            .map_err(|e| classify(agent, e))
     }
 }

@@ -9,6 +9,7 @@
 mod agents;
 
 pub use agents::{member_data, AgentApi, AgentError, HttpAgents};
+pub use myset_http::ApiAccess;
 
 use myset_api::{ClusterState, Event, InstanceSpec, Placement};
 use std::future::Future;
@@ -59,6 +60,18 @@ pub trait Runtime: Send + Sync + 'static {
     fn record_event(&self, event: &Event);
     /// Where the user account's password is kept, for `status`.
     fn password_file(&self) -> String;
+    /// Issues new certificates where they are needed: for members whose certificate is
+    /// missing, nearing its end or naming other addresses, and for the controller's API; for
+    /// all of them with `force`. Returns the members whose files changed: their agents must
+    /// be told to take them up. A runtime that issues no certificates does nothing.
+    fn renew_certificates(
+        &self,
+        state: &ClusterState,
+        force: bool,
+    ) -> impl Future<Output = anyhow::Result<Vec<u32>>> + Send {
+        let _ = (state, force);
+        async { Ok(Vec::new()) }
+    }
     /// Galera: a stopped member's last committed position, read from its data dir, for the
     /// bootstrap choice after a full outage.
     fn galera_position(

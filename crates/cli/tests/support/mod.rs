@@ -47,6 +47,15 @@ pub fn required_unless_ci(found: bool, what: &str, how: &str) -> bool {
     found
 }
 
+/// Runs `f` to completion on a runtime of its own.
+pub fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(f)
+}
+
 /// Polls `condition` until it holds or `timeout` passes; returns whether it held.
 pub fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + timeout;
@@ -101,6 +110,8 @@ pub struct Run {
     pub args: Vec<String>,
     /// The exit code; `None` when the process died by a signal or was killed for hanging.
     pub code: Option<i32>,
+    /// The signal that ended the process, if one did.
+    pub signal: Option<i32>,
     pub timed_out: bool,
     pub stdout: String,
     pub stderr: String,
@@ -172,6 +183,38 @@ impl Run {
         lines[0].to_string()
     }
 
+    /// Asserts the command line was refused the way clap words it, in full: exit code 2, no
+    /// panic, stderr starting with "error: " and pointing at --help, and containing every one
+    /// of `needles`. Returns stderr.
+    #[track_caller]
+    pub fn usage_error(&self, needles: &[&str]) -> String {
+        assert!(!self.timed_out, "hung: {}", self.describe());
+        assert_eq!(
+            self.code,
+            Some(2),
+            "expected exit code 2: {}",
+            self.describe()
+        );
+        assert!(
+            !self.stderr.contains("panicked"),
+            "panic: {}",
+            self.describe()
+        );
+        assert!(
+            self.stderr.starts_with("error: ") && self.stderr.contains("--help"),
+            "expected clap's message: {}",
+            self.describe()
+        );
+        for needle in needles {
+            assert!(
+                self.stderr.contains(needle),
+                "the error should mention {needle:?}: {}",
+                self.describe()
+            );
+        }
+        self.stderr.clone()
+    }
+
     /// [`Run::one_line_error`] plus: the line contains every one of `needles`.
     #[track_caller]
     pub fn error_containing(&self, needles: &[&str]) -> String {
@@ -190,13 +233,28 @@ impl Run {
 /// Runs the binary with `args`, extra environment `env` (a `None` value removes the variable),
 /// and kills it if it runs longer than `timeout`.
 pub fn run_myset(args: &[&str], env: &[(&str, Option<OsString>)], timeout: Duration) -> Run {
+    run_myset_input(args, env, None, timeout)
+}
+
+/// [`run_myset`] with `input` on stdin (closed after it) instead of nothing.
+pub fn run_myset_input(
+    args: &[&str],
+    env: &[(&str, Option<OsString>)],
+    input: Option<&[u8]>,
+    timeout: Duration,
+) -> Run {
     let mut command = Command::new(MYSET);
     command
         .args(args)
         .env_remove("MYSET_LOG")
         .env_remove("MYSET_STATE_DIR")
         .env_remove("RUST_BACKTRACE")
-        .stdin(Stdio::null())
+        .env("MYSET_ENDPOINTS", endpoints_mode())
+        .stdin(if input.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
     for (key, value) in env {
@@ -207,6 +265,14 @@ pub fn run_myset(args: &[&str], env: &[(&str, Option<OsString>)], timeout: Durat
     }
     let started = Instant::now();
     let mut child = command.spawn().expect("spawn myset");
+    if let (Some(input), Some(mut stdin)) = (input, child.stdin.take()) {
+        let input = input.to_vec();
+        // A writer of its own, so a child that does not read cannot block the test.
+        std::thread::spawn(move || {
+            use std::io::Write;
+            let _ = stdin.write_all(&input);
+        });
+    }
     let drain = |pipe: Option<Box<dyn Read + Send>>| {
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
@@ -251,11 +317,20 @@ pub fn run_myset(args: &[&str], env: &[(&str, Option<OsString>)], timeout: Durat
         } else {
             None
         },
+        signal: status.and_then(|s| std::os::unix::process::ExitStatusExt::signal(&s)),
         timed_out: !finished,
         stdout: collect(out),
         stderr: collect(err),
         elapsed: started.elapsed(),
     }
+}
+
+/// The endpoint mode clusters are made with (`up --endpoints`, through `MYSET_ENDPOINTS`,
+/// which `myset chaos` passes on to its own `up`): `ENDPOINTS=kernel|userspace|auto`, userspace
+/// by default, so a test run as root keeps the proxy's behaviour unless asked. A test's own
+/// `--endpoints` wins.
+pub fn endpoints_mode() -> String {
+    std::env::var("ENDPOINTS").unwrap_or_else(|_| "userspace".into())
 }
 
 /// Whether a process with this pid exists (a zombie counts as gone).
@@ -321,6 +396,7 @@ pub struct Cluster {
 impl Cluster {
     /// A cluster named `name` in a fresh state dir, with free rw/ro ports.
     pub fn new(name: &str) -> Cluster {
+        remember_panics();
         let tmp = tempfile::Builder::new()
             .prefix("myset-e2e-")
             .tempdir()
@@ -378,6 +454,17 @@ impl Cluster {
         run_myset(args, &env, timeout)
     }
 
+    /// Runs `myset ARGS --name NAME` with `input` on stdin.
+    pub fn cmd_input(&self, args: &[&str], input: &str) -> Run {
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend(["--name", self.name.as_str()]);
+        let env = [(
+            "MYSET_STATE_DIR",
+            Some(self.state_dir.clone().into_os_string()),
+        )];
+        run_myset_input(&all, &env, Some(input.as_bytes()), QUICK)
+    }
+
     /// Runs `myset ARGS --name NAME`.
     pub fn cmd(&self, args: &[&str]) -> Run {
         self.cmd_timeout(args, QUICK)
@@ -401,10 +488,17 @@ impl Cluster {
 
     /// `myset up` on this cluster's ports, with `extra` arguments.
     pub fn up_with(&self, extra: &[&str]) -> Run {
+        self.up_with_env(extra, &[])
+    }
+
+    /// `myset up` on this cluster's ports, with `extra` arguments and `env` set for it (and so
+    /// for the controller and agents it starts).
+    pub fn up_with_env(&self, extra: &[&str], env: &[(&str, Option<OsString>)]) -> Run {
         let (rw, ro) = (self.rw_port.to_string(), self.ro_port.to_string());
         let mut args = vec!["up", "--rw-port", &rw, "--ro-port", &ro, "--timeout", "280"];
         args.extend_from_slice(extra);
-        self.cmd_timeout(&args, SLOW)
+        args.extend(["--name", self.name.as_str()]);
+        self.run_with(&args, env, SLOW)
     }
 
     /// Waits until the cluster is converged (every instance Ready); returns that status.
@@ -469,6 +563,17 @@ impl Cluster {
             .args(["netns", "exec", &namespace, "mariadb", "-N", "-B"])
             .args(["-h", &host, "-P", "3306", "-u", "myset"])
             .arg(format!("-p{}", password.trim()))
+            .args(
+                self.ca_file()
+                    .map(|ca| {
+                        [
+                            format!("--ssl-ca={}", ca.display()),
+                            "--ssl-verify-server-cert".to_string(),
+                        ]
+                    })
+                    .into_iter()
+                    .flatten(),
+            )
             .args(["--connect-timeout", "5", "-e", sql])
             .output()
             .expect("run mariadb in the namespace");
@@ -477,6 +582,30 @@ impl Cluster {
         } else {
             Err(String::from_utf8_lossy(&out.stderr).trim().to_string())
         }
+    }
+
+    /// The CA file clients verify the servers by, when the cluster has TLS (the default).
+    pub fn ca_file(&self) -> Option<PathBuf> {
+        let state: myset_api::ClusterState =
+            serde_json::from_slice(&std::fs::read(self.state_file()).expect("cluster.json"))
+                .expect("cluster.json is a cluster record");
+        state
+            .tls
+            .enabled()
+            .then(|| self.root().join("tls").join("ca.pem"))
+    }
+
+    /// Connection options of the user's account to `port` on loopback (rw, ro or an
+    /// instance), over TLS verified by the cluster's CA when it has TLS.
+    pub fn user_opts(&self, port: u16) -> mysql_async::OptsBuilder {
+        let password = std::fs::read_to_string(self.root().join("password")).expect("password");
+        myset_mariadb::client::tcp_opts(
+            "127.0.0.1",
+            port,
+            "myset",
+            password.trim(),
+            self.ca_file().as_deref(),
+        )
     }
 
     /// Rows of a query that must succeed, each row split on tabs.
@@ -525,6 +654,49 @@ impl Cluster {
             .skip(skip)
             .map(|e| e.message)
             .collect()
+    }
+
+    /// The read-only token of the controller's `/metrics`.
+    pub fn metrics_token(&self) -> String {
+        let path = self.root().join("metrics-token");
+        let text = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+        text.trim().to_string()
+    }
+
+    /// `GET path` on the controller whose metrics are at `metrics_url` (from `status`), with
+    /// `token`, over HTTPS verified by the cluster's CA when it has TLS: the body of a success,
+    /// or the HTTP status of an error answer (0: no answer).
+    pub fn controller_get(
+        &self,
+        metrics_url: &str,
+        path: &str,
+        token: &str,
+    ) -> Result<String, u16> {
+        let address = metrics_url
+            .strip_suffix(myset_api::METRICS_PATH)
+            .and_then(|base| base.split_once("://"))
+            .map(|(_, address)| address)
+            .unwrap_or_else(|| {
+                panic!(
+                    "{metrics_url} is not a URL ending in {}",
+                    myset_api::METRICS_PATH
+                )
+            });
+        let access = match self.ca_file() {
+            Some(ca) => {
+                myset_http::ApiAccess::verified_by(token, &ca).expect("the cluster's CA loads")
+            }
+            None => myset_http::ApiAccess::plain(token),
+        };
+        let client = access.client(address, QUICK);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a tokio runtime");
+        runtime
+            .block_on(client.text(path))
+            .map_err(|e| e.status().unwrap_or(0))
     }
 
     /// The controller's pid, from controller.json, if that file exists.
@@ -579,13 +751,60 @@ impl Cluster {
         let root = self.root();
         tail(&root.join("events.jsonl"), 60);
         tail(&root.join("controller.log"), 60);
-        let Ok(instances) = std::fs::read_dir(root.join("instances")) else {
-            return;
-        };
-        for instance in instances.flatten() {
-            tail(&instance.path().join("agent.log"), 30);
-            tail(&instance.path().join("logs").join("mariadbd.log"), 30);
+        if let Ok(instances) = std::fs::read_dir(root.join("instances")) {
+            for instance in instances.flatten() {
+                tail(&instance.path().join("agent.log"), 30);
+                tail(&instance.path().join("logs").join("mariadbd.log"), 30);
+            }
         }
+        // Again after the logs: CI keeps only the end of a long output, and the reason is
+        // what a reader needs first.
+        if let Some(message) = LAST_PANIC.with(|last| last.borrow_mut().take()) {
+            eprintln!("---- the test failed: {message}");
+        }
+    }
+}
+
+thread_local! {
+    /// The message of this thread's latest panic, for `dump_logs` to repeat.
+    static LAST_PANIC: std::cell::RefCell<Option<String>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Installs (once per test binary) a panic hook that keeps each panic's message for
+/// `dump_logs`, then prints it as usual.
+fn remember_panics() {
+    static INSTALL: std::sync::Once = std::sync::Once::new();
+    INSTALL.call_once(|| {
+        let default_hook = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let payload = info.payload();
+            let message = payload
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| payload.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "a panic without a message".into());
+            let location = info
+                .location()
+                .map(|l| format!(" (at {}:{})", l.file(), l.line()))
+                .unwrap_or_default();
+            LAST_PANIC.with(|last| *last.borrow_mut() = Some(format!("{message}{location}")));
+            default_hook(info);
+        }));
+    });
+}
+
+impl Cluster {
+    /// The names of the other clusters recorded in this cluster's state dir.
+    fn other_clusters(&self) -> Vec<String> {
+        let Ok(entries) = std::fs::read_dir(&self.state_dir) else {
+            return Vec::new();
+        };
+        entries
+            .flatten()
+            .filter(|e| e.path().join("cluster.json").exists())
+            .filter_map(|e| e.file_name().into_string().ok())
+            .filter(|name| *name != self.name)
+            .collect()
     }
 }
 
@@ -598,6 +817,19 @@ impl Drop for Cluster {
             let run = self.cmd_timeout(&["destroy"], Duration::from_secs(120));
             if !run.success() {
                 eprintln!("cleanup: destroy failed: {run:?}");
+            }
+        }
+        // Clusters the test made beside this one (a restore's, say) go the same way: killed
+        // by the sweep below instead, a kernel-mode cluster would leave its nftables table
+        // behind, rewriting connections to ports a later test may be handed.
+        for other in self.other_clusters() {
+            let run = self.run_with(
+                &["destroy", "--name", other.as_str()],
+                &[],
+                Duration::from_secs(120),
+            );
+            if !run.success() {
+                eprintln!("cleanup: destroy of {other} failed: {run:?}");
             }
         }
         // Last resort: the pids in the pid files, and anything else still running from this
@@ -622,6 +854,15 @@ impl Drop for Cluster {
             });
         }
     }
+}
+
+/// One cluster at a time within a test binary, for tests that are timing-sensitive or take
+/// ports by chance (an instance's port comes from the ephemeral range, where a neighbouring
+/// test's client connection can take it while the instance is down).
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Splits `myset sql` output into rows of tab-separated fields.
@@ -651,6 +892,96 @@ pub fn mode(path: &Path) -> u32 {
 
 /// The table the backup tests write: `app.t (id INT PRIMARY KEY)`.
 pub const APP_SETUP: &str = "CREATE DATABASE app; CREATE TABLE app.t (id INT PRIMARY KEY)";
+
+/// A steady writer through rw into `app.t` (see [`APP_SETUP`]): ids 1, 2, ... one insert at
+/// a time, each recorded with when its acknowledgement arrived. An insert that fails or times
+/// out has an unknown outcome: its id is skipped, never retried, and the writer reconnects
+/// (rw moves on a switchover), so the acknowledged ids are exactly those that must survive.
+pub struct SteadyWriter {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    acked: std::sync::Arc<std::sync::Mutex<Vec<(u32, Instant)>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl SteadyWriter {
+    pub fn start(cluster: &Cluster) -> SteadyWriter {
+        // Verified TLS when the cluster has it.
+        let opts = cluster.user_opts(cluster.rw_port).db_name(Some("app"));
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let acked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let thread = {
+            let (stop, acked) = (stop.clone(), acked.clone());
+            std::thread::spawn(move || write_steadily(opts, &stop, &acked))
+        };
+        SteadyWriter {
+            stop,
+            acked,
+            thread: Some(thread),
+        }
+    }
+
+    pub fn acked_count(&self) -> usize {
+        self.acked.lock().expect("acked lock").len()
+    }
+
+    /// The longest time between two consecutive acknowledgements from `from` on.
+    pub fn longest_gap_since(&self, from: Instant) -> Duration {
+        let acked = self.acked.lock().expect("acked lock");
+        let start = acked.iter().rposition(|(_, t)| *t <= from).unwrap_or(0);
+        acked[start..]
+            .windows(2)
+            .map(|w| w[1].1 - w[0].1)
+            .max()
+            .unwrap_or_default()
+    }
+
+    /// Stops writing; returns every acknowledged id with when it was acknowledged.
+    pub fn stop(mut self) -> Vec<(u32, Instant)> {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            t.join().expect("writer thread");
+        }
+        std::mem::take(&mut *self.acked.lock().expect("acked lock"))
+    }
+}
+
+impl Drop for SteadyWriter {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+fn write_steadily(
+    opts: mysql_async::OptsBuilder,
+    stop: &std::sync::atomic::AtomicBool,
+    acked: &std::sync::Mutex<Vec<(u32, Instant)>>,
+) {
+    use mysql_async::prelude::Queryable;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let mut conn = None;
+        let mut id = 0u32;
+        while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+            let Some(c) = conn.as_mut() else {
+                let connect = mysql_async::Conn::new(opts.clone());
+                match tokio::time::timeout(Duration::from_secs(1), connect).await {
+                    Ok(Ok(c)) => conn = Some(c),
+                    _ => tokio::time::sleep(Duration::from_millis(20)).await,
+                }
+                continue;
+            };
+            id += 1;
+            let insert = c.query_drop(format!("INSERT INTO app.t VALUES ({id})"));
+            match tokio::time::timeout(Duration::from_secs(5), insert).await {
+                Ok(Ok(())) => acked.lock().expect("acked lock").push((id, Instant::now())),
+                _ => conn = None,
+            }
+        }
+    })
+}
 
 /// Inserts `ids` into `app.t` through rw, one transaction (one GTID) each.
 pub fn insert_app_rows(cluster: &Cluster, ids: std::ops::RangeInclusive<u32>) {

@@ -49,7 +49,22 @@ pub struct FakeAgent {
     pub last_heard: Option<Instant>,
     /// Galera: in the Primary component (Synced), so Ready and writable.
     pub galera_primary: bool,
+    /// How often its server was restarted on request (`myset restart`, settings).
+    pub server_starts: u32,
+    /// Its server exits at every start: its settings hold a value it refuses.
+    pub start_failing: bool,
+    /// Failed starts, as the agent counts them.
+    pub restarts: u32,
+    /// The user's settings the running server has.
+    pub live: BTreeMap<String, String>,
 }
+
+/// The server variables the fake servers know, and whether each is dynamic.
+const VARIABLES: &[(&str, bool)] = &[
+    ("max_connections", true),
+    ("innodb_log_buffer_size", false),
+    ("thread_handling", false),
+];
 
 /// The fake Galera cluster's state UUID.
 pub const GALERA_UUID: &str = "6b5b3c2e-0000-4000-8000-00000000cafe";
@@ -57,6 +72,27 @@ pub const GALERA_UUID: &str = "6b5b3c2e-0000-4000-8000-00000000cafe";
 impl FakeAgent {
     fn following(&self) -> bool {
         self.spec.role == Role::Replica && self.fence_term <= self.spec.term
+    }
+
+    /// Whether its spec's settings hold a value its server refuses to start with.
+    fn refuses(&self, refused: &BTreeMap<String, String>) -> bool {
+        self.spec
+            .settings
+            .for_role(self.spec.role)
+            .iter()
+            .any(|(k, v)| refused.get(k) == Some(v))
+    }
+
+    /// Its server (re)starts with the settings of its spec, or fails to.
+    fn start_server(&mut self, refused: &BTreeMap<String, String>) {
+        if self.refuses(refused) {
+            self.start_failing = true;
+            self.restarts += 1;
+        } else {
+            self.start_failing = false;
+            self.server_starts += 1;
+            self.live = self.spec.settings.for_role(self.spec.role);
+        }
     }
 }
 
@@ -83,6 +119,10 @@ pub struct Inner {
     pub slow_start: BTreeMap<u32, Duration>,
     /// Galera: how many members the Primary component last had (0: none exists).
     pub galera_view: usize,
+    /// Settings (key, value) a server refuses to start with.
+    pub refused_settings: BTreeMap<String, String>,
+    /// Agents that take this long to answer a status call (a busy machine).
+    pub status_latency: BTreeMap<u32, Duration>,
 }
 
 pub struct World {
@@ -335,15 +375,16 @@ impl World {
                     && silent.is_some_and(|s| s <= a.spec.max_staleness_seconds * 1000)
             }
         };
+        let ready = ready && !a.start_failing;
         AgentStatus {
             ordinal,
             role: a.spec.role,
             term: a.spec.term,
             phase: Phase::Running,
-            live: true,
+            live: !a.start_failing,
             ready,
             reason: (!ready).then(|| "not replicating".to_string()),
-            pid: Some(a.pid + 1),
+            pid: (!a.start_failing).then_some(a.pid + 1 + 1000 * a.server_starts),
             agent_pid: a.pid,
             gtid: Some(GtidPositions {
                 current: text(a.executed),
@@ -366,13 +407,16 @@ impl World {
                 sql_error: None,
             }),
             read_only: Some(replica),
-            restarts: 0,
+            restarts: a.restarts,
             primary_silent_ms: if replica { silent } else { None },
             semisync: Some(!replica),
             fenced: None,
             semisync_clients: None,
             commits_waiting_since_ms: None,
             galera: None,
+            version: None,
+            cloned_from: None,
+            server_log: None,
         }
     }
 
@@ -468,16 +512,41 @@ impl AgentApi for FakeAgents {
         &self,
         agent: &Address,
         _term: u64,
-        _timeout: Duration,
+        timeout: Duration,
     ) -> Result<AgentStatus, AgentError> {
         self.0.propagate();
+        // A frozen or partitioned agent does not refuse: the call hangs until its timeout.
+        // One that is merely busy answers late, or not within the timeout.
+        let (isolated, latency) = self.0.with(|w| match World::ordinal_of(w, agent) {
+            Some(o) => (
+                w.agents[&o].running && w.agents[&o].isolated,
+                w.status_latency.get(&o).copied().unwrap_or_default(),
+            ),
+            None => (false, Duration::ZERO),
+        });
+        if isolated || latency > timeout {
+            tokio::time::sleep(timeout).await;
+            return Err(unreachable(agent));
+        }
+        tokio::time::sleep(latency).await;
         self.0.with(|w| {
             let ordinal = World::ordinal_of(w, agent).ok_or_else(|| unreachable(agent))?;
             let a = &w.agents[&ordinal];
             if !a.running || a.isolated {
                 return Err(unreachable(agent));
             }
-            Ok(World::status_of(a, ordinal, w.galera_view))
+            let mut status = World::status_of(a, ordinal, w.galera_view);
+            if a.spec.galera.is_none() && a.spec.role == Role::Primary {
+                // Every running replica following it acknowledges its commits.
+                let followers = w
+                    .agents
+                    .values()
+                    .filter(|r| r.running && !r.isolated && !r.start_failing && r.following())
+                    .filter(|r| r.spec.primary.as_ref() == Some(&a.spec.server))
+                    .count();
+                status.semisync_clients = Some(followers as u32);
+            }
+            Ok(status)
         })
     }
 
@@ -494,6 +563,77 @@ impl AgentApi for FakeAgents {
                 return Err(refused(&spec.agent, "stale term"));
             }
             a.spec = spec.clone();
+            // A server failing to start is retried by its agent with the spec in force.
+            if a.start_failing {
+                let refused = w.refused_settings.clone();
+                w.agents
+                    .get_mut(&spec.ordinal)
+                    .unwrap()
+                    .start_server(&refused);
+            }
+            Ok(())
+        });
+        self.0.propagate();
+        result
+    }
+
+    async fn describe_variables(
+        &self,
+        agent: &Address,
+        names: &[String],
+        _timeout: Duration,
+    ) -> Result<Vec<myset_api::VariableInfo>, AgentError> {
+        self.0.with(|w| {
+            let ordinal = World::ordinal_of(w, agent).ok_or_else(|| unreachable(agent))?;
+            if !w.agents[&ordinal].running {
+                return Err(unreachable(agent));
+            }
+            Ok(names
+                .iter()
+                .map(|n| myset_api::VariableInfo {
+                    name: n.clone(),
+                    dynamic: VARIABLES.iter().find(|(v, _)| v == n).map(|(_, d)| *d),
+                })
+                .collect())
+        })
+    }
+
+    async fn apply_live(
+        &self,
+        agent: &Address,
+        _term: u64,
+        settings: &BTreeMap<String, String>,
+        _timeout: Duration,
+    ) -> Result<BTreeMap<String, String>, AgentError> {
+        self.0.with(|w| {
+            let ordinal = World::ordinal_of(w, agent).ok_or_else(|| unreachable(agent))?;
+            let a = w.agents.get_mut(&ordinal).unwrap();
+            let before = settings
+                .keys()
+                .map(|k| (k.clone(), a.live.get(k).cloned().unwrap_or_default()))
+                .collect();
+            a.live.extend(settings.clone());
+            Ok(before)
+        })
+    }
+
+    async fn restart_server(
+        &self,
+        agent: &Address,
+        term: u64,
+        _timeout: Duration,
+    ) -> Result<(), AgentError> {
+        let result = self.0.with(|w| {
+            let ordinal = World::ordinal_of(w, agent).ok_or_else(|| unreachable(agent))?;
+            let refusing = w.refused_settings.clone();
+            let a = w.agents.get_mut(&ordinal).unwrap();
+            if !a.running || a.isolated {
+                return Err(unreachable(agent));
+            }
+            if term < a.spec.term {
+                return Err(refused(agent, "stale term"));
+            }
+            a.start_server(&refusing);
             Ok(())
         });
         self.0.propagate();
@@ -650,6 +790,10 @@ impl Runtime for FakeRuntime {
                         received: position,
                         last_heard: None,
                         galera_primary: forms,
+                        server_starts: 0,
+                        start_failing: false,
+                        restarts: 0,
+                        live: spec.settings.for_role(spec.role),
                     },
                 );
                 Ok(slow)
