@@ -25,15 +25,15 @@ pub async fn admin(shared: &Shared) -> anyhow::Result<AdminClient> {
     Ok(AdminClient::connect(target, &s.admin_user, &s.admin_password, ADMIN_TIMEOUT).await?)
 }
 
-/// Whether a running Galera member is in no cluster at all (not even a non-Primary component
-/// of itself): wsrep says it is initializing with a cluster size of 0.
+/// Whether a running Galera member is in no view at all, not even a non-Primary component of
+/// itself ([`myset_mariadb::client::outside_any_galera_view`]). False when it cannot be asked.
 pub async fn galera_disconnected(shared: &Shared) -> bool {
     let Ok(mut c) = admin(shared).await else {
         return false;
     };
-    let status = c.galera().await;
+    let outside = c.galera_outside_any_view().await;
     c.disconnect().await;
-    status.is_ok_and(|g| g.cluster_size == 0 && g.state == myset_api::WsrepState::Initializing)
+    outside.unwrap_or(false)
 }
 
 /// Idempotent: does nothing when the server already matches the spec.

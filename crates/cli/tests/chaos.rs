@@ -40,6 +40,10 @@ fn run_chaos(name: &str, topology: &str, faults_variable: &str) {
     let report_file = cluster.scratch().join("chaos-report.json");
     let (rw, ro) = (cluster.rw_port.to_string(), cluster.ro_port.to_string());
     let report_arg = report_file.to_string_lossy().into_owned();
+    // The harness destroys its cluster; a copy of its logs outlives it for a failure's output.
+    let kept_logs = cluster.scratch().join("kept-logs");
+    let kept_arg = kept_logs.to_string_lossy().into_owned();
+    let _dump = DumpOnFailure(kept_logs);
     let mut args = vec![
         "chaos",
         "--topology",
@@ -54,6 +58,8 @@ fn run_chaos(name: &str, topology: &str, faults_variable: &str) {
         &ro,
         "--report",
         &report_arg,
+        "--keep-logs",
+        &kept_arg,
     ];
     // As root, instances run in network namespaces, which adds partitions to the faults.
     if nix::unistd::geteuid().is_root() {
@@ -98,4 +104,16 @@ fn run_chaos(name: &str, topology: &str, faults_variable: &str) {
     );
     assert!(report["acknowledged_writes"].as_u64().unwrap_or(0) > 100);
     assert!(run.success(), "myset chaos failed ({which})");
+}
+
+/// Prints the kept logs when the test fails (dropped before the cluster, which then repeats the
+/// failure's message last).
+struct DumpOnFailure(std::path::PathBuf);
+
+impl Drop for DumpOnFailure {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            support::dump_logs_in(&self.0);
+        }
+    }
 }

@@ -262,30 +262,33 @@ impl AdminClient {
 
     /// Semi-sync on the primary side; bounded like every call.
     pub async fn semisync(&mut self) -> Result<SemisyncState, ClientError> {
-        let row = self
-            .text_rows(sql::SEMISYNC_STATE)
-            .await?
-            .into_iter()
-            .next()
-            .unwrap_or_default();
-        parse_semisync(&row).map_err(|problem| ClientError::Unexpected {
-            statement: sql::SEMISYNC_STATE,
-            problem,
-        })
+        self.parsed_row(sql::SEMISYNC_STATE, parse_semisync).await
     }
 
     /// A Galera member's wsrep state.
     pub async fn galera(&mut self) -> Result<myset_api::GaleraStatus, ClientError> {
+        self.parsed_row(sql::GALERA_STATE, parse_galera).await
+    }
+
+    /// Whether this running Galera member is outside any view (see [`outside_any_galera_view`]).
+    pub async fn galera_outside_any_view(&mut self) -> Result<bool, ClientError> {
+        self.parsed_row(sql::GALERA_LINK, outside_any_galera_view)
+            .await
+    }
+
+    /// The first row of `statement` (empty when there is none), read by `parse`.
+    async fn parsed_row<T>(
+        &mut self,
+        statement: &'static str,
+        parse: impl FnOnce(&[Option<String>]) -> Result<T, String>,
+    ) -> Result<T, ClientError> {
         let row = self
-            .text_rows(sql::GALERA_STATE)
+            .text_rows(statement)
             .await?
             .into_iter()
             .next()
             .unwrap_or_default();
-        parse_galera(&row).map_err(|problem| ClientError::Unexpected {
-            statement: sql::GALERA_STATE,
-            problem,
-        })
+        parse(&row).map_err(|problem| ClientError::Unexpected { statement, problem })
     }
 
     /// One scalar value of the first row, as text.
@@ -383,6 +386,31 @@ pub fn parse_galera(row: &[Option<String>]) -> Result<myset_api::GaleraStatus, S
     })
 }
 
+/// Whether a running Galera member is in no view at all, from a row of [`sql::GALERA_LINK`]. Such
+/// a member never joins again by itself; only a restart brings it back. Two ways it shows:
+/// - its group communication is closed: no `wsrep_evs_state`. After "IST didn't contain all
+///   write sets ... node restart required", mariadbd 10.11 keeps running like that, still
+///   reporting the stale non-Primary view of its last moment (a size of 2, "joining");
+/// - wsrep reports it initializing with a cluster size of 0.
+///
+/// A member cut off from its peers is not outside: it keeps a non-Primary view of itself, with
+/// its group communication open, and rejoins when the network heals.
+pub fn outside_any_galera_view(row: &[Option<String>]) -> Result<bool, String> {
+    let [state, size, evs_state] = row else {
+        return Err(format!("expected 3 values, got {}", row.len()));
+    };
+    let number = |what: &str, v: &Option<String>| -> Result<i64, String> {
+        let v = v
+            .as_deref()
+            .ok_or_else(|| format!("{what} is missing (is wsrep on?)"))?;
+        v.parse()
+            .map_err(|_| format!("{what} is {v:?}, not a number"))
+    };
+    let state = number("wsrep_local_state", state)?;
+    let size = number("wsrep_cluster_size", size)?;
+    Ok(evs_state.is_none() || (size == 0 && state == 0))
+}
+
 /// `wsrep_cluster_conf_id`, which reads 18446744073709551615 (-1 as unsigned) outside any
 /// component: no view, 0.
 fn conf_id_of(text: &str) -> Result<u64, String> {
@@ -451,6 +479,36 @@ mod tests {
 
     fn parse(row: &BTreeMap<String, Option<String>>) -> Result<ReplicationStatus, String> {
         parse_replica_status(|name| row.get(name).cloned())
+    }
+
+    #[test]
+    fn a_galera_member_outside_any_view_is_told_from_one_cut_off() {
+        let row =
+            |v: [Option<&str>; 3]| v.iter().map(|s| s.map(str::to_string)).collect::<Vec<_>>();
+        // Synced in a Primary view of 3.
+        assert_eq!(
+            outside_any_galera_view(&row([Some("4"), Some("3"), Some("OPERATIONAL")])),
+            Ok(false)
+        );
+        // Cut off: a non-Primary view of itself, group communication open.
+        assert_eq!(
+            outside_any_galera_view(&row([Some("1"), Some("1"), Some("GATHER")])),
+            Ok(false)
+        );
+        // After a failed IST: the stale view of 2, group communication closed.
+        assert_eq!(
+            outside_any_galera_view(&row([Some("1"), Some("2"), None])),
+            Ok(true)
+        );
+        // Initializing in no cluster.
+        assert_eq!(
+            outside_any_galera_view(&row([Some("0"), Some("0"), Some("CLOSED")])),
+            Ok(true)
+        );
+        // wsrep off: an error, never a verdict.
+        assert!(outside_any_galera_view(&row([None, None, None])).is_err());
+        assert!(outside_any_galera_view(&row([Some("4"), Some("x"), None])).is_err());
+        assert!(outside_any_galera_view(&[]).is_err());
     }
 
     #[test]

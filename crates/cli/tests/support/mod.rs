@@ -739,28 +739,33 @@ impl Cluster {
     /// The last lines of the cluster's logs and events, for the output of a failed test (the
     /// cluster and its logs are destroyed right after).
     fn dump_logs(&self) {
-        fn tail(path: &Path, lines: usize) {
-            if let Ok(text) = std::fs::read_to_string(path) {
-                let all: Vec<&str> = text.lines().collect();
-                eprintln!("---- last {lines} lines of {}", path.display());
-                for line in &all[all.len().saturating_sub(lines)..] {
-                    eprintln!("{line}");
-                }
-            }
-        }
-        let root = self.root();
-        tail(&root.join("events.jsonl"), 60);
-        tail(&root.join("controller.log"), 60);
-        if let Ok(instances) = std::fs::read_dir(root.join("instances")) {
-            for instance in instances.flatten() {
-                tail(&instance.path().join("agent.log"), 30);
-                tail(&instance.path().join("logs").join("mariadbd.log"), 30);
-            }
-        }
+        dump_logs_in(&self.root());
         // Again after the logs: CI keeps only the end of a long output, and the reason is
         // what a reader needs first.
         if let Some(message) = LAST_PANIC.with(|last| last.borrow_mut().take()) {
             eprintln!("---- the test failed: {message}");
+        }
+    }
+}
+
+/// Prints the last lines of the logs and events in a cluster's directory (or a copy of it, such
+/// as the one `myset chaos --keep-logs` makes).
+pub fn dump_logs_in(root: &Path) {
+    fn tail(path: &Path, lines: usize) {
+        if let Ok(text) = std::fs::read_to_string(path) {
+            let all: Vec<&str> = text.lines().collect();
+            eprintln!("---- last {lines} lines of {}", path.display());
+            for line in &all[all.len().saturating_sub(lines)..] {
+                eprintln!("{line}");
+            }
+        }
+    }
+    tail(&root.join("events.jsonl"), 60);
+    tail(&root.join("controller.log"), 60);
+    if let Ok(instances) = std::fs::read_dir(root.join("instances")) {
+        for instance in instances.flatten() {
+            tail(&instance.path().join("agent.log"), 30);
+            tail(&instance.path().join("logs").join("mariadbd.log"), 30);
         }
     }
 }
