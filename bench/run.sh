@@ -376,6 +376,20 @@ clone_timeline() { # name t0 t1
     step_add return "$(elapsed "$e" "$3")"
 }
 
+# timed_copy CMD...: with the page cache dropped, runs a copy, then sync; sets COPY_SECONDS (the
+# copy alone) and COPY_SYNCED_SECONDS (the copy and the sync).
+timed_copy() {
+    local t0 t1 t2
+    drop_caches
+    t0=$(now)
+    run "$@"
+    t1=$(now)
+    sync
+    t2=$(now)
+    COPY_SECONDS=$(elapsed "$t0" "$t1")
+    COPY_SYNCED_SECONDS=$(elapsed "$t0" "$t2")
+}
+
 bench_clone() {
     local name=bench-clone
     log "clone: cluster $name --replicas 1"
@@ -417,7 +431,7 @@ bench_clone() {
     result clone_primary_datadir_binlog_bytes "$binlogs"
     result clone_primary_datadir_without_binlogs_bytes "$((total - binlogs))"
 
-    local scales=() fulls=() nobins=() fulls_nosync=() nobins_nosync=() i t t2 port1 count dst ev
+    local scales=() fulls=() nobins=() fulls_nosync=() nobins_nosync=() i t port1 count dst ev
     for ((i = 1; i <= CLONE_RUNS; i++)); do
         log "clone: run $i/$CLONE_RUNS: myset scale --replicas 2"
         drop_caches
@@ -451,28 +465,18 @@ bench_clone() {
         if ((CLONE_CP_FULL)); then
             log "clone: run $i/$CLONE_RUNS: cp -a of the whole data dir"
             rm -rf "$dst"
-            drop_caches
-            t0=$(now)
-            run cp -a "$data" "$dst"
-            t1=$(now)
-            sync
-            t2=$(now)
-            fulls_nosync+=("$(elapsed "$t0" "$t1")")
-            fulls+=("$(elapsed "$t0" "$t2")")
+            timed_copy cp -a "$data" "$dst"
+            fulls_nosync+=("$COPY_SECONDS")
+            fulls+=("$COPY_SYNCED_SECONDS")
             result "clone_cp_full_seconds_run$i" "${fulls[-1]}"
             rm -rf "$dst"
         fi
 
         log "clone: run $i/$CLONE_RUNS: cp -a of the data dir without binlogs"
-        drop_caches
         mkdir "$dst"
-        t0=$(now)
-        run find "$data" -mindepth 1 -maxdepth 1 ! -name 'mysql-bin.*' -exec cp -a -t "$dst" {} +
-        t1=$(now)
-        sync
-        t2=$(now)
-        nobins_nosync+=("$(elapsed "$t0" "$t1")")
-        nobins+=("$(elapsed "$t0" "$t2")")
+        timed_copy find "$data" -mindepth 1 -maxdepth 1 ! -name 'mysql-bin.*' -exec cp -a -t "$dst" {} +
+        nobins_nosync+=("$COPY_SECONDS")
+        nobins+=("$COPY_SYNCED_SECONDS")
         result "clone_cp_without_binlogs_seconds_run$i" "${nobins[-1]}"
         rm -rf "$dst"
     done
