@@ -17,20 +17,38 @@ pub struct Verdict {
     pub problems: Vec<String>,
 }
 
+/// Checks the cluster after the faults. It never gives up early: a member that cannot be
+/// read in time, or a status that cannot be had, is a problem in the verdict, so a failed run
+/// still ends with a report that says why.
 pub async fn verify(
     cluster: &Cluster,
     topology: Topology,
     credentials: &Credentials,
     acked: &[u64],
     timeout: Duration,
-) -> anyhow::Result<Verdict> {
+) -> Verdict {
     let mut problems = Vec::new();
     let status = match cluster.wait_converged(timeout).await {
-        Ok(s) => s,
+        Ok(s) => Some(s),
         Err(e) => {
             problems.push(format!("not every instance rejoined: {e:#}"));
-            cluster.status().await?
+            match cluster.status().await {
+                Ok(s) => Some(s),
+                Err(e) => {
+                    problems.push(format!("no status to check the members against: {e:#}"));
+                    None
+                }
+            }
         }
+    };
+    let Some(status) = status else {
+        return Verdict {
+            lost: 0,
+            split_brain: 0,
+            all_rejoined: false,
+            converged: false,
+            problems,
+        };
     };
     let all_rejoined = status.converged();
 
@@ -41,9 +59,9 @@ pub async fn verify(
     let deadline = Instant::now() + timeout;
     let mut positions;
     let converged = loop {
-        let s = cluster.status().await?;
-        positions = live_positions(topology, credentials, &s).await;
-        if positions.len() == 1 && s.converged() {
+        let now = cluster.status().await.ok();
+        positions = live_positions(topology, credentials, now.as_ref().unwrap_or(&status)).await;
+        if positions.len() == 1 && now.is_some_and(|s| s.converged()) {
             break true;
         }
         if Instant::now() > deadline {
@@ -57,14 +75,18 @@ pub async fn verify(
     let mut lost = 0u64;
     let mut checksums = BTreeSet::new();
     let mut primary_rows = Vec::new();
+    // Converged is not yet answering: a Galera member can refuse queries (1047, "WSREP has
+    // not yet prepared node") for a moment after it is level, so each member gets until the
+    // deadline to answer.
+    let deadline = Instant::now() + timeout;
     for instance in &status.instances {
-        let mut conn = connect_to(credentials, &instance.host, instance.port).await?;
-        let rows: Vec<(u64, u32)> = conn
-            .query(format!("SELECT id, server_id FROM {TABLE} ORDER BY id"))
-            .await?;
-        let checksum: Option<(String, Option<u64>)> =
-            conn.query_first(format!("CHECKSUM TABLE {TABLE}")).await?;
-        let _ = conn.disconnect().await;
+        let (rows, checksum) = match table_when_answering(credentials, instance, deadline).await {
+            Ok(table) => table,
+            Err(e) => {
+                problems.push(format!("cannot read {}'s rows: {e:#}", instance.name));
+                continue;
+            }
+        };
         let present: BTreeSet<u64> = rows.iter().map(|(id, _)| *id).collect();
         let missing: Vec<u64> = acked.difference(&present).copied().collect();
         if !missing.is_empty() {
@@ -76,7 +98,7 @@ pub async fn verify(
                 &missing[..missing.len().min(5)]
             ));
         }
-        checksums.insert(checksum.and_then(|(_, c)| c));
+        checksums.insert(checksum);
         if instance.ordinal == status.primary {
             primary_rows = rows;
         }
@@ -116,13 +138,42 @@ pub async fn verify(
             histories.saturating_sub(1) as u64
         }
     };
-    Ok(Verdict {
+    Verdict {
         lost,
         split_brain,
         all_rejoined,
         converged,
         problems,
-    })
+    }
+}
+
+/// A member's rows (id and the server that accepted each) and the table's checksum.
+type Table = (Vec<(u64, u32)>, Option<u64>);
+
+/// Reads a member's table, trying again until `deadline` while it cannot answer.
+async fn table_when_answering(
+    credentials: &Credentials,
+    instance: &InstanceStatus,
+    deadline: Instant,
+) -> anyhow::Result<Table> {
+    loop {
+        match table_of(credentials, instance).await {
+            Ok(table) => return Ok(table),
+            Err(e) if Instant::now() > deadline => return Err(e),
+            Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    }
+}
+
+async fn table_of(credentials: &Credentials, instance: &InstanceStatus) -> anyhow::Result<Table> {
+    let mut conn = connect_to(credentials, &instance.host, instance.port).await?;
+    let rows: Vec<(u64, u32)> = conn
+        .query(format!("SELECT id, server_id FROM {TABLE} ORDER BY id"))
+        .await?;
+    let checksum: Option<(String, Option<u64>)> =
+        conn.query_first(format!("CHECKSUM TABLE {TABLE}")).await?;
+    let _ = conn.disconnect().await;
+    Ok((rows, checksum.and_then(|(_, c)| c)))
 }
 
 /// Where each member stands now, asked of its server: the GTID position of the replication

@@ -267,7 +267,7 @@ async fn drive(
         &acked,
         options.heal_timeout,
     )
-    .await?;
+    .await;
     verdict.problems.extend(check::reads(
         &reads,
         min_read_success(endpoints),
