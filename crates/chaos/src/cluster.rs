@@ -118,6 +118,19 @@ impl Cluster {
         serde_json::from_str(&text).context("status JSON")
     }
 
+    /// The status, asking again until `limit` passes while it cannot be had (a controller
+    /// that is restarting answers a moment later).
+    pub async fn status_within(&self, limit: Duration) -> anyhow::Result<ClusterStatus> {
+        let deadline = Instant::now() + limit;
+        loop {
+            match self.status().await {
+                Ok(status) => return Ok(status),
+                Err(e) if Instant::now() > deadline => return Err(e),
+                Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
+            }
+        }
+    }
+
     pub fn credentials(&self) -> anyhow::Result<Credentials> {
         let text = std::fs::read_to_string(self.dir().join("secrets.json"))?;
         let secrets: myset_api::Secrets = serde_json::from_str(&text)?;

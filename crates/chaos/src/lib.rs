@@ -191,6 +191,7 @@ async fn drive(
     let kinds = Fault::drawn(options.topology, options.netns);
     let mut reports = Vec::new();
     let mut last_injection: Option<Instant> = None;
+    let mut stopped_early = None;
     for index in 0..options.faults {
         if let Some(at) = last_injection {
             tokio::time::sleep(options.interval.saturating_sub(at.elapsed())).await;
@@ -199,7 +200,13 @@ async fn drive(
         let fault = options
             .only
             .unwrap_or_else(|| kinds[rng.random_range(0..kinds.len())]);
-        let before = cluster.status().await?;
+        let before = match cluster.status_within(options.heal_timeout).await {
+            Ok(status) => status,
+            Err(e) => {
+                stopped_early = Some(format!("no status before fault {index}: {e:#}"));
+                break;
+            }
+        };
         let injected_at = Instant::now();
         let injected_at_unix = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -268,6 +275,7 @@ async fn drive(
         options.heal_timeout,
     )
     .await;
+    verdict.problems.extend(stopped_early);
     verdict.problems.extend(check::reads(
         &reads,
         min_read_success(endpoints),
