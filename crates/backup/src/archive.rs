@@ -166,8 +166,41 @@ pub struct ArchiveStatus {
     pub bytes_uploaded: u64,
     /// Every gap seen since the archiver started.
     pub gaps: Vec<Gap>,
-    /// The last error, on one line (cleared by the next upload).
+    /// The last error, on one line. The next upload clears it; so does the next stream that
+    /// opens, when the error was the source's.
     pub last_error: Option<String>,
+    /// Which side `last_error` came from.
+    #[serde(default)]
+    pub last_error_side: Option<ErrorSide>,
+}
+
+/// Where an archiver error came from: a working connection proves the source is back, but
+/// only an upload proves the store is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorSide {
+    Source,
+    Store,
+}
+
+impl ArchiveStatus {
+    fn note_error(&mut self, side: ErrorSide, error: String) {
+        self.last_error = Some(error);
+        self.last_error_side = Some(side);
+    }
+
+    /// A stream from `source` opened: a source's error is over.
+    fn connected_to(&mut self, source: SourceAddr) {
+        self.connected = Some(source);
+        if self.last_error_side == Some(ErrorSide::Source) {
+            self.clear_error();
+        }
+    }
+
+    fn clear_error(&mut self) {
+        self.last_error = None;
+        self.last_error_side = None;
+    }
 }
 
 /// What the archiver reports as it happens.
@@ -297,7 +330,7 @@ impl Archiver {
                 Err(e) => {
                     let error = one_line(&e);
                     self.status
-                        .send_modify(|s| s.last_error = Some(error.clone()));
+                        .send_modify(|s| s.note_error(ErrorSide::Store, error.clone()));
                     emit(ArchiveEvent::StoreFailed { error });
                     if self.backoff(&mut source, &stop).await {
                         break;
@@ -334,10 +367,10 @@ impl Archiver {
                         },
                     };
                     self.status.send_modify(|s| {
-                        s.last_error = Some(format!(
-                            "{} refused the start position: {message}",
-                            current.addr()
-                        ))
+                        s.note_error(
+                            ErrorSide::Source,
+                            format!("{} refused the start position: {message}", current.addr()),
+                        )
                     });
                     self.record_gap(gap, &emit);
                     let next = match start {
@@ -359,7 +392,7 @@ impl Archiver {
                 Ended::SourceFailed(error) => {
                     tracing::warn!(source = %current.addr(), "archive stream lost: {error}");
                     self.status
-                        .send_modify(|s| s.last_error = Some(error.clone()));
+                        .send_modify(|s| s.note_error(ErrorSide::Source, error.clone()));
                     emit(ArchiveEvent::SourceLost {
                         source: current.addr(),
                         error,
@@ -371,7 +404,7 @@ impl Archiver {
                 Ended::StoreFailed(error) => {
                     tracing::warn!("archive upload failed: {error}");
                     self.status
-                        .send_modify(|s| s.last_error = Some(error.clone()));
+                        .send_modify(|s| s.note_error(ErrorSide::Store, error.clone()));
                     emit(ArchiveEvent::StoreFailed { error });
                     if self.backoff(&mut source, &stop).await {
                         break;
@@ -539,8 +572,7 @@ impl Archiver {
             source: addr.clone(),
             from: start.clone(),
         });
-        self.status
-            .send_modify(|s| s.connected = Some(addr.clone()));
+        self.status.send_modify(|s| s.connected_to(addr.clone()));
 
         let mut builder =
             SegmentBuilder::new(position).with_max_bytes(self.timings.max_segment_bytes);
@@ -690,7 +722,7 @@ impl Archiver {
             s.last_upload_unix_ms = Some(now_unix_ms());
             s.segments_uploaded += 1;
             s.bytes_uploaded += size;
-            s.last_error = None;
+            s.clear_error();
         });
         Ok(())
     }
@@ -755,4 +787,32 @@ fn one_line(e: &dyn fmt::Display) -> String {
         .split_whitespace()
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn source() -> SourceAddr {
+        SourceAddr {
+            host: "127.0.0.1".into(),
+            port: 3306,
+        }
+    }
+
+    #[test]
+    fn a_stream_that_opens_ends_a_source_error_but_not_a_store_error() {
+        let mut status = ArchiveStatus::default();
+        status.note_error(ErrorSide::Source, "cannot connect to 127.0.0.1:3306".into());
+        status.connected_to(source());
+        assert_eq!(status.last_error, None);
+        assert_eq!(status.connected, Some(source()));
+
+        // A store that failed is still failing for all a connection can tell.
+        status.note_error(ErrorSide::Store, "upload refused".into());
+        status.connected_to(source());
+        assert_eq!(status.last_error.as_deref(), Some("upload refused"));
+        status.clear_error();
+        assert_eq!((status.last_error, status.last_error_side), (None, None));
+    }
 }

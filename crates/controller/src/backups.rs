@@ -8,7 +8,7 @@ use myset_api::{
     ArchiveGapInfo, ArchiveInfo, BackupStatus, BaseBackupInfo, ClusterStatus, Event, EventKind,
     Role, Topology,
 };
-use myset_backup::archive::{ArchiveEvent, ArchiveStatus, Archiver, GapKind, Source};
+use myset_backup::archive::{ArchiveEvent, ArchiveStatus, Archiver, GapKind, GtidRecord, Source};
 use myset_backup::base::{self, Manifest, Origin};
 use myset_backup::restore::{self, Catalog};
 use myset_backup::Store;
@@ -398,18 +398,18 @@ fn gap_text(kind: &GapKind) -> (String, String) {
 
 fn archive_info(a: &ArchiveStatus, status: &ClusterStatus) -> ArchiveInfo {
     let last = a.position.first();
-    let primary_seq = status
+    let primary_position = status
         .instances
         .iter()
         .find(|i| i.ordinal == status.primary)
         .and_then(|i| i.gtid.as_ref())
-        .and_then(|g| myset_core::GtidPos::parse(&g.binlog).ok())
-        .and_then(|g| last.and_then(|l| g.get(l.domain)).map(|g| g.seq));
+        .and_then(|g| myset_core::GtidPos::parse(&g.binlog).ok());
     ArchiveInfo {
         source: a.connected.as_ref().map(|s| s.to_string()),
         last_gtid: last.map(|g| g.to_string()),
         last_event_at: a.last_event_time.map(i64::from),
-        behind_transactions: primary_seq.zip(last).map(|(p, l)| p.saturating_sub(l.seq)),
+        behind_transactions: primary_position
+            .map(|primary| transactions_behind(&primary, &a.position)),
         gaps: a
             .gaps
             .iter()
@@ -426,10 +426,46 @@ fn archive_info(a: &ArchiveStatus, status: &ClusterStatus) -> ArchiveInfo {
     }
 }
 
+/// Transactions in the primary's binlog position that the archive does not hold, domain by
+/// domain (a domain the archive has nothing of counts whole; a new cluster is 0 behind).
+fn transactions_behind(primary: &myset_core::GtidPos, archived: &[GtidRecord]) -> u64 {
+    primary
+        .iter()
+        .map(|g| {
+            let held = archived
+                .iter()
+                .find(|a| a.domain == g.domain)
+                .map_or(0, |a| a.seq);
+            g.seq.saturating_sub(held)
+        })
+        .sum()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use myset_api::{ClusterState, Credentials, GtidPositions, InstanceStatus};
+
+    #[test]
+    fn the_archive_is_behind_by_what_the_primary_has_and_it_lacks() {
+        let primary = |text: &str| myset_core::GtidPos::parse(text).unwrap();
+        let held = |domain, seq| GtidRecord {
+            domain,
+            server: 100,
+            seq,
+        };
+        // A new cluster: nothing written, nothing to archive.
+        assert_eq!(transactions_behind(&primary(""), &[]), 0);
+        // Nothing archived yet: the primary's transactions, all of them.
+        assert_eq!(transactions_behind(&primary("0-100-3"), &[]), 3);
+        assert_eq!(transactions_behind(&primary("0-100-9"), &[held(0, 7)]), 2);
+        // Each domain on its own; the archive being ahead (a new primary not yet level) is 0.
+        assert_eq!(
+            transactions_behind(&primary("0-100-9,1-101-4"), &[held(0, 9), held(1, 1)]),
+            3
+        );
+        assert_eq!(transactions_behind(&primary("0-100-5"), &[held(0, 6)]), 0);
+    }
 
     fn status(instances: &[(u32, Role, bool, u64)]) -> ClusterStatus {
         let state = ClusterState::new("c", instances.len() as u32, "127.0.0.1", 1, 2);
