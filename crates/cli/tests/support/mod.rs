@@ -751,6 +751,17 @@ impl Cluster {
 /// Prints the last lines of the logs and events in a cluster's directory (or a copy of it, such
 /// as the one `myset chaos --keep-logs` makes).
 pub fn dump_logs_in(root: &Path) {
+    if !root.exists() {
+        return;
+    }
+    // The reason before the logs as well as after them: CI shows only a part of a long
+    // output, and that part may hold neither end.
+    if let Some(message) = LAST_PANIC.with(|last| last.borrow().clone()) {
+        eprintln!(
+            "---- the test failed: {message}; the logs of {}:",
+            root.display()
+        );
+    }
     fn tail(path: &Path, lines: usize) {
         if let Ok(text) = std::fs::read_to_string(path) {
             let all: Vec<&str> = text.lines().collect();
