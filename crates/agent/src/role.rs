@@ -5,7 +5,7 @@ use crate::state::{ServerOps, Shared};
 use anyhow::Context;
 use myset_api::Role;
 use myset_core::GtidPos;
-use myset_mariadb::client::Target;
+use myset_mariadb::client::{GaleraLink, Target};
 use myset_mariadb::{sql, AdminClient, ClientError};
 use std::path::Path;
 use std::time::Duration;
@@ -25,15 +25,13 @@ pub async fn admin(shared: &Shared) -> anyhow::Result<AdminClient> {
     Ok(AdminClient::connect(target, &s.admin_user, &s.admin_password, ADMIN_TIMEOUT).await?)
 }
 
-/// Whether a running Galera member is in no view at all, not even a non-Primary component of
-/// itself ([`myset_mariadb::client::outside_any_galera_view`]). False when it cannot be asked.
-pub async fn galera_disconnected(shared: &Shared) -> bool {
-    let Ok(mut c) = admin(shared).await else {
-        return false;
-    };
-    let outside = c.galera_outside_any_view().await;
+/// How a running Galera member takes part in its cluster
+/// ([`myset_mariadb::client::galera_link_of`]); None when it cannot be asked.
+pub async fn galera_link(shared: &Shared) -> Option<GaleraLink> {
+    let mut c = admin(shared).await.ok()?;
+    let link = c.galera_link().await;
     c.disconnect().await;
-    outside.unwrap_or(false)
+    link.ok()
 }
 
 /// Idempotent: does nothing when the server already matches the spec.

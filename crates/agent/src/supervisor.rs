@@ -6,7 +6,7 @@ use crate::{datadir, role};
 use anyhow::Context;
 use myset_api::GaleraStart;
 use myset_api::Phase;
-use myset_mariadb::client::Target;
+use myset_mariadb::client::{GaleraLink, Target};
 use myset_mariadb::config::GaleraConfig;
 use myset_mariadb::{AdminClient, ServerConfig};
 use std::path::Path;
@@ -97,29 +97,48 @@ enum Watch {
     Restart,
 }
 
-/// A Galera member's server that has stayed outside any cluster this long (for example after
-/// "IST didn't contain all write sets, node restart required", when mariadbd keeps running
-/// disconnected) is restarted, so it joins again.
-const GALERA_DISCONNECTED_LIMIT: Duration = Duration::from_secs(20);
+/// A Galera member's server that has stayed wedged this long ([`wedged`]) is restarted, so it
+/// joins again.
+const GALERA_WEDGED_LIMIT: Duration = Duration::from_secs(20);
+
+/// Whether a running Galera member can only take part again after a restart: it is outside
+/// any view (for example after "IST didn't contain all write sets, node restart required",
+/// when mariadbd keeps running disconnected), or it is still a donor while no state transfer
+/// runs (its transfer ended and its state did not; it refuses every query meanwhile).
+fn wedged(link: GaleraLink, transfer_running: bool) -> bool {
+    match link {
+        GaleraLink::OutsideAnyView => true,
+        GaleraLink::Donor => !transfer_running,
+        GaleraLink::InAView => false,
+    }
+}
 
 /// Keeps the running server converged to the spec until it exits or the agent stops.
 async fn watch(shared: &Arc<Shared>, child: &mut Child, generation: u64) -> Watch {
     let mut converged = false;
-    let mut disconnected_since: Option<std::time::Instant> = None;
+    let mut wedged_since: Option<std::time::Instant> = None;
     loop {
         if shared.spec().galera.is_some() && converged {
-            if role::galera_disconnected(shared).await {
-                let since = *disconnected_since.get_or_insert_with(std::time::Instant::now);
-                if since.elapsed() >= GALERA_DISCONNECTED_LIMIT {
-                    tracing::warn!(
-                        "mariadbd has been outside any Galera cluster for {:?}; restarting it to join again",
-                        since.elapsed()
-                    );
-                    let _ = child.start_kill();
-                    disconnected_since = None;
+            let link = role::galera_link(shared).await;
+            let transfer_running = link == Some(GaleraLink::Donor) && {
+                let layout = shared.layout.clone();
+                tokio::task::spawn_blocking(move || leftover_transfer(&layout).is_some())
+                    .await
+                    .unwrap_or(true)
+            };
+            match link.filter(|&l| wedged(l, transfer_running)) {
+                Some(link) => {
+                    let since = *wedged_since.get_or_insert_with(std::time::Instant::now);
+                    if since.elapsed() >= GALERA_WEDGED_LIMIT {
+                        tracing::warn!(
+                            "mariadbd has been {link} with no state transfer running for {:?}; restarting it to join again",
+                            since.elapsed()
+                        );
+                        let _ = child.start_kill();
+                        wedged_since = None;
+                    }
                 }
-            } else {
-                disconnected_since = None;
+                None => wedged_since = None,
             }
         }
         let result = {
@@ -429,5 +448,22 @@ async fn stop_leftover_transfer(layout: &InstanceLayout) {
         );
         myset_os::kill_tree(pid);
         myset_os::kill_and_wait(pid).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_member_that_cannot_rejoin_by_itself_is_restarted() {
+        // Outside any view: nothing brings it back but a restart.
+        assert!(wedged(GaleraLink::OutsideAnyView, false));
+        assert!(wedged(GaleraLink::OutsideAnyView, true));
+        // A donor is wedged only once no transfer runs: a long SST must be left to finish.
+        assert!(!wedged(GaleraLink::Donor, true));
+        assert!(wedged(GaleraLink::Donor, false));
+        // Cut off or synced: it rejoins by itself, or is fine.
+        assert!(!wedged(GaleraLink::InAView, false));
     }
 }

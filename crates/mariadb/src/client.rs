@@ -270,10 +270,9 @@ impl AdminClient {
         self.parsed_row(sql::GALERA_STATE, parse_galera).await
     }
 
-    /// Whether this running Galera member is outside any view (see [`outside_any_galera_view`]).
-    pub async fn galera_outside_any_view(&mut self) -> Result<bool, ClientError> {
-        self.parsed_row(sql::GALERA_LINK, outside_any_galera_view)
-            .await
+    /// How this running Galera member takes part in its cluster (see [`galera_link_of`]).
+    pub async fn galera_link(&mut self) -> Result<GaleraLink, ClientError> {
+        self.parsed_row(sql::GALERA_LINK, galera_link_of).await
     }
 
     /// The first row of `statement` (empty when there is none), read by `parse`.
@@ -386,18 +385,42 @@ pub fn parse_galera(row: &[Option<String>]) -> Result<myset_api::GaleraStatus, S
     })
 }
 
-/// Whether a running Galera member is in no view at all, from a row of [`sql::GALERA_LINK`]. Such
-/// a member never joins again by itself; only a restart brings it back. Two ways it shows:
-/// - its group communication is closed: no `wsrep_evs_state`. After "IST didn't contain all
-///   write sets ... node restart required", mariadbd 10.11 keeps running like that, still
-///   reporting the stale non-Primary view of its last moment (a size of 2, "joining");
-/// - wsrep reports it initializing with a cluster size of 0.
-///
-/// A member cut off from its peers is not outside: it keeps a non-Primary view of itself, with
-/// its group communication open, and rejoins when the network heals.
-pub fn outside_any_galera_view(row: &[Option<String>]) -> Result<bool, String> {
-    let [state, size, evs_state] = row else {
-        return Err(format!("expected 3 values, got {}", row.len()));
+/// How a running Galera member takes part in its cluster, as far as a restart could change it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GaleraLink {
+    /// In a view, Primary or not: a member cut off from its peers keeps a non-Primary view of
+    /// itself, with its group communication open, and rejoins when the network heals.
+    InAView,
+    /// In no view at all; such a member never joins again by itself. Two ways it shows:
+    /// - its group communication is closed: no `wsrep_evs_state`. After "IST didn't contain
+    ///   all write sets ... node restart required", mariadbd 10.11 keeps running like that,
+    ///   still reporting the stale non-Primary view of its last moment (a size of 2, "joining");
+    /// - wsrep reports it initializing with a cluster size of 0.
+    OutsideAnyView,
+    /// Donor/Desynced without having been asked to desync (`wsrep_desync` off): a donor, or a
+    /// donor whose state transfer ended while its state did not (a known Galera fault: the
+    /// member then refuses queries, 1047, until restarted). Only the absence of a running
+    /// transfer script tells the second apart.
+    Donor,
+}
+
+impl std::fmt::Display for GaleraLink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            GaleraLink::InAView => "in a view",
+            GaleraLink::OutsideAnyView => "outside any Galera view",
+            GaleraLink::Donor => "a donor",
+        })
+    }
+}
+
+/// `wsrep_local_state` of a Donor/Desynced member.
+const DONOR_DESYNCED: i64 = 2;
+
+/// Reads a row of [`sql::GALERA_LINK`].
+pub fn galera_link_of(row: &[Option<String>]) -> Result<GaleraLink, String> {
+    let [state, size, evs_state, desync] = row else {
+        return Err(format!("expected 4 values, got {}", row.len()));
     };
     let number = |what: &str, v: &Option<String>| -> Result<i64, String> {
         let v = v
@@ -408,7 +431,14 @@ pub fn outside_any_galera_view(row: &[Option<String>]) -> Result<bool, String> {
     };
     let state = number("wsrep_local_state", state)?;
     let size = number("wsrep_cluster_size", size)?;
-    Ok(evs_state.is_none() || (size == 0 && state == 0))
+    let desync_asked = number("wsrep_desync", desync)? != 0;
+    Ok(if evs_state.is_none() || (size == 0 && state == 0) {
+        GaleraLink::OutsideAnyView
+    } else if state == DONOR_DESYNCED && !desync_asked {
+        GaleraLink::Donor
+    } else {
+        GaleraLink::InAView
+    })
 }
 
 /// `wsrep_cluster_conf_id`, which reads 18446744073709551615 (-1 as unsigned) outside any
@@ -482,33 +512,43 @@ mod tests {
     }
 
     #[test]
-    fn a_galera_member_outside_any_view_is_told_from_one_cut_off() {
+    fn a_galera_member_outside_any_view_is_told_from_one_cut_off_or_donating() {
+        use GaleraLink::*;
         let row =
-            |v: [Option<&str>; 3]| v.iter().map(|s| s.map(str::to_string)).collect::<Vec<_>>();
+            |v: [Option<&str>; 4]| v.iter().map(|s| s.map(str::to_string)).collect::<Vec<_>>();
         // Synced in a Primary view of 3.
         assert_eq!(
-            outside_any_galera_view(&row([Some("4"), Some("3"), Some("OPERATIONAL")])),
-            Ok(false)
+            galera_link_of(&row([Some("4"), Some("3"), Some("OPERATIONAL"), Some("0")])),
+            Ok(InAView)
         );
         // Cut off: a non-Primary view of itself, group communication open.
         assert_eq!(
-            outside_any_galera_view(&row([Some("1"), Some("1"), Some("GATHER")])),
-            Ok(false)
+            galera_link_of(&row([Some("1"), Some("1"), Some("GATHER"), Some("0")])),
+            Ok(InAView)
         );
         // After a failed IST: the stale view of 2, group communication closed.
         assert_eq!(
-            outside_any_galera_view(&row([Some("1"), Some("2"), None])),
-            Ok(true)
+            galera_link_of(&row([Some("1"), Some("2"), None, Some("0")])),
+            Ok(OutsideAnyView)
         );
         // Initializing in no cluster.
         assert_eq!(
-            outside_any_galera_view(&row([Some("0"), Some("0"), Some("CLOSED")])),
-            Ok(true)
+            galera_link_of(&row([Some("0"), Some("0"), Some("CLOSED"), Some("0")])),
+            Ok(OutsideAnyView)
+        );
+        // Donor/Desynced: a donor, unless someone asked it to desync.
+        assert_eq!(
+            galera_link_of(&row([Some("2"), Some("3"), Some("OPERATIONAL"), Some("0")])),
+            Ok(Donor)
+        );
+        assert_eq!(
+            galera_link_of(&row([Some("2"), Some("3"), Some("OPERATIONAL"), Some("1")])),
+            Ok(InAView)
         );
         // wsrep off: an error, never a verdict.
-        assert!(outside_any_galera_view(&row([None, None, None])).is_err());
-        assert!(outside_any_galera_view(&row([Some("4"), Some("x"), None])).is_err());
-        assert!(outside_any_galera_view(&[]).is_err());
+        assert!(galera_link_of(&row([None, None, None, None])).is_err());
+        assert!(galera_link_of(&row([Some("4"), Some("x"), None, Some("0")])).is_err());
+        assert!(galera_link_of(&[]).is_err());
     }
 
     #[test]

@@ -168,12 +168,14 @@ pub const GALERA_STATE: &str = "SELECT \
     (SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'WSREP_CLUSTER_STATE_UUID'), \
     (SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'WSREP_CLUSTER_CONF_ID')";
 
-/// Whether a running Galera member still has a view: wsrep_local_state, wsrep_cluster_size and
-/// wsrep_evs_state, which is absent (NULL here) once its group communication is closed.
+/// Whether a running Galera member still takes part: wsrep_local_state, wsrep_cluster_size,
+/// wsrep_evs_state (absent, NULL here, once its group communication is closed) and whether it
+/// was asked to desync (`wsrep_desync`, 0 or 1).
 pub const GALERA_LINK: &str = "SELECT \
     (SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'WSREP_LOCAL_STATE'), \
     (SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'WSREP_CLUSTER_SIZE'), \
-    (SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'WSREP_EVS_STATE')";
+    (SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS WHERE VARIABLE_NAME = 'WSREP_EVS_STATE'), \
+    @@global.wsrep_desync";
 
 /// Whether commits on this server wait for a replica's acknowledgement (primary side only).
 pub fn set_semisync(enabled: bool) -> String {
